@@ -1,0 +1,62 @@
+"""Production: every secret and service address comes from the environment.
+
+A missing required variable stops start-up with django-environ's
+"Set the X environment variable"; an insecure value stops it naming the
+variable. `python manage.py check --deploy --fail-level WARNING` passes.
+"""
+
+import environ
+
+from .base import *  # noqa: F403
+from .base import LOG_LEVEL, database_from_url, env, logging_config
+
+_REQUIRED = ("SECRET_KEY", "DATABASE_URL", "CELERY_BROKER_URL", "ALLOWED_HOSTS")
+
+
+def _require(name: str) -> str:
+    value = env.str(name, default="").strip()
+    if not value:
+        raise environ.ImproperlyConfigured(
+            f"Set the {name} environment variable (required in production)."
+        )
+    return value
+
+
+for _name in _REQUIRED:
+    _require(_name)
+
+DEBUG = env.bool("DEBUG", default=False)
+if DEBUG:
+    raise environ.ImproperlyConfigured("DEBUG must be false in production (unset DEBUG).")
+
+SECRET_KEY = _require("SECRET_KEY")
+if len(SECRET_KEY) < 50 or len(set(SECRET_KEY)) < 5 or SECRET_KEY.startswith("django-insecure"):
+    raise environ.ImproperlyConfigured(
+        "SECRET_KEY is insecure: use at least 50 random characters, e.g. "
+        '`python -c "import secrets; print(secrets.token_urlsafe(50))"`.'
+    )
+
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS")
+DATABASES = {"default": database_from_url(_require("DATABASE_URL"))}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3" and not env.bool(
+    "ALLOW_SQLITE_IN_PRODUCTION", default=False
+):
+    raise environ.ImproperlyConfigured(
+        "DATABASE_URL points at SQLite: production runs on PostgreSQL "
+        "(postgres://user:password@host:5432/name)."
+    )
+CELERY_BROKER_URL = _require("CELERY_BROKER_URL")
+CELERY_RESULT_BACKEND = env.str("CELERY_RESULT_BACKEND", default=CELERY_BROKER_URL)
+
+# Behind a TLS-terminating proxy that sets X-Forwarded-Proto.
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]  # probes speak plain HTTP inside the cluster
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31_536_000)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+SECURE_HSTS_PRELOAD = True
+SESSION_COOKIE_SECURE = True
+CSRF_COOKIE_SECURE = True
+
+LOG_FORMAT = env.str("LOG_FORMAT", default="json")
+LOGGING = logging_config(LOG_FORMAT, LOG_LEVEL)

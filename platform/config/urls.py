@@ -1,0 +1,41 @@
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+from rest_framework.routers import DefaultRouter
+
+from sitehealth.views import healthz
+from tenants import api as tenants_api
+from tenants import views as tenants_views
+
+router = DefaultRouter()
+router.register("regions", tenants_api.RegionViewSet, basename="region")
+router.register("organizations", tenants_api.OrganizationViewSet, basename="organization")
+router.register("memberships", tenants_api.MembershipViewSet, basename="membership")
+router.register("api-tokens", tenants_api.ApiTokenViewSet, basename="api-token")
+
+api_v1 = [
+    path("me/", tenants_api.MeView.as_view(), name="me"),
+    *router.urls,
+]
+
+urlpatterns = [
+    path("", tenants_views.home, name="home"),
+    path(
+        "accounts/login/",
+        auth_views.LoginView.as_view(redirect_authenticated_user=True),
+        name="login",
+    ),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("i18n/", include("django.conf.urls.i18n")),
+    path("admin/", admin.site.urls),
+    path("api/v1/", include((api_v1, "api"), namespace="v1")),
+    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("api/redoc/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-redoc"),
+    path("healthz", healthz, name="healthz"),
+]
+
+admin.site.site_header = "Tokenworks"
+admin.site.site_title = "Tokenworks"
+

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class SitehealthConfig(AppConfig):
+    name = "sitehealth"
+    verbose_name = "Site health"

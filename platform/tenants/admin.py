@@ -1,0 +1,89 @@
+from django.contrib import admin, messages
+from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+from django.utils.translation import gettext_lazy as _
+
+from . import services
+from .models import ApiToken, Membership, Organization, Region, User
+
+
+class MembershipInline(admin.TabularInline):
+    model = Membership
+    extra = 0
+    autocomplete_fields = ["organization"]
+
+
+@admin.register(User)
+class UserAdmin(DjangoUserAdmin):
+    fieldsets = (
+        *DjangoUserAdmin.fieldsets,
+        (_("Tokenworks"), {"fields": ("display_name",)}),
+    )
+    inlines = [MembershipInline]
+    list_display = ["username", "display_name", "email", "is_staff", "is_active"]
+
+
+@admin.register(Region)
+class RegionAdmin(admin.ModelAdmin):
+    list_display = ["code", "name_en", "name_zh", "level", "parent"]
+    list_filter = ["level"]
+    search_fields = ["code", "name_en", "name_zh"]
+    autocomplete_fields = ["parent"]
+
+
+@admin.register(Organization)
+class OrganizationAdmin(admin.ModelAdmin):
+    list_display = ["name", "kind", "region", "is_active", "created_at"]
+    list_filter = ["kind", "is_active"]
+    search_fields = ["name", "slug"]
+    prepopulated_fields = {"slug": ["name"]}
+    autocomplete_fields = ["region"]
+
+
+@admin.register(Membership)
+class MembershipAdmin(admin.ModelAdmin):
+    list_display = ["user", "organization", "role", "created_at"]
+    list_filter = ["role", "organization__kind"]
+    search_fields = ["user__username", "organization__name"]
+    autocomplete_fields = ["user", "organization"]
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    """Tokens are created here too; the secret is shown once, in a message."""
+
+    list_display = ["name", "prefix", "organization", "created_by", "last_used_at", "revoked_at"]
+    list_filter = ["organization"]
+    search_fields = ["name", "prefix", "organization__name"]
+    fields = ["organization", "name", "prefix", "created_by", "created_at", "last_used_at",
+              "revoked_at"]
+    readonly_fields = ["prefix", "created_by", "created_at", "last_used_at", "revoked_at"]
+    actions = ["revoke"]
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is not None:
+            return [*self.readonly_fields, "organization", "name"]
+        return self.readonly_fields
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            return
+        token, secret = services.api_token_create(
+            organization=obj.organization, created_by=request.user, name=obj.name
+        )
+        obj.pk = token.pk
+        self.message_user(
+            request,
+            _("Token created. Copy it now, it will not be shown again: %(secret)s")
+            % {"secret": secret},
+            messages.WARNING,
+        )
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # revoke instead, so the audit trail stays
+
+    @admin.action(description=_("Revoke selected tokens"))
+    def revoke(self, request, queryset):
+        tokens = list(queryset.filter(revoked_at__isnull=True))
+        for token in tokens:
+            services.api_token_revoke(token=token, revoked_by=request.user)
+        self.message_user(request, _("%(count)d token(s) revoked.") % {"count": len(tokens)})

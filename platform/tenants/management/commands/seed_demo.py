@@ -1,0 +1,29 @@
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+from tenants.demo import DEMO_PASSWORD, demo_seed
+
+
+class Command(BaseCommand):
+    help = "Load the demo organizations and one login per role. Running it again changes nothing."
+
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--allow-production",
+            action="store_true",
+            help="Seed even when DEBUG is off (the demo passwords are public).",
+        )
+
+    def handle(self, *args, allow_production=False, **options):
+        if not settings.DEBUG and not allow_production:
+            raise CommandError(
+                "Refusing to create demo logins with a public password while DEBUG is off; "
+                "pass --allow-production if you really mean it."
+            )
+        result = demo_seed()
+        self.stdout.write(
+            f"Demo data: {result.created} row(s) created, {result.unchanged} already present."
+        )
+        self.stdout.write("Demo logins (password for all: %s):" % DEMO_PASSWORD)
+        for username, role, organization in result.logins:
+            self.stdout.write(f"  {role:<17} {username:<12} {organization}")

@@ -1,0 +1,156 @@
+"""Who works on Tokenworks, for which organization, and where.
+
+Tenancy: every piece of client, workforce or government data belongs to an
+Organization; a User acts for an organization through a Membership with a
+role; an API token acts for exactly one organization.
+"""
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractUser
+from django.db import models
+from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
+
+
+class User(AbstractUser):
+    """Custom from the first migration, so the model can grow without pain."""
+
+    display_name = models.CharField(_("display name"), max_length=150, blank=True)
+
+    class Meta(AbstractUser.Meta):
+        swappable = "AUTH_USER_MODEL"
+
+    def __str__(self):
+        return self.display_name or self.username
+
+
+class Region(models.Model):
+    """China's administrative hierarchy: country -> province-level -> city."""
+
+    class Level(models.TextChoices):
+        COUNTRY = "country", _("Country")
+        PROVINCE = "province", _("Province-level division")
+        CITY = "city", _("City")
+
+    # GB/T 2260 administrative division code (e.g. 520100 for Guiyang);
+    # "CN" for the country.
+    code = models.CharField(_("code"), max_length=12, unique=True)
+    level = models.CharField(_("level"), max_length=16, choices=Level.choices)
+    parent = models.ForeignKey(
+        "self", on_delete=models.PROTECT, null=True, blank=True, related_name="children"
+    )
+    name_zh = models.CharField(_("Chinese name"), max_length=64)
+    name_en = models.CharField(_("English name"), max_length=64)
+
+    # Reference data every caller may read: not scoped to an organization.
+    tenant_path = None
+
+    class Meta:
+        ordering = ["code"]
+        constraints = [
+            models.CheckConstraint(
+                name="region_parent_matches_level",
+                condition=(Q(level="country", parent__isnull=True))
+                | (Q(level__in=["province", "city"], parent__isnull=False)),
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.name_en} ({self.name_zh})"
+
+
+class Organization(models.Model):
+    class Kind(models.TextChoices):
+        CLIENT = "client", _("Enterprise client")
+        WORKFORCE = "workforce", _("Annotation centre")
+        GOVERNMENT = "government", _("Regional office")
+
+    name = models.CharField(_("name"), max_length=200)
+    slug = models.SlugField(_("slug"), max_length=80, unique=True)
+    kind = models.CharField(_("kind"), max_length=16, choices=Kind.choices)
+    region = models.ForeignKey(
+        Region,
+        on_delete=models.PROTECT,
+        related_name="organizations",
+        help_text=_(
+            "Where the organization is: a workforce centre's city, a government office's "
+            "jurisdiction (province or city)."
+        ),
+    )
+    is_active = models.BooleanField(_("active"), default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    tenant_path = "pk"
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+
+class Membership(models.Model):
+    class Role(models.TextChoices):
+        ANNOTATOR = "annotator", _("Annotator")
+        REVIEWER = "reviewer", _("Reviewer")
+        PROJECT_MANAGER = "project_manager", _("Project manager")
+        CLIENT_DEVELOPER = "client_developer", _("Client developer")
+        OFFICIAL = "official", _("Official")
+        ADMIN = "admin", _("Administrator")
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships"
+    )
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="memberships"
+    )
+    role = models.CharField(_("role"), max_length=32, choices=Role.choices)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    tenant_path = "organization"
+
+    class Meta:
+        ordering = ["organization_id", "user_id", "role"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["user", "organization", "role"], name="membership_unique_role"
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.user} — {self.get_role_display()} @ {self.organization}"
+
+
+class ApiToken(models.Model):
+    """A bearer token for one organization's systems.
+
+    Only a SHA-256 digest of the secret is stored: the secret is shown once,
+    when the token is created. Tokens are 256-bit random, so a fast digest is
+    enough (a slow password hash would only slow every request).
+    """
+
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="api_tokens"
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="api_tokens"
+    )
+    name = models.CharField(_("name"), max_length=100)
+    # The first characters of the secret, so people can tell tokens apart.
+    prefix = models.CharField(_("prefix"), max_length=16, db_index=True)
+    digest = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(_("last used"), null=True, blank=True)
+    revoked_at = models.DateTimeField(_("revoked"), null=True, blank=True)
+
+    tenant_path = "organization"
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self):
+        return f"{self.name} ({self.prefix}…)"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None

@@ -1,0 +1,81 @@
+"""Reads for accounts and tenancy. Every tenant-scoped read goes through here."""
+
+from django.db.models import QuerySet
+
+from .models import ApiToken, Membership, Organization, Region
+
+
+def organization_ids_for_user(*, user) -> list[int]:
+    if not user or not user.is_authenticated:
+        return []
+    return list(
+        Membership.objects.filter(user=user, organization__is_active=True)
+        .values_list("organization_id", flat=True)
+        .distinct()
+    )
+
+
+def organization_ids_for_request(request) -> list[int]:
+    """The organizations this request may see.
+
+    An API token acts for its one organization only, even when the person who
+    created it belongs to others; a browser session acts for all of the
+    user's organizations.
+    """
+    cached = getattr(request, "_tenant_organization_ids", None)
+    if cached is not None:
+        return cached
+    if isinstance(getattr(request, "auth", None), ApiToken):
+        ids = [request.auth.organization_id]
+    else:
+        ids = organization_ids_for_user(user=request.user)
+    request._tenant_organization_ids = ids
+    return ids
+
+
+def queryset_scope(queryset: QuerySet, *, organization_ids: list[int]) -> QuerySet:
+    """Restrict queryset to rows of the given organizations.
+
+    Every model served by the API declares `tenant_path`, the lookup from the
+    model to its Organization, or None for reference data anyone may read.
+    Declaring it is mandatory: a model without it fails loudly here instead of
+    leaking across tenants.
+    """
+    path = queryset.model.tenant_path
+    if path is None:
+        return queryset
+    return queryset.filter(**{f"{path}__in": organization_ids})
+
+
+def roles_for_user(*, user, organization: Organization | None = None) -> set[str]:
+    if not user or not user.is_authenticated:
+        return set()
+    memberships = Membership.objects.filter(user=user, organization__is_active=True)
+    if organization is not None:
+        memberships = memberships.filter(organization=organization)
+    return set(memberships.values_list("role", flat=True))
+
+
+def memberships_for_user(*, user) -> QuerySet[Membership]:
+    return (
+        Membership.objects.filter(user=user, organization__is_active=True)
+        .select_related("organization", "organization__region")
+        .order_by("organization__name", "role")
+    )
+
+
+def api_token_get_by_digest(*, digest: str) -> ApiToken | None:
+    return (
+        ApiToken.objects.select_related("organization", "created_by")
+        .filter(digest=digest)
+        .first()
+    )
+
+
+def region_descendant_ids(*, region: Region) -> list[int]:
+    """The region itself and everything under it (a province includes its cities)."""
+    ids, frontier = [region.pk], [region.pk]
+    while frontier:
+        frontier = list(Region.objects.filter(parent_id__in=frontier).values_list("pk", flat=True))
+        ids.extend(frontier)
+    return ids

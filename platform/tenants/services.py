@@ -1,0 +1,94 @@
+"""Writes for accounts and tenancy."""
+
+import hashlib
+import secrets
+from datetime import timedelta
+
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from .models import ApiToken, Membership, Organization, Region, User
+from .selectors import roles_for_user
+
+API_TOKEN_PREFIX = "tw_"
+# Roles that may create and revoke their organization's API tokens.
+API_TOKEN_MANAGER_ROLES = {
+    Membership.Role.ADMIN,
+    Membership.Role.CLIENT_DEVELOPER,
+    Membership.Role.PROJECT_MANAGER,
+}
+# last_used_at is written at most this often per token, so that a busy
+# client does not turn every API call into a write.
+API_TOKEN_TOUCH_INTERVAL = timedelta(seconds=60)
+
+
+def api_token_digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def _may_manage_api_tokens(*, user: User, organization: Organization) -> bool:
+    # Platform superusers operate the Django admin for every organization.
+    if user.is_superuser:
+        return True
+    return bool(roles_for_user(user=user, organization=organization) & API_TOKEN_MANAGER_ROLES)
+
+
+@transaction.atomic
+def organization_create(*, name: str, slug: str, kind: str, region: Region) -> Organization:
+    organization = Organization(name=name, slug=slug, kind=kind, region=region)
+    organization.full_clean()
+    organization.save()
+    return organization
+
+
+@transaction.atomic
+def membership_grant(*, user: User, organization: Organization, role: str) -> Membership:
+    if role not in Membership.Role.values:
+        raise ValidationError({"role": f"Unknown role {role!r}; expected one of {Membership.Role.values}."})
+    membership, _ = Membership.objects.get_or_create(user=user, organization=organization, role=role)
+    return membership
+
+
+@transaction.atomic
+def api_token_create(*, organization: Organization, created_by: User, name: str) -> tuple[ApiToken, str]:
+    """Create a token and return it with its secret, which is never stored."""
+    if not _may_manage_api_tokens(user=created_by, organization=organization):
+        raise PermissionDenied(
+            "Only an admin, client developer or project manager of the organization "
+            "may create its API tokens."
+        )
+    name = (name or "").strip()
+    if not name:
+        raise ValidationError({"name": "Give the token a name, e.g. the system that will use it."})
+    secret = API_TOKEN_PREFIX + secrets.token_urlsafe(32)
+    token = ApiToken.objects.create(
+        organization=organization,
+        created_by=created_by,
+        name=name,
+        prefix=secret[:10],
+        digest=api_token_digest(secret),
+    )
+    return token, secret
+
+
+@transaction.atomic
+def api_token_revoke(*, token: ApiToken, revoked_by: User) -> ApiToken:
+    if not _may_manage_api_tokens(user=revoked_by, organization=token.organization):
+        raise PermissionDenied(
+            "Only an admin, client developer or project manager of the organization "
+            "may revoke its API tokens."
+        )
+    # Revoking twice keeps the first time: a retried request changes nothing.
+    ApiToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+    token.refresh_from_db(fields=["revoked_at"])
+    return token
+
+
+def api_token_touch(*, token: ApiToken) -> None:
+    now = timezone.now()
+    if token.last_used_at and now - token.last_used_at < API_TOKEN_TOUCH_INTERVAL:
+        return
+    # A single UPDATE, no transaction of its own: it must not fail a request.
+    ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
+    token.last_used_at = now
