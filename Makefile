@@ -54,6 +54,8 @@ run: demo
 	exit $$status
 
 test: messages
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: install

@@ -38,4 +38,3 @@ urlpatterns = [
 
 admin.site.site_header = "Tokenworks"
 admin.site.site_title = "Tokenworks"
-

@@ -16,10 +16,13 @@ def _timed(check) -> dict:
     try:
         detail = check() or {}
         status = "ok"
-    except Exception as exc:  # noqa: BLE001 - any failure is a health finding
+    except Exception as exc:
         detail, status = {"error": f"{type(exc).__name__}: {exc}"[:300]}, "error"
-    return {"status": status, "latency_ms": round((time.perf_counter() - started) * 1000, 1),
-            **detail}
+    return {
+        "status": status,
+        "latency_ms": round((time.perf_counter() - started) * 1000, 1),
+        **detail,
+    }
 
 
 def database_health() -> dict:
@@ -38,8 +41,11 @@ def broker_health() -> dict:
     def check():
         with app.connection_for_write() as conn:
             conn.ensure_connection(max_retries=1, timeout=2)
-            return {"transport": conn.transport_cls if isinstance(conn.transport_cls, str)
-                    else conn.transport.driver_type}
+            return {
+                "transport": conn.transport_cls
+                if isinstance(conn.transport_cls, str)
+                else conn.transport.driver_type
+            }
 
     return _timed(check)
 

@@ -54,8 +54,15 @@ class ApiTokenAdmin(admin.ModelAdmin):
     list_display = ["name", "prefix", "organization", "created_by", "last_used_at", "revoked_at"]
     list_filter = ["organization"]
     search_fields = ["name", "prefix", "organization__name"]
-    fields = ["organization", "name", "prefix", "created_by", "created_at", "last_used_at",
-              "revoked_at"]
+    fields = [
+        "organization",
+        "name",
+        "prefix",
+        "created_by",
+        "created_at",
+        "last_used_at",
+        "revoked_at",
+    ]
     readonly_fields = ["prefix", "created_by", "created_at", "last_used_at", "revoked_at"]
     actions = ["revoke"]
 

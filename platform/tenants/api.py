@@ -92,8 +92,9 @@ class ApiTokenViewSet(
         request=ApiTokenCreateSerializer,
         responses={201: ApiTokenCreatedSerializer},
         examples=[
-            OpenApiExample("Create", value={"organization": 1, "name": "training pipeline"},
-                           request_only=True),
+            OpenApiExample(
+                "Create", value={"organization": 1, "name": "training pipeline"}, request_only=True
+            ),
         ],
     )
     def create(self, request, *args, **kwargs):

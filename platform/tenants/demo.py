@@ -13,14 +13,30 @@ DEMO_PASSWORD = "tokenworks-demo"  # noqa: S105
 ORGANIZATIONS = [
     # slug, name, kind, region code
     ("qianfan-ai", "Qianfan AI (Hangzhou)", Organization.Kind.CLIENT, "330100"),
-    ("guiyang-data-centre", "Guiyang Data Annotation Centre", Organization.Kind.WORKFORCE,
-     "520100"),
-    ("zhengzhou-annotation-base", "Zhengzhou Annotation Base", Organization.Kind.WORKFORCE,
-     "410100"),
-    ("guizhou-bigdata-bureau", "Guizhou Provincial Big Data Bureau",
-     Organization.Kind.GOVERNMENT, "520000"),
-    ("guiyang-bigdata-office", "Guiyang Municipal Big Data Office",
-     Organization.Kind.GOVERNMENT, "520100"),
+    (
+        "guiyang-data-centre",
+        "Guiyang Data Annotation Centre",
+        Organization.Kind.WORKFORCE,
+        "520100",
+    ),
+    (
+        "zhengzhou-annotation-base",
+        "Zhengzhou Annotation Base",
+        Organization.Kind.WORKFORCE,
+        "410100",
+    ),
+    (
+        "guizhou-bigdata-bureau",
+        "Guizhou Provincial Big Data Bureau",
+        Organization.Kind.GOVERNMENT,
+        "520000",
+    ),
+    (
+        "guiyang-bigdata-office",
+        "Guiyang Municipal Big Data Office",
+        Organization.Kind.GOVERNMENT,
+        "520100",
+    ),
 ]
 
 PEOPLE = [

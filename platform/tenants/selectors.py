@@ -66,9 +66,7 @@ def memberships_for_user(*, user) -> QuerySet[Membership]:
 
 def api_token_get_by_digest(*, digest: str) -> ApiToken | None:
     return (
-        ApiToken.objects.select_related("organization", "created_by")
-        .filter(digest=digest)
-        .first()
+        ApiToken.objects.select_related("organization", "created_by").filter(digest=digest).first()
     )
 
 

@@ -43,8 +43,11 @@ class MeSerializer(serializers.ModelSerializer):
 
     def get_memberships(self, user) -> list[dict]:
         return [
-            {"organization": m.organization_id, "organization_name": m.organization.name,
-             "role": m.role}
+            {
+                "organization": m.organization_id,
+                "organization_name": m.organization.name,
+                "role": m.role,
+            }
             for m in self.context["memberships"]
         ]
 
@@ -55,8 +58,15 @@ class ApiTokenSerializer(serializers.ModelSerializer):
     class Meta:
         model = ApiToken
         fields = [
-            "id", "organization", "name", "prefix", "created_by", "created_at",
-            "last_used_at", "revoked_at", "is_active",
+            "id",
+            "organization",
+            "name",
+            "prefix",
+            "created_by",
+            "created_at",
+            "last_used_at",
+            "revoked_at",
+            "is_active",
         ]
         read_only_fields = fields
 

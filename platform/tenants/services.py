@@ -11,7 +11,7 @@ from django.utils import timezone
 from .models import ApiToken, Membership, Organization, Region, User
 from .selectors import roles_for_user
 
-API_TOKEN_PREFIX = "tw_"
+API_TOKEN_PREFIX = "tw_"  # noqa: S105 - a public marker, not a secret
 # Roles that may create and revoke their organization's API tokens.
 API_TOKEN_MANAGER_ROLES = {
     Membership.Role.ADMIN,
@@ -45,13 +45,19 @@ def organization_create(*, name: str, slug: str, kind: str, region: Region) -> O
 @transaction.atomic
 def membership_grant(*, user: User, organization: Organization, role: str) -> Membership:
     if role not in Membership.Role.values:
-        raise ValidationError({"role": f"Unknown role {role!r}; expected one of {Membership.Role.values}."})
-    membership, _ = Membership.objects.get_or_create(user=user, organization=organization, role=role)
+        raise ValidationError(
+            {"role": f"Unknown role {role!r}; expected one of {Membership.Role.values}."}
+        )
+    membership, _ = Membership.objects.get_or_create(
+        user=user, organization=organization, role=role
+    )
     return membership
 
 
 @transaction.atomic
-def api_token_create(*, organization: Organization, created_by: User, name: str) -> tuple[ApiToken, str]:
+def api_token_create(
+    *, organization: Organization, created_by: User, name: str
+) -> tuple[ApiToken, str]:
     """Create a token and return it with its secret, which is never stored."""
     if not _may_manage_api_tokens(user=created_by, organization=organization):
         raise PermissionDenied(
@@ -92,3 +98,41 @@ def api_token_touch(*, token: ApiToken) -> None:
     # A single UPDATE, no transaction of its own: it must not fail a request.
     ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
     token.last_used_at = now
+
+
+@transaction.atomic
+def regions_sync(*, region_model=Region) -> int:
+    """Create or update the seeded regions; returns how many exist afterwards.
+
+    region_model is the historical model when a data migration calls this.
+    Reruns update names and add regions; they never duplicate one.
+    """
+    from .region_data import CITIES, COUNTRY, PROVINCES
+
+    code, name_zh, name_en = COUNTRY
+    country, _ = region_model.objects.update_or_create(
+        code=code,
+        defaults={"level": "country", "parent": None, "name_zh": name_zh, "name_en": name_en},
+    )
+    provinces = {}
+    for code, name_zh, name_en in PROVINCES:
+        provinces[code], _ = region_model.objects.update_or_create(
+            code=code,
+            defaults={
+                "level": "province",
+                "parent": country,
+                "name_zh": name_zh,
+                "name_en": name_en,
+            },
+        )
+    for code, name_zh, name_en, province_code in CITIES:
+        region_model.objects.update_or_create(
+            code=code,
+            defaults={
+                "level": "city",
+                "parent": provinces[province_code],
+                "name_zh": name_zh,
+                "name_en": name_en,
+            },
+        )
+    return region_model.objects.count()

@@ -36,8 +36,12 @@ def home(request):
     memberships = list(memberships_for_user(user=request.user))
     roles = {m.role for m in memberships}
     cards = [
-        {"role": role, "label": Membership.Role(role).label, "text": text,
-         "organizations": [m.organization for m in memberships if m.role == role]}
+        {
+            "role": role,
+            "label": Membership.Role(role).label,
+            "text": text,
+            "organizations": [m.organization for m in memberships if m.role == role],
+        }
         for role, text in ROLE_CARDS.items()
         if role in roles
     ]

@@ -7,10 +7,8 @@ variable. `python manage.py check --deploy --fail-level WARNING` passes.
 
 import environ
 
-from .base import *  # noqa: F403
-from .base import LOG_LEVEL, database_from_url, env, logging_config
-
-_REQUIRED = ("SECRET_KEY", "DATABASE_URL", "CELERY_BROKER_URL", "ALLOWED_HOSTS")
+from .base import *
+from .base import LOG_LEVEL, PRODUCTION_REQUIRED, database_from_url, env, logging_config
 
 
 def _require(name: str) -> str:
@@ -22,7 +20,7 @@ def _require(name: str) -> str:
     return value
 
 
-for _name in _REQUIRED:
+for _name in PRODUCTION_REQUIRED:
     _require(_name)
 
 DEBUG = env.bool("DEBUG", default=False)

@@ -7,7 +7,7 @@ or into a failure when REQUIRE_SERVICES=1.
 import socket
 from urllib.parse import urlsplit
 
-from .base import *  # noqa: F403
+from .base import *
 from .base import database_from_url, env
 
 SECRET_KEY = "test-only-key-not-secret-" + "x" * 40

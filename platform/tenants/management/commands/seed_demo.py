@@ -24,6 +24,6 @@ class Command(BaseCommand):
         self.stdout.write(
             f"Demo data: {result.created} row(s) created, {result.unchanged} already present."
         )
-        self.stdout.write("Demo logins (password for all: %s):" % DEMO_PASSWORD)
+        self.stdout.write(f"Demo logins (password for all: {DEMO_PASSWORD}):")
         for username, role, organization in result.logins:
             self.stdout.write(f"  {role:<17} {username:<12} {organization}")

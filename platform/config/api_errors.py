@@ -1,0 +1,33 @@
+"""One error body for the whole API (drf-standardized-errors' shape):
+
+    {"type": "validation_error",
+     "errors": [{"code": "required", "detail": "This field is required.", "attr": "name"}]}
+
+Services raise Django's ValidationError and PermissionDenied (they know
+nothing of DRF); this handler maps them onto that shape, keeping their
+messages and field names.
+"""
+
+from django.core.exceptions import NON_FIELD_ERRORS, PermissionDenied
+from django.core.exceptions import ValidationError as DjangoValidationError
+from drf_standardized_errors.handler import ExceptionHandler
+from rest_framework import exceptions
+from rest_framework.settings import api_settings
+
+
+class TokenworksExceptionHandler(ExceptionHandler):
+    def convert_known_exceptions(self, exc: Exception) -> Exception:
+        if isinstance(exc, DjangoValidationError):
+            if hasattr(exc, "error_dict"):
+                detail = {
+                    (
+                        api_settings.NON_FIELD_ERRORS_KEY if field == NON_FIELD_ERRORS else field
+                    ): messages
+                    for field, messages in exc.message_dict.items()
+                }
+            else:
+                detail = exc.messages
+            return exceptions.ValidationError(detail)
+        if isinstance(exc, PermissionDenied) and exc.args:
+            return exceptions.PermissionDenied(str(exc))
+        return super().convert_known_exceptions(exc)

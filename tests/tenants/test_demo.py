@@ -1,0 +1,42 @@
+import pytest
+from django.contrib.auth import authenticate
+from django.core.management import CommandError, call_command
+
+from tenants.demo import DEMO_PASSWORD, demo_seed
+from tenants.models import Membership, Organization, User
+
+pytestmark = pytest.mark.django_db
+
+
+def _snapshot():
+    return (
+        list(User.objects.order_by("pk").values()),
+        list(Organization.objects.order_by("pk").values()),
+        list(Membership.objects.order_by("pk").values_list("user_id", "organization_id", "role")),
+    )
+
+
+def test_seeding_twice_changes_nothing():
+    first = demo_seed()
+    before = _snapshot()
+    second = demo_seed()
+    assert first.created > 0
+    assert second.created == 0
+    assert _snapshot() == before
+
+
+def test_there_is_one_working_demo_login_per_role():
+    result = demo_seed()
+    roles = {role for _, role, _ in result.logins}
+    assert roles == set(Membership.Role.values)
+    for username, role, _ in result.logins:
+        user = authenticate(username=username, password=DEMO_PASSWORD)
+        assert user is not None, username
+        assert user.memberships.filter(role=role).exists()
+
+
+def test_seed_demo_refuses_without_debug(settings):
+    settings.DEBUG = False
+    with pytest.raises(CommandError, match="public password"):
+        call_command("seed_demo")
+    assert not User.objects.exists()

@@ -1,0 +1,96 @@
+import pytest
+from django.core.exceptions import PermissionDenied, ValidationError
+
+from tenants import services
+from tenants.models import ApiToken, Membership, Region
+from tests.factories import OrganizationFactory, UserFactory, api_token, member
+
+pytestmark = pytest.mark.django_db
+
+
+def test_api_token_secret_is_returned_once_and_only_its_digest_is_stored():
+    organization = OrganizationFactory()
+    token, secret = api_token(organization=organization)
+
+    stored = ApiToken.objects.get(pk=token.pk)
+    assert secret.startswith("tw_") and len(secret) > 40
+    assert secret not in {stored.digest, stored.prefix, stored.name}
+    assert stored.digest == services.api_token_digest(secret)
+    assert stored.prefix == secret[:10]
+
+
+@pytest.mark.parametrize("role", [Membership.Role.ANNOTATOR, Membership.Role.OFFICIAL])
+def test_only_managing_roles_may_create_tokens(role):
+    organization = OrganizationFactory()
+    user = member(organization=organization, role=role)
+    with pytest.raises(PermissionDenied):
+        services.api_token_create(organization=organization, created_by=user, name="x")
+    assert not ApiToken.objects.exists()
+
+
+def test_a_member_of_another_organization_may_not_create_tokens_for_this_one():
+    organization = OrganizationFactory()
+    outsider = member(role=Membership.Role.ADMIN)
+    with pytest.raises(PermissionDenied):
+        services.api_token_create(organization=organization, created_by=outsider, name="x")
+
+
+def test_token_name_is_required():
+    organization = OrganizationFactory()
+    user = member(organization=organization)
+    with pytest.raises(ValidationError) as excinfo:
+        services.api_token_create(organization=organization, created_by=user, name="  ")
+    assert "name" in excinfo.value.message_dict
+
+
+def test_revoking_twice_keeps_the_first_revocation_time():
+    organization = OrganizationFactory()
+    token, _ = api_token(organization=organization)
+    services.api_token_revoke(token=token, revoked_by=token.created_by)
+    first = token.revoked_at
+    services.api_token_revoke(token=token, revoked_by=token.created_by)
+    assert first is not None and token.revoked_at == first
+
+
+def test_membership_grant_is_idempotent_and_rejects_unknown_roles():
+    organization, user = OrganizationFactory(), UserFactory()
+    services.membership_grant(user=user, organization=organization, role="reviewer")
+    services.membership_grant(user=user, organization=organization, role="reviewer")
+    assert Membership.objects.filter(user=user).count() == 1
+    with pytest.raises(ValidationError):
+        services.membership_grant(user=user, organization=organization, role="overlord")
+
+
+def test_regions_are_seeded_with_every_provincial_division_and_the_named_cities():
+    assert Region.objects.filter(level="province").count() == 34
+    cities = set(Region.objects.filter(level="city").values_list("name_en", flat=True))
+    for name in [
+        "Guiyang",
+        "Zhengzhou",
+        "Chengdu",
+        "Chongqing",
+        "Xi'an",
+        "Hefei",
+        "Taiyuan",
+        "Hohhot",
+        "Lanzhou",
+        "Yinchuan",
+        "Beijing",
+        "Hangzhou",
+        "Shanghai",
+        "Shenzhen",
+    ]:
+        assert name in cities
+    guiyang = Region.objects.get(name_en="Guiyang")
+    assert (guiyang.name_zh, guiyang.parent.name_en, guiyang.parent.parent.code) == (
+        "贵阳市",
+        "Guizhou",
+        "CN",
+    )
+
+
+def test_regions_sync_twice_changes_nothing():
+    before = list(Region.objects.values_list("pk", "code", "parent_id", "name_zh", "name_en"))
+    services.regions_sync()
+    after = list(Region.objects.values_list("pk", "code", "parent_id", "name_zh", "name_en"))
+    assert before == after
