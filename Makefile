@@ -46,9 +46,12 @@ run: demo
 	@echo "Tokenworks: http://$(WEB_BIND)/  (admin: /admin/, API docs: /api/docs/, health: /healthz)"
 	@echo "Ctrl-C stops the web server, the worker and beat together."
 	@echo ""
-	@PATH="$(CURDIR)/$(BIN):$$PATH" WEB_BIND=$(WEB_BIND) $(BIN)/honcho start --procfile Procfile; \
+	@trap 'interrupted=1' INT TERM; \
+	PATH="$(CURDIR)/$(BIN):$$PATH" WEB_BIND=$(WEB_BIND) $(BIN)/honcho start --procfile Procfile; \
 	status=$$?; \
-	if [ $$status -ne 0 ]; then \
+	if [ -n "$$interrupted" ]; then \
+		echo "tokenworks: stopped."; status=0; \
+	elif [ $$status -ne 0 ]; then \
 		echo "tokenworks: a process exited (status $$status), so all of them were stopped; its output is above." >&2; \
 	fi; \
 	exit $$status
