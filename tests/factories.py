@@ -82,3 +82,67 @@ def api_token(*, organization, user=None, name="pipeline"):
     if user is None:
         user = member(organization=organization, role=Membership.Role.CLIENT_DEVELOPER)
     return services.api_token_create(organization=organization, created_by=user, name=name)
+
+
+# --- annotation -----------------------------------------------------------------
+
+SENTIMENT_SCHEMA = {
+    "labels": [{"value": "positive", "title": "正面"}, {"value": "negative", "title": "负面"}]
+}
+
+
+def annotation_project(
+    *,
+    task_type="classification",
+    label_schema=None,
+    workforce=None,
+    organization=None,
+    status="active",
+    **fields,
+):
+    """An active project of a client organization, staffed by a workforce centre."""
+    from annotation import services as annotation_services
+    from tenants.models import Organization
+
+    organization = organization or OrganizationFactory(kind=Organization.Kind.CLIENT)
+    workforce = workforce or OrganizationFactory(kind=Organization.Kind.WORKFORCE)
+    owner = member(organization=organization, role=Membership.Role.CLIENT_DEVELOPER)
+    if label_schema is None:
+        label_schema = (
+            SENTIMENT_SCHEMA if task_type in ("classification", "multi_label", "spans") else {}
+        )
+    return annotation_services.project_create(
+        organization=organization,
+        created_by=owner,
+        name=f"{task_type} project",
+        task_type=task_type,
+        label_schema=label_schema,
+        workforce=workforce,
+        status=status,
+        **fields,
+    )
+
+
+def items(project, count, *, data=None, gold_every=0):
+    """count items of project, each a dict like data with its number in the text."""
+    from annotation.models import GOLD_TARGET_ANNOTATIONS, Item
+
+    made = []
+    for n in range(count):
+        gold = gold_every and n % gold_every == 0
+        made.append(
+            Item(
+                project=project,
+                external_id=f"item-{n}",
+                data=data or {"text": f"第{n}条评论：很好吃"},
+                gold_answer={"label": "positive"} if gold else None,
+                is_gold=bool(gold),
+                target_annotations=GOLD_TARGET_ANNOTATIONS if gold else project.overlap,
+            )
+        )
+    return Item.objects.bulk_create(made)
+
+
+def worker(project, *, role=Membership.Role.ANNOTATOR, tier=1, **fields):
+    """A member of the project's workforce centre with role."""
+    return member(organization=project.workforce, role=role, skill_tier=tier, **fields)

@@ -4,6 +4,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
+from annotation import api as annotation_api
 from sitehealth.views import healthz
 from tenants import api as tenants_api
 from tenants import views as tenants_views
@@ -13,9 +14,28 @@ router.register("regions", tenants_api.RegionViewSet, basename="region")
 router.register("organizations", tenants_api.OrganizationViewSet, basename="organization")
 router.register("memberships", tenants_api.MembershipViewSet, basename="membership")
 router.register("api-tokens", tenants_api.ApiTokenViewSet, basename="api-token")
+router.register("workforces", annotation_api.WorkforceViewSet, basename="workforce")
+router.register("projects", annotation_api.ProjectViewSet, basename="project")
+router.register("import-jobs", annotation_api.ImportJobViewSet, basename="import-job")
+router.register("items", annotation_api.ItemViewSet, basename="item")
+router.register("results", annotation_api.ItemResultViewSet, basename="result")
+router.register("export-jobs", annotation_api.ExportJobViewSet, basename="export-job")
+router.register(
+    "dataset-versions", annotation_api.DatasetVersionViewSet, basename="dataset-version"
+)
+router.register(
+    "workspace/projects", annotation_api.WorkspaceProjectViewSet, basename="workspace-project"
+)
+router.register(
+    "workspace/assignments",
+    annotation_api.WorkspaceAssignmentViewSet,
+    basename="workspace-assignment",
+)
+router.register("workspace/items", annotation_api.WorkspaceItemViewSet, basename="workspace-item")
 
 api_v1 = [
     path("me/", tenants_api.MeView.as_view(), name="me"),
+    path("workspace/me/", annotation_api.WorkspaceMeView.as_view(), name="workspace-me"),
     *router.urls,
 ]
 
@@ -28,6 +48,7 @@ urlpatterns = [
     ),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("i18n/", include("django.conf.urls.i18n")),
+    path("work/", include("annotation.urls")),
     path("admin/", admin.site.urls),
     path("api/v1/", include((api_v1, "api"), namespace="v1")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),

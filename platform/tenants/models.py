@@ -7,6 +7,7 @@ role; an API token acts for exactly one organization.
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
@@ -16,6 +17,13 @@ class User(AbstractUser):
     """Custom from the first migration, so the model can grow without pain."""
 
     display_name = models.CharField(_("display name"), max_length=150, blank=True)
+    # T1 basic labeling … T5 model operations. Promotion and demotion (with
+    # their history) belong to the value-chain app; distribution only reads it.
+    skill_tier = models.PositiveSmallIntegerField(
+        _("skill tier"),
+        default=1,
+        validators=[MinValueValidator(1), MaxValueValidator(5)],
+    )
 
     class Meta(AbstractUser.Meta):
         swappable = "AUTH_USER_MODEL"

@@ -33,15 +33,18 @@ def organization_ids_for_request(request) -> list[int]:
     return ids
 
 
-def queryset_scope(queryset: QuerySet, *, organization_ids: list[int]) -> QuerySet:
+def queryset_scope(
+    queryset: QuerySet, *, organization_ids: list[int], path: str | None = None
+) -> QuerySet:
     """Restrict queryset to rows of the given organizations.
 
     Every model served by the API declares `tenant_path`, the lookup from the
     model to its Organization, or None for reference data anyone may read.
     Declaring it is mandatory: a model without it fails loudly here instead of
-    leaking across tenants.
+    leaking across tenants. A view may scope by another path (`path`), e.g.
+    projects seen by the annotation centre that staffs them.
     """
-    path = queryset.model.tenant_path
+    path = path or queryset.model.tenant_path
     if path is None:
         return queryset
     return queryset.filter(**{f"{path}__in": organization_ids})

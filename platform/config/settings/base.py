@@ -173,6 +173,8 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_standardized_errors.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "drf_standardized_errors.handler.exception_handler",
     "DEFAULT_VERSIONING_CLASS": None,
+    # ?format= names an export format here, not a DRF renderer.
+    "URL_FORMAT_OVERRIDE": None,
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
 }
 DRF_STANDARDIZED_ERRORS = {
@@ -203,6 +205,15 @@ SPECTACULAR_SETTINGS = {
             "ServerErrorEnum",
             *(f"ErrorCode{code}Enum" for code in (401, 403, 404, 405, 406, 415, 429, 500)),
         ]
+    }
+    | {
+        "ProjectStatusEnum": "annotation.models.Project.Status",
+        "ProjectKindEnum": "annotation.models.Project.Kind",
+        "JobStatusEnum": "annotation.models.ImportJob.Status",
+        "ItemStatusEnum": "annotation.models.Item.Status",
+        "AssignmentStatusEnum": "annotation.models.Assignment.Status",
+        "ExportFormatEnum": "annotation.models.ExportFormat",
+        "OrganizationKindEnum": "tenants.models.Organization.Kind",
     },
     "POSTPROCESSING_HOOKS": [
         "drf_standardized_errors.openapi_hooks.postprocess_schema_enums",
@@ -249,6 +260,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "sitehealth.tasks.heartbeat_record",
         "schedule": 30.0,
         "kwargs": {"source": "beat"},
+    },
+    "annotation-expire-stale-leases": {
+        "task": "annotation.assignment_expire_stale",
+        "schedule": 30.0,
     },
 }
 

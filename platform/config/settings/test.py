@@ -43,6 +43,8 @@ if SERVICES_MISSING["postgres"] is None:
     # Django's test runner creates test_<NAME> and drops it afterwards;
     # conftest.py refuses to run against any database not named test_*.
     DATABASES["default"]["TEST"] = {"NAME": "test_" + DATABASES["default"]["NAME"]}
+    # Room for the concurrency tests' threads, each holding a connection.
+    DATABASES["default"]["OPTIONS"]["pool"]["max_size"] = 24
 else:
     DATABASES = {"default": database_from_url("sqlite://:memory:")}
 

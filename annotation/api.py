@@ -1,0 +1,498 @@
+"""REST endpoints for annotation jobs: clients' projects and annotators' workspace."""
+
+from django.core.exceptions import ValidationError
+from django.db.models import Q
+from django.http import FileResponse, Http404, StreamingHttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import (
+    OpenApiExample,
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_view,
+)
+from rest_framework import mixins, serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from tenants.models import Membership, Organization
+from tenants.scoping import TenantScopedMixin
+from tenants.selectors import organization_ids_for_request, queryset_scope
+from tenants.serializers import RegionSerializer
+
+from . import exports, imports, selectors, services
+from .models import (
+    Assignment,
+    DatasetVersion,
+    ExportFormat,
+    ExportJob,
+    ImportJob,
+    Item,
+    ItemResult,
+    Project,
+)
+from .serializers import (
+    AnnotationSerializer,
+    DatasetVersionCreateSerializer,
+    DatasetVersionSerializer,
+    ExportJobCreateSerializer,
+    ExportJobSerializer,
+    ImportJobSerializer,
+    ImportRequestSerializer,
+    ItemResultSerializer,
+    ItemSerializer,
+    LeaseSerializer,
+    ProjectSerializer,
+    ProjectUpdateSerializer,
+    ReviewItemSerializer,
+    ReviewRequestSerializer,
+    ReviewSerializer,
+    SubmitSerializer,
+    WorkspaceProjectSerializer,
+)
+
+PROJECT_EXAMPLE = {
+    "name": "外卖评论情感 / delivery review sentiment",
+    "task_type": "classification",
+    "label_schema": {
+        "labels": [{"value": "positive", "title": "正面"}, {"value": "negative", "title": "负面"}]
+    },
+    "instructions": "Label the sentiment of the review.",
+    "overlap": 3,
+    "review_rate": "0.05",
+    "gold_ratio": "0.02",
+    "agreement_threshold": "0.67",
+    "price_per_1k_tokens": "1.20",
+    "workforce": 2,
+    "status": "active",
+}
+
+
+class WorkforceSerializer(serializers.ModelSerializer):
+    region = RegionSerializer(read_only=True)
+
+    class Meta:
+        model = Organization
+        fields = ["id", "name", "region"]
+
+
+@extend_schema_view(
+    list=extend_schema(summary="Annotation centres a project can be staffed by"),
+    retrieve=extend_schema(summary="One annotation centre"),
+)
+class WorkforceViewSet(viewsets.ReadOnlyModelViewSet):
+    """A public directory (name and city only) so clients can choose a centre."""
+
+    queryset = Organization.objects.filter(
+        kind=Organization.Kind.WORKFORCE, is_active=True
+    ).select_related("region", "region__parent")
+    serializer_class = WorkforceSerializer
+    public_directory = True
+
+
+@extend_schema_view(
+    list=extend_schema(summary="Your projects"),
+    retrieve=extend_schema(summary="One project"),
+    create=extend_schema(
+        summary="Create a project",
+        examples=[OpenApiExample("Sentiment", value=PROJECT_EXAMPLE, request_only=True)],
+    ),
+    partial_update=extend_schema(summary="Change a project"),
+    update=extend_schema(summary="Replace a project's settings"),
+    destroy=extend_schema(summary="Archive a project (its data is kept)"),
+)
+class ProjectViewSet(TenantScopedMixin, viewsets.ModelViewSet):
+    queryset = Project.objects.select_related("organization", "workforce")
+    serializer_class = ProjectSerializer
+    filterset_fields = ["status", "task_type", "kind", "organization"]
+    ordering_fields = ["created_at", "name"]
+
+    def get_serializer_class(self):
+        if self.action in ("update", "partial_update"):
+            return ProjectUpdateSerializer
+        return ProjectSerializer
+
+    def _client_organization(self, requested):
+        client_orgs = Organization.objects.filter(
+            pk__in=self.tenant_organization_ids(), kind=Organization.Kind.CLIENT
+        )
+        if requested is not None:
+            if not client_orgs.filter(pk=requested.pk).exists():
+                raise ValidationError({"organization": ["Not one of your client organizations."]})
+            return requested
+        if client_orgs.count() != 1:
+            raise ValidationError(
+                {"organization": ["Say which of your client organizations owns the project."]}
+            )
+        return client_orgs.get()
+
+    def perform_create(self, serializer):
+        data = dict(serializer.validated_data)
+        organization = self._client_organization(data.pop("organization", None))
+        serializer.instance = services.project_create(
+            organization=organization, created_by=self.request.user, **data
+        )
+
+    def perform_update(self, serializer):
+        serializer.instance = services.project_update(
+            project=serializer.instance, updated_by=self.request.user, **serializer.validated_data
+        )
+
+    def destroy(self, request, *args, **kwargs):
+        services.project_update(
+            project=self.get_object(), updated_by=request.user, status=Project.Status.ARCHIVED
+        )
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(
+        summary="Import items from a file",
+        description=(
+            "Upload JSONL, a JSON array, CSV or Label Studio task JSON. The import runs in the "
+            "background: poll the returned job. With on_error=reject (default) a file with any "
+            "bad row imports nothing and the job lists every bad row; with on_error=skip the "
+            "good rows go in. Rows with an external_id already in the project are updated "
+            "(on_conflict=update) or left alone (skip), never duplicated."
+        ),
+        request={"multipart/form-data": ImportRequestSerializer},
+        responses={202: ImportJobSerializer},
+    )
+    @action(
+        detail=True,
+        methods=["post"],
+        url_path="import",
+        parser_classes=[MultiPartParser, FormParser],
+    )
+    def import_items(self, request, pk=None):
+        project = self.get_object()
+        form = ImportRequestSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        job = imports.import_job_create(
+            project=project,
+            created_by=request.user,
+            upload=form.validated_data["file"],
+            filename=form.validated_data["file"].name,
+            format=form.validated_data.get("format") or "",
+            encoding=form.validated_data.get("encoding") or "",
+            on_conflict=form.validated_data["on_conflict"],
+            on_error=form.validated_data["on_error"],
+        )
+        return Response(
+            ImportJobSerializer(job).data,
+            status=status.HTTP_202_ACCEPTED,
+            headers={"Location": f"/api/v1/import-jobs/{job.pk}/"},
+        )
+
+    @extend_schema(summary="Progress and quality figures", responses=OpenApiTypes.OBJECT)
+    @action(detail=True, methods=["get"])
+    def stats(self, request, pk=None):
+        return Response(selectors.project_stats(project=self.get_object()))
+
+    @extend_schema(
+        summary="Agreement report",
+        description="Krippendorff's alpha, Fleiss' and Cohen's kappa, pairwise agreement or "
+        "span F1, as fit the task type, and gold accuracy per annotator.",
+        responses=OpenApiTypes.OBJECT,
+    )
+    @action(detail=True, methods=["get"])
+    def agreement(self, request, pk=None):
+        return Response(selectors.agreement_report(project=self.get_object()))
+
+    @extend_schema(
+        summary="Download an export (streamed)",
+        parameters=[
+            OpenApiParameter("format", enum=ExportFormat.values, required=True),
+            OpenApiParameter("approved_only", bool, default=True),
+        ],
+        responses={(200, "application/jsonl"): OpenApiTypes.BINARY},
+    )
+    @action(detail=True, methods=["get"])
+    def export(self, request, pk=None):
+        project = self.get_object()
+        fmt = request.query_params.get("format", "")
+        approved_only = request.query_params.get("approved_only", "true").lower() != "false"
+        exports.export_format_check(project, fmt)
+        response = StreamingHttpResponse(
+            exports.export_lines(project, fmt, approved_only=approved_only),
+            content_type=exports.CONTENT_TYPES.get(fmt, "application/jsonl; charset=utf-8"),
+        )
+        response["Content-Disposition"] = (
+            f'attachment; filename="{exports.export_filename(project, fmt)}"'
+        )
+        return response
+
+    @extend_schema(
+        summary="Re-infer answers with Dawid–Skene",
+        request=None,
+        responses={202: OpenApiTypes.OBJECT},
+    )
+    @action(detail=True, methods=["post"])
+    def infer(self, request, pk=None):
+        project = self.get_object()
+        services.roles_require(
+            request.user, project.organization, services.PROJECT_EDITOR_ROLES, "re-infer answers"
+        )
+        from .tasks import project_results_infer_task
+
+        project_results_infer_task.delay_on_commit(project.pk)
+        return Response({"queued": True}, status=status.HTTP_202_ACCEPTED)
+
+
+@extend_schema_view(
+    list=extend_schema(summary="Import jobs"),
+    retrieve=extend_schema(summary="An import job's status and error report"),
+)
+class ImportJobViewSet(TenantScopedMixin, viewsets.ReadOnlyModelViewSet):
+    queryset = ImportJob.objects.all()
+    serializer_class = ImportJobSerializer
+    filterset_fields = ["project", "status"]
+
+
+@extend_schema_view(
+    list=extend_schema(summary="Items, with filters"),
+    retrieve=extend_schema(summary="One item with its result"),
+)
+class ItemViewSet(TenantScopedMixin, viewsets.ReadOnlyModelViewSet):
+    queryset = Item.objects.select_related("result")
+    serializer_class = ItemSerializer
+    filterset_fields = ["project", "status", "is_gold", "external_id"]
+    ordering_fields = ["id", "priority", "updated_at"]
+
+
+@extend_schema_view(
+    list=extend_schema(summary="Final answers"), retrieve=extend_schema(summary="One final answer")
+)
+class ItemResultViewSet(TenantScopedMixin, viewsets.ReadOnlyModelViewSet):
+    queryset = ItemResult.objects.select_related("item")
+    serializer_class = ItemResultSerializer
+    filterset_fields = ["project", "approved", "method"]
+
+
+@extend_schema_view(
+    list=extend_schema(summary="Export jobs"), retrieve=extend_schema(summary="One export job")
+)
+class ExportJobViewSet(TenantScopedMixin, mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
+    queryset = ExportJob.objects.all()
+    serializer_class = ExportJobSerializer
+    filterset_fields = ["project", "status", "format"]
+
+    @extend_schema(
+        summary="Export to a file in the background",
+        request=ExportJobCreateSerializer,
+        responses={202: ExportJobSerializer},
+    )
+    def create(self, request, *args, **kwargs):
+        form = ExportJobCreateSerializer(data=request.data, projects=_scoped_projects(self))
+        form.is_valid(raise_exception=True)
+        job = exports.export_job_create(
+            project=form.validated_data["project"],
+            created_by=request.user,
+            fmt=form.validated_data["format"],
+            approved_only=form.validated_data["approved_only"],
+        )
+        return Response(ExportJobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(
+        summary="Download the exported file",
+        responses={(200, "application/octet-stream"): OpenApiTypes.BINARY},
+    )
+    @action(detail=True, methods=["get"])
+    def download(self, request, pk=None):
+        job = self.get_object()
+        if job.status != ExportJob.Status.SUCCEEDED:
+            raise ValidationError({"status": [f"The export is {job.status}, not ready yet."]})
+        return FileResponse(
+            job.file.open("rb"), as_attachment=True, filename=job.file.name.rsplit("/", 1)[-1]
+        )
+
+
+def _scoped_projects(view):
+    return queryset_scope(
+        Project.objects.all(), organization_ids=organization_ids_for_request(view.request)
+    )
+
+
+@extend_schema_view(
+    list=extend_schema(summary="Dataset versions"),
+    retrieve=extend_schema(summary="One dataset version"),
+)
+class DatasetVersionViewSet(
+    TenantScopedMixin, mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet
+):
+    queryset = DatasetVersion.objects.all()
+    serializer_class = DatasetVersionSerializer
+    filterset_fields = ["project"]
+
+    @extend_schema(
+        summary="Freeze approved answers into a new dataset version",
+        request=DatasetVersionCreateSerializer,
+        responses={201: DatasetVersionSerializer},
+    )
+    def create(self, request, *args, **kwargs):
+        form = DatasetVersionCreateSerializer(data=request.data, projects=_scoped_projects(self))
+        form.is_valid(raise_exception=True)
+        dataset = exports.dataset_version_create(
+            project=form.validated_data["project"],
+            created_by=request.user,
+            fmt=form.validated_data.get("format"),
+            seed=form.validated_data["seed"],
+            validation_ratio=form.validated_data["validation_ratio"],
+        )
+        return Response(DatasetVersionSerializer(dataset).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(
+        summary="Download a split as JSONL",
+        parameters=[OpenApiParameter("split", enum=["train", "validation"], default="train")],
+        responses={(200, "application/jsonl"): OpenApiTypes.BINARY},
+    )
+    @action(detail=True, methods=["get"])
+    def download(self, request, pk=None):
+        dataset = self.get_object()
+        split = request.query_params.get("split", "train")
+        if split not in ("train", "validation"):
+            raise ValidationError({"split": ["Expected train or validation."]})
+        field = dataset.train_file if split == "train" else dataset.validation_file
+        if not field:
+            raise Http404("This version has no validation split.")
+        return FileResponse(
+            field.open("rb"), as_attachment=True, filename=field.name.rsplit("/", 1)[-1]
+        )
+
+
+# --- workspace: annotators and reviewers ----------------------------------------------
+
+WORKER_ROLES = [
+    Membership.Role.ANNOTATOR,
+    Membership.Role.REVIEWER,
+    Membership.Role.PROJECT_MANAGER,
+]
+
+
+@extend_schema_view(
+    list=extend_schema(summary="Projects you annotate or review"),
+    retrieve=extend_schema(summary="One project you work on"),
+)
+class WorkspaceProjectViewSet(TenantScopedMixin, viewsets.ReadOnlyModelViewSet):
+    queryset = Project.objects.filter(status=Project.Status.ACTIVE)
+    serializer_class = WorkspaceProjectSerializer
+    tenant_path = "workforce"
+
+    def get_queryset(self):
+        workforce_ids = Membership.objects.filter(
+            user=self.request.user, role__in=WORKER_ROLES
+        ).values_list("organization_id", flat=True)
+        return super().get_queryset().filter(workforce_id__in=workforce_ids).order_by("name")
+
+    @extend_schema(
+        summary="Lease your next task",
+        request=None,
+        responses={200: LeaseSerializer, 204: OpenApiResponse(description="Nothing left for you.")},
+    )
+    @action(detail=True, methods=["post"])
+    def next(self, request, pk=None):
+        assignment = services.assignment_lease(project=self.get_object(), annotator=request.user)
+        if assignment is None:
+            return Response(status=status.HTTP_204_NO_CONTENT)
+        return Response(LeaseSerializer(assignment).data)
+
+    @extend_schema(
+        summary="Items waiting for your review", responses=ReviewItemSerializer(many=True)
+    )
+    @action(detail=True, methods=["get"], url_path="review-queue")
+    def review_queue(self, request, pk=None):
+        queue = selectors.review_queue(project=self.get_object(), reviewer=request.user)
+        page = self.paginate_queryset(queue.prefetch_related("annotations"))
+        return self.get_paginated_response(ReviewItemSerializer(page, many=True).data)
+
+
+class WorkspaceAssignmentViewSet(
+    TenantScopedMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
+):
+    """Your own leases: submit or skip them."""
+
+    queryset = Assignment.objects.select_related("item")
+    serializer_class = LeaseSerializer
+    parser_classes = [JSONParser]
+
+    def get_queryset(self):
+        return super().get_queryset().filter(annotator=self.request.user)
+
+    @extend_schema(
+        summary="Submit your answer (idempotent)",
+        request=SubmitSerializer,
+        responses={201: AnnotationSerializer, 200: AnnotationSerializer},
+    )
+    @action(detail=True, methods=["post"])
+    def submit(self, request, pk=None):
+        assignment = self.get_object()
+        form = SubmitSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        annotation, created = services.annotation_submit(
+            assignment_id=assignment.pk,
+            annotator=request.user,
+            answer=form.validated_data["answer"],
+            time_spent_ms=form.validated_data["time_spent_ms"],
+        )
+        return Response(
+            AnnotationSerializer(annotation).data,
+            status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
+        )
+
+    @extend_schema(
+        summary="Skip this task (it is not offered to you again)",
+        request=None,
+        responses=LeaseSerializer,
+    )
+    @action(detail=True, methods=["post"])
+    def skip(self, request, pk=None):
+        assignment = services.assignment_skip(
+            assignment_id=self.get_object().pk, annotator=request.user
+        )
+        return Response(LeaseSerializer(assignment).data)
+
+
+class WorkspaceItemViewSet(TenantScopedMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Items of projects you review."""
+
+    queryset = Item.objects.select_related("result").prefetch_related("annotations")
+    serializer_class = ReviewItemSerializer
+    tenant_path = "project__workforce"
+
+    def get_queryset(self):
+        workforce_ids = Membership.objects.filter(
+            user=self.request.user,
+            role__in=[Membership.Role.REVIEWER, Membership.Role.PROJECT_MANAGER],
+        ).values_list("organization_id", flat=True)
+        return super().get_queryset().filter(Q(project__workforce_id__in=workforce_ids))
+
+    @extend_schema(
+        summary="Review an item: accept, reject with a reason, or correct",
+        request=ReviewRequestSerializer,
+        responses={201: ReviewSerializer},
+    )
+    @action(detail=True, methods=["post"])
+    def review(self, request, pk=None):
+        item = self.get_object()
+        form = ReviewRequestSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        review = services.review_submit(
+            item_id=item.pk,
+            reviewer=request.user,
+            verdict=form.validated_data["verdict"],
+            reason=form.validated_data["reason"],
+            corrected_answer=form.validated_data["corrected_answer"],
+            annotation_id=form.validated_data["annotation"],
+        )
+        return Response(ReviewSerializer(review).data, status=status.HTTP_201_CREATED)
+
+
+class WorkspaceMeView(APIView):
+    @extend_schema(
+        summary="Your work record: volume, gold accuracy, review outcomes",
+        responses=OpenApiTypes.OBJECT,
+    )
+    def get(self, request):
+        record = selectors.annotator_quality(annotator=request.user)
+        record["skill_tier"] = request.user.skill_tier
+        return Response(record)

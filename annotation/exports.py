@@ -1,0 +1,372 @@
+"""Exports and dataset versions, streamed row by row with constant memory.
+
+Rows come from `QuerySet.iterator()`, which on PostgreSQL reads through a
+server-side cursor, so a million-row export never holds more than one chunk.
+The same line generators feed the HTTP download, the Celery export job and
+dataset versions.
+"""
+
+import csv
+import hashlib
+import io
+import json
+import tempfile
+from collections.abc import Iterator
+from decimal import Decimal
+
+from django.core.exceptions import ValidationError
+from django.core.files.base import File
+from django.db import transaction
+from django.db.models import Max
+from django.utils import timezone
+
+from tenants.models import User
+
+from .models import (
+    Annotation,
+    DatasetVersion,
+    ExportFormat,
+    ExportJob,
+    ItemResult,
+    Project,
+    TaskType,
+)
+from .services import PROJECT_EDITOR_ROLES, roles_require
+from .token_estimate import estimate_tokens
+
+CHUNK = 2000
+
+# Which formats make sense for which task types.
+TRAINING_FORMATS = {
+    ExportFormat.OPENAI_CHAT: {TaskType.TEXT, TaskType.CLASSIFICATION},
+    ExportFormat.DPO: {TaskType.PREFERENCE},
+    ExportFormat.OPENAI_PREFERENCE: {TaskType.PREFERENCE},
+}
+CONTENT_TYPES = {
+    ExportFormat.RESULTS_CSV: "text/csv; charset=utf-8",
+}
+
+
+def export_format_check(project: Project, fmt: str) -> None:
+    if fmt not in ExportFormat.values:
+        raise ValidationError({"format": [f"Expected one of {', '.join(ExportFormat.values)}."]})
+    allowed = TRAINING_FORMATS.get(fmt)
+    if allowed is not None and project.task_type not in allowed:
+        raise ValidationError(
+            {
+                "format": [
+                    f"{fmt} needs a {' or '.join(sorted(allowed))} project; this one is "
+                    f"{project.task_type}."
+                ]
+            }
+        )
+
+
+def _dumps(obj) -> str:
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")) + "\n"
+
+
+def _results(project: Project, approved_only: bool):
+    results = ItemResult.objects.filter(project=project).select_related("item").order_by("item_id")
+    if approved_only:
+        results = results.filter(approved=True)
+    return results.iterator(chunk_size=CHUNK)
+
+
+def _system_prompt(project: Project) -> str | None:
+    if project.task_type == TaskType.CLASSIFICATION:
+        labels = ", ".join(label["value"] for label in project.label_schema.get("labels", []))
+        instructions = project.instructions.strip()
+        return (f"{instructions}\n\n" if instructions else "") + (
+            f"Answer with exactly one label: {labels}."
+        )
+    return None
+
+
+def chat_record(project: Project, data: dict, answer: dict) -> dict | None:
+    """One OpenAI chat fine-tuning example: {"messages": [...]}."""
+    messages = []
+    if project.task_type == TaskType.TEXT:
+        if data.get("system"):
+            messages.append({"role": "system", "content": data["system"]})
+        messages += [
+            {"role": "user", "content": data["prompt"]},
+            {"role": "assistant", "content": answer["text"]},
+        ]
+    elif project.task_type == TaskType.CLASSIFICATION:
+        messages += [
+            {"role": "system", "content": _system_prompt(project)},
+            {"role": "user", "content": data["text"]},
+            {"role": "assistant", "content": answer["label"]},
+        ]
+    else:
+        return None
+    return {"messages": messages}
+
+
+def preference_pair(data: dict, answer: dict) -> tuple[str, str, str] | None:
+    """(prompt, chosen, rejected), or None for a tie (no preference to learn)."""
+    if answer.get("choice") == "a":
+        return data["prompt"], data["response_a"], data["response_b"]
+    if answer.get("choice") == "b":
+        return data["prompt"], data["response_b"], data["response_a"]
+    return None
+
+
+def training_record(project: Project, fmt: str, data: dict, answer: dict) -> dict | None:
+    if fmt == ExportFormat.OPENAI_CHAT:
+        return chat_record(project, data, answer)
+    pair = preference_pair(data, answer)
+    if pair is None:
+        return None
+    prompt, chosen, rejected = pair
+    if fmt == ExportFormat.DPO:
+        return {"prompt": prompt, "chosen": chosen, "rejected": rejected}
+    return {  # OpenAI's preference (DPO) fine-tuning format
+        "input": {"messages": [{"role": "user", "content": prompt}]},
+        "preferred_output": [{"role": "assistant", "content": chosen}],
+        "non_preferred_output": [{"role": "assistant", "content": rejected}],
+    }
+
+
+def export_lines(project: Project, fmt: str, *, approved_only: bool = True) -> Iterator[str]:
+    """The export as text lines (CSV includes its header)."""
+    export_format_check(project, fmt)
+    if fmt == ExportFormat.ANNOTATIONS_JSONL:
+        annotations = (
+            Annotation.objects.filter(project=project)
+            .select_related("item")
+            .order_by("pk")
+            .iterator(chunk_size=CHUNK)
+        )
+        for a in annotations:
+            yield _dumps(
+                {
+                    "annotation_id": a.pk,
+                    "item_id": a.item_id,
+                    "external_id": a.item.external_id,
+                    # Pseudonymous: clients see a stable number, never a person.
+                    "annotator": a.annotator_id,
+                    "answer": a.answer,
+                    "status": a.status,
+                    "gold_correct": a.gold_correct,
+                    "time_spent_ms": a.time_spent_ms,
+                    "created_at": a.created_at.isoformat(),
+                }
+            )
+        return
+    if fmt == ExportFormat.RESULTS_CSV:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(
+            [
+                "external_id",
+                "answer",
+                "label",
+                "confidence",
+                "method",
+                "agreement",
+                "approved",
+                "annotations",
+            ]
+        )
+        yield buffer.getvalue()
+        for result in _results(project, approved_only):
+            buffer.seek(0)
+            buffer.truncate()
+            label = result.answer.get(
+                "label", result.answer.get("choice", result.answer.get("rating", ""))
+            )
+            writer.writerow(
+                [
+                    result.item.external_id,
+                    json.dumps(result.answer, ensure_ascii=False),
+                    label,
+                    f"{result.confidence:.4f}",
+                    result.method,
+                    "" if result.agreement is None else f"{result.agreement:.4f}",
+                    int(result.approved),
+                    len(result.provenance.get("annotations", [])),
+                ]
+            )
+            yield buffer.getvalue()
+        return
+    for result in _results(project, approved_only):
+        if fmt == ExportFormat.RESULTS_JSONL:
+            yield _dumps(
+                {
+                    "item_id": result.item_id,
+                    "external_id": result.item.external_id,
+                    "data": result.item.data,
+                    "answer": result.answer,
+                    "confidence": result.confidence,
+                    "method": result.method,
+                    "agreement": result.agreement,
+                    "approved": result.approved,
+                    "provenance": {
+                        "annotations": result.provenance.get("annotations", []),
+                        "annotators": result.provenance.get("annotators", []),
+                        "reviewed": result.reviewed_by_id is not None,
+                    },
+                }
+            )
+        else:
+            record = training_record(project, fmt, result.item.data, result.answer)
+            if record is not None:
+                yield _dumps(record)
+
+
+def export_filename(project: Project, fmt: str) -> str:
+    extension = "csv" if fmt == ExportFormat.RESULTS_CSV else "jsonl"
+    return f"project-{project.pk}-{fmt}-{timezone.now():%Y%m%d-%H%M%S}.{extension}"
+
+
+# --- export jobs ------------------------------------------------------------------
+
+
+@transaction.atomic
+def export_job_create(
+    *, project: Project, created_by: User, fmt: str, approved_only: bool = True
+) -> ExportJob:
+    roles_require(created_by, project.organization, PROJECT_EDITOR_ROLES, "export data")
+    export_format_check(project, fmt)
+    job = ExportJob.objects.create(
+        project=project, created_by=created_by, format=fmt, approved_only=approved_only
+    )
+    from .tasks import export_job_run_task
+
+    export_job_run_task.delay_on_commit(str(job.pk))
+    return job
+
+
+class _LineFile(io.RawIOBase):
+    """A readable file over an iterator of text lines, so storage streams it."""
+
+    def __init__(self, lines: Iterator[str]):
+        self._lines, self._pending, self.lines = lines, b"", 0
+
+    def readable(self):
+        return True
+
+    def readinto(self, buffer):
+        while len(self._pending) < len(buffer):
+            line = next(self._lines, None)
+            if line is None:
+                break
+            self._pending += line.encode()
+            self.lines += 1
+        size = min(len(buffer), len(self._pending))
+        buffer[:size], self._pending = self._pending[:size], self._pending[size:]
+        return size
+
+
+def export_job_run(*, job_id) -> ExportJob:
+    """Write the export file. Safe to run twice: a finished job is left alone."""
+    job = ExportJob.objects.select_related("project").get(pk=job_id)
+    if job.status == ExportJob.Status.SUCCEEDED:
+        return job
+    ExportJob.objects.filter(pk=job.pk).update(status=ExportJob.Status.RUNNING)
+    source = _LineFile(export_lines(job.project, job.format, approved_only=job.approved_only))
+    if job.file:
+        job.file.delete(save=False)  # a retried run replaces a partial file
+    job.file.save(
+        export_filename(job.project, job.format),
+        File(io.BufferedReader(source, 1 << 20)),
+        save=False,
+    )
+    job.row_count = source.lines - (1 if job.format == ExportFormat.RESULTS_CSV else 0)
+    job.status = ExportJob.Status.SUCCEEDED
+    job.finished_at = timezone.now()
+    job.save()
+    return job
+
+
+# --- dataset versions -------------------------------------------------------------
+
+
+def _split_is_validation(seed: int, item_id: int, ratio: Decimal) -> bool:
+    digest = hashlib.sha256(f"split:{seed}:{item_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < float(ratio)
+
+
+@transaction.atomic
+def dataset_version_create(
+    *,
+    project: Project,
+    created_by: User,
+    fmt: str | None = None,
+    seed: int = 0,
+    validation_ratio: Decimal = Decimal("0.1"),
+) -> DatasetVersion:
+    """Freeze the project's approved answers into a new, immutable dataset version."""
+    roles_require(created_by, project.organization, PROJECT_EDITOR_ROLES, "create datasets")
+    if fmt is None:
+        fmt = (
+            ExportFormat.DPO
+            if project.task_type == TaskType.PREFERENCE
+            else ExportFormat.OPENAI_CHAT
+        )
+    if fmt not in TRAINING_FORMATS:
+        raise ValidationError({"format": [f"Expected one of {', '.join(TRAINING_FORMATS)}."]})
+    export_format_check(project, fmt)
+    validation_ratio = Decimal(str(validation_ratio))
+    if not Decimal(0) <= validation_ratio <= Decimal("0.5"):
+        raise ValidationError({"validation_ratio": ["Expected a share from 0 to 0.5."]})
+    # Lock the project row: two concurrent creates must not take one number.
+    Project.objects.select_for_update().get(pk=project.pk)
+    # Spooled to disk past a few MiB: memory stays flat however big the project.
+    with (
+        tempfile.SpooledTemporaryFile(8 << 20) as train_file,
+        tempfile.SpooledTemporaryFile(8 << 20) as validation_file,
+    ):
+        files = {"train": train_file, "validation": validation_file}
+        hashes = {"train": hashlib.sha256(), "validation": hashlib.sha256()}
+        counts = {"train": 0, "validation": 0}
+        train_tokens = 0
+        for result in _results(project, approved_only=True):
+            record = training_record(project, fmt, result.item.data, result.answer)
+            if record is None:
+                continue
+            line = _dumps(record)
+            split = (
+                "validation"
+                if _split_is_validation(seed, result.item_id, validation_ratio)
+                else "train"
+            )
+            encoded = line.encode()
+            files[split].write(encoded)
+            hashes[split].update(encoded)
+            counts[split] += 1
+            if split == "train":
+                train_tokens += estimate_tokens(line)
+        if counts["train"] == 0:
+            raise ValidationError({"project": ["The project has no approved answers to train on."]})
+        # The version's identity: both splits' digests, in order.
+        content_hash = hashlib.sha256(
+            hashes["train"].digest() + hashes["validation"].digest()
+        ).hexdigest()
+        number = (
+            DatasetVersion.objects.filter(project=project).aggregate(n=Max("version"))["n"] or 0
+        ) + 1
+        dataset = DatasetVersion(
+            project=project,
+            version=number,
+            format=fmt,
+            seed=seed,
+            validation_ratio=validation_ratio,
+            train_count=counts["train"],
+            validation_count=counts["validation"],
+            train_tokens=train_tokens,
+            content_hash=content_hash,
+            created_by=created_by,
+        )
+        stem = f"project-{project.pk}-v{number}"
+        for split, field in (
+            ("train", dataset.train_file),
+            ("validation", dataset.validation_file),
+        ):
+            if counts[split]:
+                files[split].seek(0)
+                field.save(f"{stem}-{split}.jsonl", File(files[split]), save=False)
+        dataset.save()
+    return dataset

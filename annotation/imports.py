@@ -1,0 +1,405 @@
+"""Importing items from client files: validate every row, stage, then merge atomically.
+
+A run has two phases:
+1. Stream the file, validate each row against the project's task type and
+   label schema, and stage the good rows (COPY on PostgreSQL). Progress is
+   committed as it goes, so the status endpoint can show it.
+2. If the file is acceptable (no bad rows, or the client asked to skip them),
+   merge the staged rows into items in one transaction: ON CONFLICT on
+   (project, external_id) updates or skips existing items, never duplicates.
+Until phase 2 commits, no item exists; a failed or interrupted run leaves
+nothing behind but its report. A retried run starts again from the file.
+"""
+
+import io
+import json
+from collections.abc import Callable
+from pathlib import PurePath
+
+from django.core.exceptions import ValidationError
+from django.db import connection, transaction
+from django.utils import timezone
+
+from tenants.models import User
+
+from .import_readers import FORMATS, ImportFileError, RowProblem, detect_encoding, detect_format
+from .import_readers import iter_rows as read_rows
+from .models import (
+    GOLD_TARGET_ANNOTATIONS,
+    ImportJob,
+    ImportStagingRow,
+    Item,
+    Project,
+    TaskType,
+)
+from .schemas import SchemaError, answer_validate, item_data_validate, item_text
+from .services import PROJECT_EDITOR_ROLES, roles_require
+from .token_estimate import estimate_tokens
+
+MAX_STORED_ERRORS = 1000
+STAGE_BATCH_ROWS = 5000
+HEAD_BYTES = 64 * 1024
+# Keys of a row that are about the item, not part of its data.
+ROW_KEYS = {"external_id", "gold", "gold_answer", "metadata", "priority"}
+
+
+class _CountingReader(io.RawIOBase):
+    """Reads through to a file and counts bytes, for progress."""
+
+    def __init__(self, raw):
+        self.raw, self.count = raw, 0
+
+    def readable(self):
+        return True
+
+    def readinto(self, buffer):
+        data = self.raw.read(len(buffer))
+        buffer[: len(data)] = data
+        self.count += len(data)
+        return len(data)
+
+
+def _gold_from_shorthand(task_type: str, value):
+    """CSV cells and simple files give gold as a bare value: accept the obvious forms."""
+    if value is None or value == "" or isinstance(value, dict):
+        return value or None
+    if task_type == TaskType.CLASSIFICATION:
+        return {"label": str(value)}
+    if task_type == TaskType.MULTI_LABEL:
+        labels = value if isinstance(value, list) else str(value).split("|")
+        return {"labels": [str(v).strip() for v in labels if str(v).strip()]}
+    if task_type == TaskType.RATING:
+        try:
+            return {"rating": int(value)}
+        except (TypeError, ValueError):
+            return {"rating": value}
+    if task_type == TaskType.PREFERENCE:
+        return {"choice": str(value).strip().lower()}
+    if task_type == TaskType.TEXT:
+        return {"text": str(value)}
+    return value
+
+
+def row_normalize(project: Project, raw: dict, *, row: int, job_key: str) -> dict:
+    """A staged row's fields from a raw file row, or SchemaError."""
+    if isinstance(raw.get("data"), dict):
+        data = raw["data"]
+    else:
+        data = {k: v for k, v in raw.items() if k not in ROW_KEYS and k != "data"}
+    data = item_data_validate(project.task_type, data)
+    external_id = raw.get("external_id")
+    if external_id is None or external_id == "":
+        external_id = f"auto:{job_key}:{row}"
+    elif isinstance(external_id, bool) or not isinstance(external_id, str | int):
+        raise SchemaError("external_id", "expected a string or a whole number")
+    external_id = str(external_id).strip()
+    if len(external_id) > 255:
+        raise SchemaError("external_id", "at most 255 characters")
+    gold = _gold_from_shorthand(project.task_type, raw.get("gold", raw.get("gold_answer")))
+    if gold is not None:
+        gold = answer_validate(
+            project.task_type, project.label_schema, gold, item_data=data, field="gold"
+        )
+    metadata = raw.get("metadata") or {}
+    if not isinstance(metadata, dict):
+        raise SchemaError("metadata", "expected an object")
+    return {
+        "row": row,
+        "external_id": external_id,
+        "data": data,
+        "gold_answer": gold,
+        "metadata": metadata,
+        "token_count": estimate_tokens(item_text(project.task_type, data)),
+    }
+
+
+@transaction.atomic
+def import_job_create(
+    *,
+    project: Project,
+    created_by: User,
+    upload,
+    filename: str = "",
+    format: str = "",
+    encoding: str = "",
+    on_conflict: str = ImportJob.OnConflict.UPDATE,
+    on_error: str = ImportJob.OnError.REJECT,
+    enqueue: bool = True,
+) -> ImportJob:
+    """Store the upload and queue its import; the job reports how it went."""
+    roles_require(created_by, project.organization, PROJECT_EDITOR_ROLES, "import items")
+    if project.status in (Project.Status.ARCHIVED, Project.Status.COMPLETED):
+        raise ValidationError({"project": [f"The project is {project.status}."]})
+    errors = {}
+    if format and format not in FORMATS:
+        errors["format"] = [f"Expected one of {', '.join(FORMATS)}, or leave it out to detect."]
+    if on_conflict not in ImportJob.OnConflict.values:
+        errors["on_conflict"] = [f"Expected one of {', '.join(ImportJob.OnConflict.values)}."]
+    if on_error not in ImportJob.OnError.values:
+        errors["on_error"] = [f"Expected one of {', '.join(ImportJob.OnError.values)}."]
+    if encoding:
+        try:
+            "".encode(encoding)
+        except LookupError:
+            errors["encoding"] = [f"Unknown encoding {encoding!r}."]
+    size = getattr(upload, "size", None)
+    if size == 0:
+        errors["file"] = ["The file is empty."]
+    if errors:
+        raise ValidationError(errors)
+    filename = PurePath(filename or getattr(upload, "name", "") or "upload").name
+    job = ImportJob(
+        project=project,
+        created_by=created_by,
+        filename=filename[:255],
+        format=format,
+        encoding=encoding,
+        on_conflict=on_conflict,
+        on_error=on_error,
+        file_size=size or 0,
+    )
+    job.file.save(filename, upload, save=False)
+    job.file_size = job.file.size
+    job.save()
+    if enqueue:
+        from .tasks import import_job_run_task
+
+        import_job_run_task.delay_on_commit(str(job.pk))
+    return job
+
+
+def _fail(job: ImportJob, message: str) -> ImportJob:
+    ImportStagingRow.objects.filter(job=job).delete()
+    job.status = ImportJob.Status.FAILED
+    job.error = message
+    job.finished_at = timezone.now()
+    job.save()
+    return job
+
+
+def _stage(job: ImportJob, rows: list[dict]) -> None:
+    if not rows:
+        return
+    if connection.vendor == "postgresql":
+        table = ImportStagingRow._meta.db_table
+        with (
+            connection.cursor() as cursor,
+            cursor.copy(
+                f"COPY {table} (job_id, row, external_id, data, gold_answer, metadata, token_count)"
+                " FROM STDIN"
+            ) as copy,
+        ):
+            for r in rows:
+                copy.write_row(
+                    (
+                        job.pk,
+                        r["row"],
+                        r["external_id"],
+                        json.dumps(r["data"], ensure_ascii=False),
+                        None
+                        if r["gold_answer"] is None
+                        else json.dumps(r["gold_answer"], ensure_ascii=False),
+                        json.dumps(r["metadata"], ensure_ascii=False),
+                        r["token_count"],
+                    )
+                )
+    else:
+        ImportStagingRow.objects.bulk_create(ImportStagingRow(job=job, **r) for r in rows)
+
+
+_MERGE_SQL = """
+WITH latest AS (
+    SELECT DISTINCT ON (external_id) external_id, data, gold_answer, metadata, token_count
+    FROM {staging} WHERE job_id = %(job)s
+    ORDER BY external_id, row DESC
+), upserted AS (
+    INSERT INTO {item} AS i (project_id, external_id, data, gold_answer, is_gold, metadata,
+                             priority, target_annotations, reserved_count, annotation_count,
+                             status, token_count, created_at, updated_at)
+    SELECT %(project)s, external_id, data, gold_answer, gold_answer IS NOT NULL, metadata,
+           0, CASE WHEN gold_answer IS NULL THEN %(overlap)s ELSE %(gold_target)s END, 0, 0,
+           'open', token_count, %(now)s, %(now)s
+    FROM latest
+    ON CONFLICT (project_id, external_id) DO {on_conflict}
+    RETURNING (xmax = 0) AS inserted
+)
+SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted),
+       (SELECT count(*) FROM latest)
+FROM upserted
+"""
+
+_UPDATE_CLAUSE = """UPDATE SET
+        data = EXCLUDED.data, gold_answer = EXCLUDED.gold_answer, is_gold = EXCLUDED.is_gold,
+        metadata = EXCLUDED.metadata, token_count = EXCLUDED.token_count,
+        target_annotations = GREATEST(i.reserved_count, EXCLUDED.target_annotations),
+        updated_at = EXCLUDED.updated_at"""
+
+
+def _merge_postgresql(job: ImportJob, project: Project, now) -> tuple[int, int, int]:
+    sql = _MERGE_SQL.format(
+        staging=ImportStagingRow._meta.db_table,
+        item=Item._meta.db_table,
+        on_conflict=_UPDATE_CLAUSE if job.on_conflict == ImportJob.OnConflict.UPDATE else "NOTHING",
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            sql,
+            {
+                "job": job.pk,
+                "project": project.pk,
+                "overlap": project.overlap,
+                "gold_target": GOLD_TARGET_ANNOTATIONS,
+                "now": now,
+            },
+        )
+        created, updated, distinct = cursor.fetchone()
+    return created, updated, distinct
+
+
+def _merge_portable(job: ImportJob, project: Project, now) -> tuple[int, int, int]:
+    # SQLite (make run): the same semantics through the ORM, in batches.
+    latest: dict[str, ImportStagingRow] = {}
+    for staged in ImportStagingRow.objects.filter(job=job).order_by("row").iterator(2000):
+        latest[staged.external_id] = staged
+    existing = dict(
+        Item.objects.filter(project=project, external_id__in=list(latest)).values_list(
+            "external_id", "reserved_count"
+        )
+    )
+    created = updated = 0
+    new_items = []
+    for external_id, staged in latest.items():
+        target = project.overlap if staged.gold_answer is None else GOLD_TARGET_ANNOTATIONS
+        if external_id in existing:
+            if job.on_conflict == ImportJob.OnConflict.UPDATE:
+                Item.objects.filter(project=project, external_id=external_id).update(
+                    data=staged.data,
+                    gold_answer=staged.gold_answer,
+                    is_gold=staged.gold_answer is not None,
+                    metadata=staged.metadata,
+                    token_count=staged.token_count,
+                    target_annotations=max(existing[external_id], target),
+                    updated_at=now,
+                )
+                updated += 1
+            continue
+        new_items.append(
+            Item(
+                project=project,
+                external_id=external_id,
+                data=staged.data,
+                gold_answer=staged.gold_answer,
+                is_gold=staged.gold_answer is not None,
+                metadata=staged.metadata,
+                target_annotations=target,
+                token_count=staged.token_count,
+            )
+        )
+        created += 1
+    Item.objects.bulk_create(new_items, batch_size=1000)
+    return created, updated, len(latest)
+
+
+def import_job_run(*, job_id, on_progress: Callable[[ImportJob], None] | None = None) -> ImportJob:
+    """Run an import job to its end. Safe to run twice: a finished job is left as it is."""
+    job = ImportJob.objects.select_related("project").get(pk=job_id)
+    if job.status in (ImportJob.Status.SUCCEEDED, ImportJob.Status.FAILED):
+        return job
+    project = job.project
+    # A retried run (the worker died) starts over from the file.
+    ImportStagingRow.objects.filter(job=job).delete()
+    job.status = ImportJob.Status.RUNNING
+    job.started_at = timezone.now()
+    job.errors, job.error = [], ""
+    for counter in (
+        "rows_read",
+        "rows_valid",
+        "rows_invalid",
+        "created_count",
+        "updated_count",
+        "skipped_count",
+        "duplicate_count",
+        "bytes_read",
+    ):
+        setattr(job, counter, 0)
+    job.save()
+
+    job_key = job.pk.hex[:12]
+    batch: list[dict] = []
+    try:
+        with job.file.open("rb") as stored:
+            head = stored.read(HEAD_BYTES)
+            stored.seek(0)
+            if not head.strip():
+                raise ImportFileError("the file is empty")
+            job.format = job.format or detect_format(job.filename, head)
+            job.encoding = job.encoding or detect_encoding(head)
+            counting = _CountingReader(stored)
+            stream = io.BufferedReader(counting, buffer_size=256 * 1024)
+            for entry in read_rows(stream, fmt=job.format, encoding=job.encoding):
+                job.rows_read += 1
+                if isinstance(entry, RowProblem):
+                    _note_error(job, entry.row, entry.field, entry.message)
+                    continue
+                try:
+                    batch.append(row_normalize(project, entry.data, row=entry.row, job_key=job_key))
+                    job.rows_valid += 1
+                except SchemaError as error:
+                    _note_error(job, entry.row, error.field, error.message)
+                if len(batch) >= STAGE_BATCH_ROWS:
+                    _stage(job, batch)
+                    batch = []
+                    job.bytes_read = counting.count
+                    _save_progress(job)
+                    if on_progress:
+                        on_progress(job)
+            _stage(job, batch)
+            job.bytes_read = counting.count
+    except ImportFileError as error:
+        return _fail(job, str(error))
+    except UnicodeDecodeError as error:
+        return _fail(job, f"the file is not valid {job.encoding}: {error.reason}")
+
+    if job.rows_invalid and job.on_error == ImportJob.OnError.REJECT:
+        return _fail(
+            job,
+            f"{job.rows_invalid} of {job.rows_read} rows are invalid, so nothing "
+            f"was imported; fix them (see errors) or import with on_error=skip.",
+        )
+    if job.rows_valid == 0:
+        return _fail(job, "the file has no valid rows")
+
+    with transaction.atomic():
+        locked = ImportJob.objects.select_for_update().get(pk=job.pk)
+        if locked.status != ImportJob.Status.RUNNING:
+            return locked
+        now = timezone.now()
+        merge = _merge_postgresql if connection.vendor == "postgresql" else _merge_portable
+        created, updated, distinct = merge(job, project, now)
+        job.created_count, job.updated_count = created, updated
+        job.skipped_count = distinct - created - updated
+        job.duplicate_count = job.rows_valid - distinct
+        ImportStagingRow.objects.filter(job=job).delete()
+        job.status = ImportJob.Status.SUCCEEDED
+        job.finished_at = now
+        job.save()
+    if on_progress:
+        on_progress(job)
+    return job
+
+
+def _note_error(job: ImportJob, row: int, field: str | None, message: str) -> None:
+    job.rows_invalid += 1
+    if len(job.errors) < MAX_STORED_ERRORS:
+        job.errors.append({"row": row, "field": field, "message": message})
+
+
+def _save_progress(job: ImportJob) -> None:
+    ImportJob.objects.filter(pk=job.pk).update(
+        rows_read=job.rows_read,
+        rows_valid=job.rows_valid,
+        rows_invalid=job.rows_invalid,
+        bytes_read=job.bytes_read,
+        format=job.format,
+        encoding=job.encoding,
+    )

@@ -1,0 +1,525 @@
+"""Annotation jobs: projects, items, leases, annotations, reviews and results.
+
+Invariants the database enforces, not only the code:
+- an item never has more live reservations (leases + submitted annotations)
+  than it needs (`item_reserved_within_target`);
+- an annotator gets an item at most once, ever (`assignment_once_per_annotator`);
+- a lease yields at most one annotation (`Annotation.assignment` is one-to-one),
+  so a retried submit cannot create a second one.
+"""
+
+import uuid
+from decimal import Decimal
+
+from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models import F, Q
+from django.utils.translation import gettext_lazy as _
+
+# Gold items are shown to every annotator who reaches them (to measure
+# accuracy), so their reservation target is effectively unbounded.
+GOLD_TARGET_ANNOTATIONS = 32_000
+
+
+class TaskType(models.TextChoices):
+    CLASSIFICATION = "classification", _("Classification (one label)")
+    MULTI_LABEL = "multi_label", _("Multi-label classification")
+    SPANS = "spans", _("Spans (named entities)")
+    TEXT = "text", _("Text response writing")
+    PREFERENCE = "preference", _("Preference between two responses")
+    RATING = "rating", _("Rating on a rubric")
+
+
+class Project(models.Model):
+    class Kind(models.TextChoices):
+        ANNOTATION = "annotation", _("Annotation")
+        FINE_TUNING = "fine_tuning", _("Fine-tuning data")
+
+    class Status(models.TextChoices):
+        DRAFT = "draft", _("Draft")
+        ACTIVE = "active", _("Active")
+        PAUSED = "paused", _("Paused")
+        COMPLETED = "completed", _("Completed")
+        ARCHIVED = "archived", _("Archived")
+
+    organization = models.ForeignKey(
+        "tenants.Organization",
+        on_delete=models.PROTECT,
+        related_name="projects",
+        help_text=_("The client organization that owns the job."),
+    )
+    workforce = models.ForeignKey(
+        "tenants.Organization",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="staffed_projects",
+        help_text=_("The annotation centre whose annotators and reviewers do the work."),
+    )
+    name = models.CharField(_("name"), max_length=200)
+    description = models.TextField(_("description"), blank=True)
+    kind = models.CharField(_("kind"), max_length=16, choices=Kind.choices, default=Kind.ANNOTATION)
+    task_type = models.CharField(_("task type"), max_length=16, choices=TaskType.choices)
+    label_schema = models.JSONField(_("label schema"), default=dict, blank=True)
+    instructions = models.TextField(_("instructions (Markdown)"), blank=True)
+    required_tier = models.PositiveSmallIntegerField(
+        _("required skill tier"),
+        default=1,
+        validators=[MinValueValidator(1), MaxValueValidator(5)],
+    )
+    overlap = models.PositiveSmallIntegerField(
+        _("overlap"),
+        default=1,
+        validators=[MinValueValidator(1), MaxValueValidator(20)],
+        help_text=_("Distinct annotators per item."),
+    )
+    review_rate = models.DecimalField(
+        _("review rate"),
+        max_digits=4,
+        decimal_places=3,
+        default=0,
+        validators=[MinValueValidator(0), MaxValueValidator(1)],
+        help_text=_("Share of finished items sampled for review."),
+    )
+    gold_ratio = models.DecimalField(
+        _("gold ratio"),
+        max_digits=4,
+        decimal_places=3,
+        default=0,
+        validators=[MinValueValidator(0), MaxValueValidator(1)],
+        help_text=_("Share of tasks served from gold items."),
+    )
+    agreement_threshold = models.DecimalField(
+        _("agreement threshold"),
+        max_digits=4,
+        decimal_places=3,
+        default=Decimal("0.6"),
+        validators=[MinValueValidator(0), MaxValueValidator(1)],
+        help_text=_("Items whose answer confidence is below this go to review."),
+    )
+    price_per_1k_tokens = models.DecimalField(
+        _("price per 1,000 tokens (CNY)"),
+        max_digits=12,
+        decimal_places=4,
+        default=0,
+        validators=[MinValueValidator(0)],
+    )
+    lease_seconds = models.PositiveIntegerField(
+        _("lease length (seconds)"),
+        default=900,
+        validators=[MinValueValidator(30), MaxValueValidator(24 * 3600)],
+    )
+    status = models.CharField(
+        _("status"), max_length=16, choices=Status.choices, default=Status.DRAFT
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    tenant_path = "organization"
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        constraints = [
+            models.CheckConstraint(name="project_overlap_positive", condition=Q(overlap__gte=1)),
+            models.CheckConstraint(
+                name="project_rates_are_shares",
+                condition=Q(
+                    review_rate__gte=0,
+                    review_rate__lte=1,
+                    gold_ratio__gte=0,
+                    gold_ratio__lte=1,
+                    agreement_threshold__gte=0,
+                    agreement_threshold__lte=1,
+                ),
+            ),
+            models.CheckConstraint(
+                name="project_price_not_negative", condition=Q(price_per_1k_tokens__gte=0)
+            ),
+            models.CheckConstraint(
+                name="project_tier_in_range",
+                condition=Q(required_tier__gte=1, required_tier__lte=5),
+            ),
+        ]
+
+    def __str__(self):
+        return self.name
+
+
+class Item(models.Model):
+    class Status(models.TextChoices):
+        OPEN = "open", _("Needs annotations")
+        IN_REVIEW = "in_review", _("In review")
+        DONE = "done", _("Done")
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="items")
+    # Given by the client, or generated as "auto:<import>:<row>" so that every
+    # item has one and re-imports can match on it.
+    external_id = models.CharField(_("external id"), max_length=255)
+    data = models.JSONField(_("data"))
+    gold_answer = models.JSONField(_("gold answer"), null=True, blank=True)
+    is_gold = models.BooleanField(_("gold item"), default=False)
+    metadata = models.JSONField(_("metadata"), default=dict, blank=True)
+    # Higher first: a model's uncertainty about the item when predictions exist.
+    priority = models.FloatField(_("priority"), default=0.0)
+    target_annotations = models.PositiveSmallIntegerField(default=1)
+    # Live leases + submitted annotations; the distribution counter.
+    reserved_count = models.PositiveSmallIntegerField(default=0)
+    annotation_count = models.PositiveSmallIntegerField(default=0)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.OPEN)
+    token_count = models.PositiveIntegerField(_("tokens in the item"), default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    tenant_path = "project__organization"
+
+    class Meta:
+        ordering = ["pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["project", "external_id"], name="item_external_id_unique_in_project"
+            ),
+            models.CheckConstraint(
+                name="item_reserved_within_target",
+                condition=Q(reserved_count__lte=F("target_annotations")),
+            ),
+            models.CheckConstraint(
+                name="item_annotations_within_reserved",
+                condition=Q(annotation_count__lte=F("reserved_count")),
+            ),
+            models.CheckConstraint(
+                name="item_gold_has_answer",
+                condition=Q(is_gold=False) | Q(gold_answer__isnull=False),
+            ),
+        ]
+        indexes = [
+            # The next-task scan: open items with room, best first. Partial, so
+            # its size follows the open work, not the project's history.
+            models.Index(
+                "project",
+                "is_gold",
+                F("priority").desc(),
+                "id",
+                name="item_next_task",
+                condition=Q(status="open", reserved_count__lt=F("target_annotations")),
+            ),
+            models.Index(fields=["project", "status"], name="item_project_status"),
+        ]
+
+    def __str__(self):
+        return f"{self.project_id}/{self.external_id}"
+
+
+class Assignment(models.Model):
+    """A lease of an item to one annotator; at most one per (item, annotator)."""
+
+    class Status(models.TextChoices):
+        LEASED = "leased", _("Leased")
+        SUBMITTED = "submitted", _("Submitted")
+        SKIPPED = "skipped", _("Skipped")
+        EXPIRED = "expired", _("Expired")
+        RETURNED = "returned", _("Returned after rejection")
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="assignments")
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="assignments")
+    annotator = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="assignments"
+    )
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.LEASED)
+    leased_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    tenant_path = "project__workforce"
+
+    class Meta:
+        ordering = ["pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["item", "annotator"], name="assignment_once_per_annotator"
+            ),
+        ]
+        indexes = [
+            models.Index(
+                fields=["status", "expires_at"],
+                name="assignment_lease_expiry",
+                condition=Q(status="leased"),
+            ),
+            models.Index(fields=["annotator", "project", "status"], name="assignment_annotator"),
+        ]
+
+    def __str__(self):
+        return (
+            f"assignment {self.pk}: item {self.item_id} → user {self.annotator_id} ({self.status})"
+        )
+
+
+class Annotation(models.Model):
+    class Status(models.TextChoices):
+        SUBMITTED = "submitted", _("Submitted")
+        ACCEPTED = "accepted", _("Accepted")
+        REJECTED = "rejected", _("Rejected")
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="annotations")
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="annotations")
+    annotator = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="annotations"
+    )
+    assignment = models.OneToOneField(
+        Assignment, on_delete=models.PROTECT, related_name="annotation"
+    )
+    answer = models.JSONField()
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.SUBMITTED)
+    # For gold items: did the answer match the gold answer?
+    gold_correct = models.BooleanField(null=True, blank=True)
+    time_spent_ms = models.PositiveIntegerField(default=0)
+    item_tokens = models.PositiveIntegerField(default=0)
+    answer_tokens = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    tenant_path = "project__organization"
+
+    class Meta:
+        ordering = ["pk"]
+        indexes = [models.Index(fields=["project", "item"], name="annotation_project_item")]
+
+    def __str__(self):
+        return f"annotation {self.pk} of item {self.item_id}"
+
+
+class Review(models.Model):
+    class Verdict(models.TextChoices):
+        ACCEPT = "accept", _("Accept")
+        REJECT = "reject", _("Reject")
+        CORRECT = "correct", _("Correct")
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="reviews")
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="reviews")
+    reviewer = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="reviews"
+    )
+    verdict = models.CharField(max_length=16, choices=Verdict.choices)
+    # The annotation a rejection sends back; null for accept and correct.
+    annotation = models.ForeignKey(
+        Annotation, on_delete=models.PROTECT, null=True, blank=True, related_name="reviews"
+    )
+    reason = models.TextField(blank=True)
+    corrected_answer = models.JSONField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    tenant_path = "project__organization"
+
+    class Meta:
+        ordering = ["pk"]
+        constraints = [
+            models.CheckConstraint(
+                name="review_reject_has_reason_and_annotation",
+                condition=~Q(verdict="reject") | (Q(annotation__isnull=False) & ~Q(reason="")),
+            ),
+            models.CheckConstraint(
+                name="review_correct_has_answer",
+                condition=~Q(verdict="correct") | Q(corrected_answer__isnull=False),
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.verdict} of item {self.item_id}"
+
+
+class ItemResult(models.Model):
+    """The answer a project delivers for an item, with how it was decided."""
+
+    class Method(models.TextChoices):
+        MAJORITY = "majority", _("Majority vote")
+        DAWID_SKENE = "dawid_skene", _("Dawid–Skene")
+        REVIEW = "review", _("Reviewer's correction")
+        SINGLE = "single", _("Single annotation")
+
+    item = models.OneToOneField(Item, on_delete=models.CASCADE, related_name="result")
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="results")
+    answer = models.JSONField()
+    confidence = models.FloatField()
+    method = models.CharField(max_length=16, choices=Method.choices)
+    agreement = models.FloatField(null=True, blank=True)
+    # Approved: accepted by a reviewer, corrected by one, or confident enough
+    # not to need one. Only approved results go into dataset versions.
+    approved = models.BooleanField(default=False)
+    reviewed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    provenance = models.JSONField(default=dict)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    tenant_path = "project__organization"
+
+    class Meta:
+        ordering = ["item_id"]
+        indexes = [models.Index(fields=["project", "approved"], name="result_project_approved")]
+
+    def __str__(self):
+        return f"result of item {self.item_id} ({self.method}, {self.confidence:.2f})"
+
+
+class ImportJob(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "pending", _("Pending")
+        RUNNING = "running", _("Running")
+        SUCCEEDED = "succeeded", _("Succeeded")
+        FAILED = "failed", _("Failed")
+
+    class OnConflict(models.TextChoices):
+        UPDATE = "update", _("Update the existing item")
+        SKIP = "skip", _("Keep the existing item")
+
+    class OnError(models.TextChoices):
+        REJECT = "reject", _("Reject the whole file")
+        SKIP = "skip", _("Import the good rows, report the bad ones")
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="imports")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    file = models.FileField(upload_to="imports/%Y/%m/")
+    filename = models.CharField(max_length=255, blank=True)
+    file_size = models.PositiveBigIntegerField(default=0)
+    format = models.CharField(max_length=16, blank=True)
+    encoding = models.CharField(max_length=32, blank=True)
+    on_conflict = models.CharField(
+        max_length=8, choices=OnConflict.choices, default=OnConflict.UPDATE
+    )
+    on_error = models.CharField(max_length=8, choices=OnError.choices, default=OnError.REJECT)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    rows_read = models.PositiveIntegerField(default=0)
+    rows_valid = models.PositiveIntegerField(default=0)
+    rows_invalid = models.PositiveIntegerField(default=0)
+    created_count = models.PositiveIntegerField(default=0)
+    updated_count = models.PositiveIntegerField(default=0)
+    skipped_count = models.PositiveIntegerField(default=0)
+    duplicate_count = models.PositiveIntegerField(default=0)
+    bytes_read = models.PositiveBigIntegerField(default=0)
+    # The first errors, each {"row", "field", "message"}; rows_invalid counts all.
+    errors = models.JSONField(default=list, blank=True)
+    error = models.TextField(blank=True, help_text=_("Why the whole file failed, if it did."))
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    tenant_path = "project__organization"
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return f"import {self.pk} ({self.status})"
+
+    @property
+    def progress(self) -> float:
+        if self.status == self.Status.SUCCEEDED:
+            return 1.0
+        return min(self.bytes_read / self.file_size, 0.99) if self.file_size else 0.0
+
+
+class ImportStagingRow(models.Model):
+    """Validated rows of a running import, merged into items in one transaction.
+
+    Staging outside the final transaction lets progress be visible while the
+    file is read, and keeps the merge itself atomic.
+    """
+
+    job = models.ForeignKey(ImportJob, on_delete=models.CASCADE, related_name="+")
+    row = models.PositiveIntegerField()
+    external_id = models.CharField(max_length=255)
+    data = models.JSONField()
+    gold_answer = models.JSONField(null=True)
+    metadata = models.JSONField(default=dict)
+    token_count = models.PositiveIntegerField(default=0)
+
+    tenant_path = "job__project__organization"
+
+    class Meta:
+        indexes = [models.Index(fields=["job", "external_id", "row"], name="staging_job_row")]
+
+    def __str__(self):
+        return f"staged row {self.row} of {self.job_id}"
+
+
+class ExportFormat(models.TextChoices):
+    RESULTS_JSONL = "results_jsonl", _("Final answers, JSONL")
+    RESULTS_CSV = "results_csv", _("Final answers, CSV")
+    ANNOTATIONS_JSONL = "annotations_jsonl", _("Every annotation, JSONL")
+    OPENAI_CHAT = "openai_chat", _("OpenAI chat fine-tuning JSONL")
+    DPO = "dpo", _("Preference pairs for DPO (prompt, chosen, rejected)")
+    OPENAI_PREFERENCE = "openai_preference", _("OpenAI preference fine-tuning JSONL")
+
+
+class ExportJob(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "pending", _("Pending")
+        RUNNING = "running", _("Running")
+        SUCCEEDED = "succeeded", _("Succeeded")
+        FAILED = "failed", _("Failed")
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="exports")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    format = models.CharField(max_length=32, choices=ExportFormat.choices)
+    approved_only = models.BooleanField(default=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    file = models.FileField(upload_to="exports/%Y/%m/", blank=True)
+    row_count = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    tenant_path = "project__organization"
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return f"export {self.pk} ({self.format}, {self.status})"
+
+
+class DatasetVersion(models.Model):
+    """An immutable snapshot of a project's approved answers, split for training.
+
+    Fine-tuning runs consume these; nothing ever changes one once written.
+    """
+
+    project = models.ForeignKey(Project, on_delete=models.PROTECT, related_name="datasets")
+    version = models.PositiveIntegerField()
+    format = models.CharField(max_length=32, choices=ExportFormat.choices)
+    seed = models.BigIntegerField(default=0)
+    validation_ratio = models.DecimalField(
+        max_digits=4,
+        decimal_places=3,
+        default=Decimal("0.1"),
+        validators=[MinValueValidator(0), MaxValueValidator(Decimal("0.5"))],
+    )
+    train_count = models.PositiveIntegerField(default=0)
+    validation_count = models.PositiveIntegerField(default=0)
+    train_tokens = models.PositiveBigIntegerField(default=0)
+    content_hash = models.CharField(max_length=64)
+    train_file = models.FileField(upload_to="datasets/%Y/%m/")
+    validation_file = models.FileField(upload_to="datasets/%Y/%m/", blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    tenant_path = "project__organization"
+
+    class Meta:
+        ordering = ["project_id", "-version"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "version"], name="dataset_version_unique"),
+        ]
+
+    def __str__(self):
+        return f"{self.project_id} v{self.version}"

@@ -1,0 +1,592 @@
+"""Writes for annotation jobs: projects, leases, submissions, reviews, results."""
+
+import hashlib
+from datetime import timedelta
+
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import connection, transaction
+from django.db.models import Count, F, Q
+from django.db.models.functions import Greatest
+from django.utils import timezone
+
+from tenants.models import Membership, Organization, User
+from tenants.selectors import roles_for_user
+
+from . import agreement
+from .models import (
+    Annotation,
+    Assignment,
+    Item,
+    ItemResult,
+    Project,
+    Review,
+    TaskType,
+)
+from .schemas import (
+    SchemaError,
+    answer_key,
+    answer_text,
+    answer_validate,
+    item_text,
+    label_schema_validate,
+)
+from .token_estimate import estimate_tokens
+
+PROJECT_EDITOR_ROLES = {
+    Membership.Role.CLIENT_DEVELOPER,
+    Membership.Role.PROJECT_MANAGER,
+    Membership.Role.ADMIN,
+}
+REVIEWER_ROLES = {Membership.Role.REVIEWER, Membership.Role.PROJECT_MANAGER}
+# An annotator holds the task on screen and the prefetched next one.
+MAX_ACTIVE_LEASES = 2
+
+
+def schema_error_to_validation(error: SchemaError) -> ValidationError:
+    return ValidationError({error.field: [error.message]})
+
+
+def roles_require(user: User, organization: Organization | None, roles: set, action: str):
+    if organization is None or not roles_for_user(user=user, organization=organization) & roles:
+        names = ", ".join(sorted(Membership.Role(r).label.lower() for r in roles))
+        raise PermissionDenied(f"Only a {names} of the organization may {action}.")
+
+
+def _sampled(project_id: int, item_id: int, rate) -> bool:
+    """Deterministic review sampling: the same item is always in or out."""
+    if rate <= 0:
+        return False
+    digest = hashlib.sha256(f"review:{project_id}:{item_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < float(rate)
+
+
+# --- projects -------------------------------------------------------------------
+
+
+def _project_clean(project: Project) -> None:
+    try:
+        project.label_schema = label_schema_validate(project.task_type, project.label_schema)
+    except SchemaError as error:
+        raise schema_error_to_validation(error) from error
+    if project.workforce_id and project.workforce.kind != Organization.Kind.WORKFORCE:
+        raise ValidationError({"workforce": ["Expected an annotation centre (workforce)."]})
+    project.full_clean()
+
+
+@transaction.atomic
+def project_create(*, organization: Organization, created_by: User, **fields) -> Project:
+    roles_require(created_by, organization, PROJECT_EDITOR_ROLES, "create projects")
+    if organization.kind != Organization.Kind.CLIENT:
+        raise ValidationError({"organization": ["Projects belong to a client organization."]})
+    project = Project(organization=organization, created_by=created_by, **fields)
+    _project_clean(project)
+    project.save()
+    return project
+
+
+@transaction.atomic
+def project_update(*, project: Project, updated_by: User, **fields) -> Project:
+    project = Project.objects.select_for_update().get(pk=project.pk)
+    roles_require(updated_by, project.organization, PROJECT_EDITOR_ROLES, "change projects")
+    has_items = project.items.exists()
+    if "task_type" in fields and fields["task_type"] != project.task_type and has_items:
+        raise ValidationError({"task_type": ["The task type cannot change once items exist."]})
+    if (
+        "label_schema" in fields
+        and fields["label_schema"] != project.label_schema
+        and project.annotations.exists()
+    ):
+        previous = project.label_schema
+        project.label_schema = fields["label_schema"]
+        try:
+            new = label_schema_validate(project.task_type, fields["label_schema"])
+        except SchemaError as error:
+            raise schema_error_to_validation(error) from error
+        removed = {lb["value"] for lb in previous.get("labels", [])} - {
+            lb["value"] for lb in new.get("labels", [])
+        }
+        if removed:
+            raise ValidationError(
+                {
+                    "label_schema": [
+                        f"Labels already used in annotations cannot be removed: "
+                        f"{', '.join(sorted(removed))}."
+                    ]
+                }
+            )
+    for name, value in fields.items():
+        setattr(project, name, value)
+    _project_clean(project)
+    project.save()
+    if "overlap" in fields:
+        # Open items follow the new overlap, but never below what is already
+        # reserved: leases in flight stay valid.
+        project.items.filter(is_gold=False, status=Item.Status.OPEN).update(
+            target_annotations=Greatest(F("reserved_count"), project.overlap)
+        )
+    return project
+
+
+# --- distribution ---------------------------------------------------------------
+
+
+def _gold_due(*, project: Project, annotator: User) -> bool:
+    """Serve gold at the project's ratio: on the task that crosses each 1/ratio step."""
+    if project.gold_ratio <= 0:
+        return False
+    served = Assignment.objects.filter(project=project, annotator=annotator).count()
+    ratio = float(project.gold_ratio)
+    return int((served + 1) * ratio) > int(served * ratio)
+
+
+_LEASE_SQL = """
+WITH picked AS (
+    SELECT i.id
+    FROM {item} AS i
+    WHERE i.project_id = %(project)s
+      AND i.is_gold = %(gold)s
+      AND i.status = 'open'
+      AND i.reserved_count < i.target_annotations
+      AND NOT EXISTS (
+          SELECT 1 FROM {assignment} AS a
+          WHERE a.item_id = i.id AND a.annotator_id = %(annotator)s
+      )
+    ORDER BY i.priority DESC, i.id
+    LIMIT 1
+    FOR UPDATE SKIP LOCKED
+), reserved AS (
+    UPDATE {item} AS i
+    SET reserved_count = i.reserved_count + 1
+    FROM picked
+    WHERE i.id = picked.id
+    RETURNING i.id
+)
+INSERT INTO {assignment} (project_id, item_id, annotator_id, status, leased_at, expires_at)
+SELECT %(project)s, reserved.id, %(annotator)s, 'leased', %(now)s, %(expires)s
+FROM reserved
+RETURNING id
+"""
+
+
+def _lease_one_postgresql(*, project, annotator, gold, now, expires) -> int | None:
+    """Pick and lease in one statement: SKIP LOCKED lets concurrent annotators
+    pass over each other's candidate rows instead of queueing behind them."""
+    sql = _LEASE_SQL.format(item=Item._meta.db_table, assignment=Assignment._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            sql,
+            {
+                "project": project.pk,
+                "gold": gold,
+                "annotator": annotator.pk,
+                "now": now,
+                "expires": expires,
+            },
+        )
+        row = cursor.fetchone()
+    return row[0] if row else None
+
+
+def _lease_one_portable(*, project, annotator, gold, now, expires) -> int | None:
+    # SQLite (make run) has one writer at a time and IMMEDIATE transactions,
+    # so select-then-update cannot race there.
+    item = (
+        Item.objects.filter(
+            project=project,
+            is_gold=gold,
+            status=Item.Status.OPEN,
+            reserved_count__lt=F("target_annotations"),
+        )
+        .exclude(assignments__annotator=annotator)
+        .order_by("-priority", "pk")
+        .first()
+    )
+    if item is None:
+        return None
+    updated = Item.objects.filter(pk=item.pk, reserved_count__lt=F("target_annotations")).update(
+        reserved_count=F("reserved_count") + 1
+    )
+    if not updated:
+        return None
+    return Assignment.objects.create(
+        project=project, item=item, annotator=annotator, leased_at=now, expires_at=expires
+    ).pk
+
+
+def annotator_check(*, project: Project, annotator: User) -> None:
+    if project.status != Project.Status.ACTIVE:
+        raise ValidationError({"project": [f"The project is {project.status}, not active."]})
+    if project.workforce_id is None or Membership.Role.ANNOTATOR not in roles_for_user(
+        user=annotator, organization=project.workforce
+    ):
+        raise PermissionDenied("You are not an annotator of the centre staffing this project.")
+    if annotator.skill_tier < project.required_tier:
+        raise PermissionDenied(
+            f"This project needs skill tier T{project.required_tier}; yours is "
+            f"T{annotator.skill_tier}."
+        )
+
+
+@transaction.atomic
+def assignment_lease(*, project: Project, annotator: User, now=None) -> Assignment | None:
+    """The annotator's next task, or None when nothing is left for them."""
+    annotator_check(project=project, annotator=annotator)
+    now = now or timezone.now()
+    active = list(
+        Assignment.objects.filter(
+            project=project,
+            annotator=annotator,
+            status=Assignment.Status.LEASED,
+            expires_at__gt=now,
+        ).order_by("leased_at", "pk")[:MAX_ACTIVE_LEASES]
+    )
+    if len(active) >= MAX_ACTIVE_LEASES:
+        return active[0]
+    expires = now + timedelta(seconds=project.lease_seconds)
+    lease_one = _lease_one_postgresql if connection.vendor == "postgresql" else _lease_one_portable
+    gold_first = _gold_due(project=project, annotator=annotator)
+    for gold in (gold_first, not gold_first) if project.gold_ratio > 0 else (False,):
+        assignment_id = lease_one(
+            project=project, annotator=annotator, gold=gold, now=now, expires=expires
+        )
+        if assignment_id is not None:
+            return Assignment.objects.select_related("item").get(pk=assignment_id)
+    return None
+
+
+def _release(assignment: Assignment, status: str, now) -> None:
+    assignment.status = status
+    assignment.finished_at = now
+    assignment.save(update_fields=["status", "finished_at"])
+    Item.objects.filter(pk=assignment.item_id).update(reserved_count=F("reserved_count") - 1)
+
+
+@transaction.atomic
+def assignment_skip(*, assignment_id: int, annotator: User) -> Assignment:
+    assignment = _assignment_for_update(assignment_id, annotator)
+    if assignment.status != Assignment.Status.LEASED:
+        raise ValidationError({"assignment": [f"This task is already {assignment.status}."]})
+    _release(assignment, Assignment.Status.SKIPPED, timezone.now())
+    return assignment
+
+
+@transaction.atomic
+def assignment_expire_stale(*, now=None, limit: int = 5000) -> int:
+    """Return abandoned leases to the pool. Run from beat; safe to run twice."""
+    now = now or timezone.now()
+    # order_by("pk") is intentional: a consistent lock order prevents deadlocks.
+    stale = list(
+        Assignment.objects.select_for_update(skip_locked=True)
+        .filter(status=Assignment.Status.LEASED, expires_at__lte=now)
+        .order_by("pk")
+        .values_list("pk", "item_id")[:limit]
+    )
+    if not stale:
+        return 0
+    Assignment.objects.filter(pk__in=[pk for pk, _ in stale]).update(
+        status=Assignment.Status.EXPIRED, finished_at=now
+    )
+    per_item: dict[int, int] = {}
+    for _, item_id in stale:
+        per_item[item_id] = per_item.get(item_id, 0) + 1
+    for item_id, count in sorted(per_item.items()):
+        Item.objects.filter(pk=item_id).update(reserved_count=F("reserved_count") - count)
+    return len(stale)
+
+
+def _assignment_for_update(assignment_id: int, annotator: User) -> Assignment:
+    assignment = (
+        # of=("self",): lock the lease only; locking the joined project row
+        # too would serialize (and deadlock) every submit in the project.
+        Assignment.objects.select_for_update(of=("self",))
+        .select_related("project")
+        .filter(pk=assignment_id)
+        .first()
+    )
+    if assignment is None or assignment.annotator_id != annotator.pk:
+        # Someone else's lease is not disclosed: it is simply not yours.
+        raise PermissionDenied("This task is not leased to you.")
+    return assignment
+
+
+# --- submissions ----------------------------------------------------------------
+
+
+@transaction.atomic
+def annotation_submit(
+    *, assignment_id: int, annotator: User, answer, time_spent_ms: int = 0, now=None
+) -> tuple[Annotation, bool]:
+    """Record the answer for a lease; a retried submit returns the first one."""
+    now = now or timezone.now()
+    assignment = _assignment_for_update(assignment_id, annotator)
+    if assignment.status == Assignment.Status.SUBMITTED:
+        return assignment.annotation, False
+    if assignment.status != Assignment.Status.LEASED:
+        raise ValidationError(
+            {"assignment": [f"This task was {assignment.status}; take the next task."]}
+        )
+    if assignment.expires_at <= now:
+        raise ValidationError(
+            {
+                "assignment": [
+                    f"The lease expired at {assignment.expires_at.isoformat()}; take the next task."
+                ]
+            }
+        )
+    project = assignment.project
+    item = Item.objects.select_for_update().get(pk=assignment.item_id)
+    try:
+        answer = answer_validate(
+            project.task_type, project.label_schema, answer, item_data=item.data
+        )
+    except SchemaError as error:
+        raise schema_error_to_validation(error) from error
+    if not isinstance(time_spent_ms, int) or time_spent_ms < 0:
+        raise ValidationError({"time_spent_ms": ["Expected a whole number of milliseconds."]})
+    gold_correct = None
+    if item.is_gold:
+        gold_correct = answer_key(project.task_type, answer) == answer_key(
+            project.task_type, item.gold_answer
+        )
+    annotation = Annotation.objects.create(
+        project=project,
+        item=item,
+        annotator=annotator,
+        assignment=assignment,
+        answer=answer,
+        gold_correct=gold_correct,
+        time_spent_ms=min(time_spent_ms, 24 * 3600 * 1000),
+        item_tokens=item.token_count or estimate_tokens(item_text(project.task_type, item.data)),
+        answer_tokens=estimate_tokens(answer_text(project.task_type, answer)),
+    )
+    assignment.status = Assignment.Status.SUBMITTED
+    assignment.finished_at = now
+    assignment.save(update_fields=["status", "finished_at"])
+    item.annotation_count += 1
+    item.save(update_fields=["annotation_count", "updated_at"])
+    if not item.is_gold and item.annotation_count >= item.target_annotations:
+        item_result_decide(item=item, project=project)
+    return annotation, True
+
+
+# --- results --------------------------------------------------------------------
+
+
+def _live_annotations(item: Item) -> list[Annotation]:
+    return list(item.annotations.exclude(status=Annotation.Status.REJECTED).order_by("pk"))
+
+
+def item_result_decide(*, item: Item, project: Project) -> ItemResult:
+    """Vote on a complete item and decide whether a reviewer must look at it."""
+    annotations = _live_annotations(item)
+    keys = [answer_key(project.task_type, a.answer) for a in annotations]
+    winner_key, confidence = agreement.majority_vote(keys)
+    answer = next(a.answer for a, k in zip(annotations, keys, strict=True) if k == winner_key)
+    pairwise = agreement.pairwise_agreement([keys]) if len(keys) > 1 else None
+    single = len(annotations) == 1
+    disputed = not single and sum(k == winner_key for k in keys) * 2 <= len(keys)
+    needs_review = (
+        disputed
+        or (not single and confidence < float(project.agreement_threshold))
+        or _sampled(project.pk, item.pk, project.review_rate)
+    )
+    result, _ = ItemResult.objects.update_or_create(
+        item=item,
+        defaults={
+            "project": project,
+            "answer": answer,
+            "confidence": confidence,
+            "method": ItemResult.Method.SINGLE if single else ItemResult.Method.MAJORITY,
+            "agreement": pairwise,
+            "approved": not needs_review,
+            "reviewed_by": None,
+            "provenance": {
+                "annotations": [a.pk for a in annotations],
+                "annotators": [a.annotator_id for a in annotations],
+            },
+        },
+    )
+    item.status = Item.Status.IN_REVIEW if needs_review else Item.Status.DONE
+    item.save(update_fields=["status", "updated_at"])
+    return result
+
+
+VOTABLE_TYPES = {
+    TaskType.CLASSIFICATION,
+    TaskType.MULTI_LABEL,
+    TaskType.PREFERENCE,
+    TaskType.RATING,
+}
+
+
+@transaction.atomic
+def project_results_infer(*, project: Project) -> dict:
+    """Re-decide unreviewed results with Dawid–Skene over the whole project.
+
+    Dawid–Skene weighs each annotator by their estimated confusion matrix, so
+    a careless annotator counts less than a careful one. Items whose inferred
+    confidence falls under the threshold go to review. Safe to run twice.
+    """
+    if project.task_type not in VOTABLE_TYPES:
+        return {"items": 0, "changed": 0, "to_review": 0}
+    rows = list(
+        Annotation.objects.filter(project=project, item__is_gold=False)
+        .exclude(status=Annotation.Status.REJECTED)
+        .exclude(item__status=Item.Status.OPEN)
+        .values_list("item_id", "annotator_id", "answer", "pk")
+        .order_by("item_id", "pk")
+    )
+    if not rows:
+        return {"items": 0, "changed": 0, "to_review": 0}
+    triples = [(i, a, answer_key(project.task_type, ans)) for i, a, ans, _ in rows]
+    answers = {}
+    for item_id, _, ans, _ in rows:
+        answers.setdefault((item_id, answer_key(project.task_type, ans)), ans)
+    inferred = agreement.dawid_skene(triples)
+    threshold = float(project.agreement_threshold)
+    changed = to_review = 0
+    results = (
+        ItemResult.objects.select_for_update()
+        .filter(project=project, reviewed_by__isnull=True)
+        .exclude(method=ItemResult.Method.REVIEW)
+        .order_by("pk")
+    )
+    for result in results:
+        if result.item_id not in inferred.labels:
+            continue
+        key = inferred.labels[result.item_id]
+        confidence = inferred.confidence[result.item_id]
+        needs_review = confidence < threshold or _sampled(
+            project.pk, result.item_id, project.review_rate
+        )
+        result.answer = answers[(result.item_id, key)]
+        result.confidence = confidence
+        result.method = ItemResult.Method.DAWID_SKENE
+        if result.approved and needs_review:
+            to_review += 1
+        result.approved = not needs_review
+        result.save(update_fields=["answer", "confidence", "method", "approved", "updated_at"])
+        changed += 1
+        Item.objects.filter(pk=result.item_id).exclude(status=Item.Status.OPEN).update(
+            status=Item.Status.IN_REVIEW if needs_review else Item.Status.DONE
+        )
+    return {
+        "items": len(inferred.labels),
+        "changed": changed,
+        "to_review": to_review,
+        "iterations": inferred.iterations,
+    }
+
+
+# --- review ---------------------------------------------------------------------
+
+
+@transaction.atomic
+def review_submit(
+    *,
+    item_id: int,
+    reviewer: User,
+    verdict: str,
+    reason: str = "",
+    corrected_answer=None,
+    annotation_id: int | None = None,
+) -> Review:
+    item = (
+        Item.objects.select_for_update(of=("self",))
+        .select_related("project")
+        .filter(pk=item_id)
+        .first()
+    )
+    if item is None:
+        raise ValidationError({"item": ["No such item."]})
+    project = item.project
+    roles_require(reviewer, project.workforce, REVIEWER_ROLES, "review this project")
+    annotations = _live_annotations(item)
+    if (
+        any(a.annotator_id == reviewer.pk for a in annotations)
+        or item.annotations.filter(annotator=reviewer).exists()
+    ):
+        raise PermissionDenied("You annotated this item; another reviewer must review it.")
+    if item.status == Item.Status.OPEN or not annotations:
+        raise ValidationError({"item": ["This item is still being annotated."]})
+    if verdict not in Review.Verdict.values:
+        raise ValidationError({"verdict": [f"Expected one of {', '.join(Review.Verdict.values)}."]})
+    reason = (reason or "").strip()
+    now = timezone.now()
+    review = Review(project=project, item=item, reviewer=reviewer, verdict=verdict, reason=reason)
+
+    if verdict == Review.Verdict.ACCEPT:
+        ItemResult.objects.filter(item=item).update(
+            approved=True, reviewed_by=reviewer, updated_at=now
+        )
+        Annotation.objects.filter(pk__in=[a.pk for a in annotations]).update(
+            status=Annotation.Status.ACCEPTED
+        )
+        item.status = Item.Status.DONE
+
+    elif verdict == Review.Verdict.REJECT:
+        if not reason:
+            raise ValidationError({"reason": ["Say why the annotation is rejected."]})
+        if annotation_id is None and len(annotations) == 1:
+            annotation_id = annotations[0].pk
+        rejected = next((a for a in annotations if a.pk == annotation_id), None)
+        if rejected is None:
+            raise ValidationError(
+                {"annotation": ["Name which of the item's annotations is rejected."]}
+            )
+        rejected.status = Annotation.Status.REJECTED
+        rejected.save(update_fields=["status"])
+        Assignment.objects.filter(pk=rejected.assignment_id).update(
+            status=Assignment.Status.RETURNED, finished_at=now
+        )
+        # The item goes back to the pool for one more (different) annotator.
+        item.annotation_count -= 1
+        item.reserved_count -= 1
+        item.status = Item.Status.OPEN
+        ItemResult.objects.filter(item=item).delete()
+        review.annotation = rejected
+
+    else:  # correct
+        try:
+            corrected = answer_validate(
+                project.task_type,
+                project.label_schema,
+                corrected_answer,
+                item_data=item.data,
+                field="corrected_answer",
+            )
+        except SchemaError as error:
+            raise schema_error_to_validation(error) from error
+        review.corrected_answer = corrected
+        ItemResult.objects.update_or_create(
+            item=item,
+            defaults={
+                "project": project,
+                "answer": corrected,
+                "confidence": 1.0,
+                "method": ItemResult.Method.REVIEW,
+                "approved": True,
+                "reviewed_by": reviewer,
+                "provenance": {
+                    "annotations": [a.pk for a in annotations],
+                    "annotators": [a.annotator_id for a in annotations],
+                    "corrected_by": reviewer.pk,
+                },
+            },
+        )
+        item.status = Item.Status.DONE
+
+    item.save(update_fields=["status", "annotation_count", "reserved_count", "updated_at"])
+    review.full_clean(exclude=["project", "item", "reviewer", "annotation"])
+    review.save()
+    return review
+
+
+def project_counts(project: Project) -> dict:
+    """Cheap aggregate counts, one query (used by stats and completion checks)."""
+    return Item.objects.filter(project=project, is_gold=False).aggregate(
+        total=Count("pk"),
+        open=Count("pk", filter=Q(status=Item.Status.OPEN)),
+        in_review=Count("pk", filter=Q(status=Item.Status.IN_REVIEW)),
+        done=Count("pk", filter=Q(status=Item.Status.DONE)),
+    )

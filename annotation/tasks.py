@@ -1,0 +1,41 @@
+"""Celery tasks: thin wrappers that load by id and call one service each.
+
+Every task is safe to run twice (acks are late, so a task whose worker died
+runs again): the services look before they write.
+"""
+
+from celery import shared_task
+from django.conf import settings
+
+from . import services
+from .imports import import_job_run
+from .models import Project
+
+
+@shared_task(name="annotation.import_job_run", time_limit=4 * 3600, soft_time_limit=4 * 3600 - 60)
+def import_job_run_task(job_id: str) -> str:
+    return import_job_run(job_id=job_id).status
+
+
+@shared_task(name="annotation.assignment_expire_stale", time_limit=120, soft_time_limit=100)
+def assignment_expire_stale_task() -> int:
+    return services.assignment_expire_stale()
+
+
+@shared_task(
+    name="annotation.project_results_infer",
+    time_limit=settings.CELERY_TASK_TIME_LIMIT,
+    soft_time_limit=settings.CELERY_TASK_SOFT_TIME_LIMIT,
+)
+def project_results_infer_task(project_id: int) -> dict:
+    project = Project.objects.filter(pk=project_id).first()
+    if project is None:  # deleted since it was queued
+        return {}
+    return services.project_results_infer(project=project)
+
+
+@shared_task(name="annotation.export_job_run", time_limit=4 * 3600, soft_time_limit=4 * 3600 - 60)
+def export_job_run_task(job_id: str) -> str:
+    from .exports import export_job_run
+
+    return export_job_run(job_id=job_id).status

@@ -1,0 +1,5 @@
+"""Web pages for annotators and reviewers (the workspace)."""
+
+app_name = "annotation"
+
+urlpatterns: list = []

@@ -1,0 +1,402 @@
+from datetime import timedelta
+
+import pytest
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from annotation import services
+from annotation.models import Annotation, Assignment, Item, ItemResult, Project, Review
+from tenants.models import Membership
+from tests.factories import annotation_project, items, member, worker
+
+pytestmark = pytest.mark.django_db
+
+
+def lease_and_submit(project, annotator, answer, **kwargs):
+    assignment = services.assignment_lease(project=project, annotator=annotator)
+    annotation, _ = services.annotation_submit(
+        assignment_id=assignment.pk, annotator=annotator, answer=answer, **kwargs
+    )
+    return assignment, annotation
+
+
+# --- projects ---------------------------------------------------------------------
+
+
+def test_project_create_normalizes_the_label_schema():
+    project = annotation_project(label_schema=["pos", "neg"])
+    assert project.label_schema == {
+        "labels": [
+            {"value": "pos", "title": "pos", "hotkey": "1"},
+            {"value": "neg", "title": "neg", "hotkey": "2"},
+        ]
+    }
+
+
+@pytest.mark.parametrize(
+    ("task_type", "schema", "field"),
+    [
+        ("classification", {"labels": ["only-one"]}, "label_schema.labels"),
+        ("classification", {"labels": ["a", "a"]}, "label_schema.labels[1].value"),
+        ("rating", {"min": 5, "max": 1}, "label_schema.max"),
+        ("preference", {"rationale": "sometimes"}, "label_schema.rationale"),
+    ],
+)
+def test_project_create_rejects_bad_schemas_naming_the_field(task_type, schema, field):
+    with pytest.raises(ValidationError) as excinfo:
+        annotation_project(task_type=task_type, label_schema=schema)
+    assert field in excinfo.value.message_dict
+    assert not Project.objects.exists()
+
+
+def test_only_client_editors_create_projects():
+    project = annotation_project()
+    annotator = member(organization=project.organization, role=Membership.Role.ANNOTATOR)
+    with pytest.raises(PermissionDenied):
+        services.project_create(
+            organization=project.organization, created_by=annotator, name="x", task_type="text"
+        )
+
+
+def test_labels_in_use_cannot_be_removed():
+    project = annotation_project()
+    items(project, 1)
+    lease_and_submit(project, worker(project), {"label": "positive"})
+    with pytest.raises(ValidationError, match="positive"):
+        services.project_update(
+            project=project,
+            updated_by=project.created_by,
+            label_schema={"labels": ["negative", "neutral"]},
+        )
+
+
+# --- distribution -------------------------------------------------------------------
+
+
+def test_next_task_prefers_uncertain_items_then_older_ones():
+    project = annotation_project()
+    first, _second, third = items(project, 3)
+    Item.objects.filter(pk=third.pk).update(priority=0.9)
+    annotator = worker(project)
+    leased = [
+        services.assignment_lease(project=project, annotator=annotator).item_id for _ in range(2)
+    ]
+    assert leased == [third.pk, first.pk]
+
+
+def test_an_annotator_holds_at_most_two_leases_and_gets_the_oldest_back():
+    project = annotation_project()
+    items(project, 5)
+    annotator = worker(project)
+    a = services.assignment_lease(project=project, annotator=annotator)
+    b = services.assignment_lease(project=project, annotator=annotator)
+    again = services.assignment_lease(project=project, annotator=annotator)
+    assert a.pk != b.pk and again.pk == a.pk
+    assert Assignment.objects.count() == 2
+
+
+def test_an_item_gets_at_most_overlap_annotators_and_never_one_twice():
+    project = annotation_project(overlap=2)
+    (item,) = items(project, 1)
+    annotators = [worker(project) for _ in range(3)]
+    first = services.assignment_lease(project=project, annotator=annotators[0])
+    second = services.assignment_lease(project=project, annotator=annotators[1])
+    third = services.assignment_lease(project=project, annotator=annotators[2])
+    assert first.item_id == second.item_id == item.pk
+    assert third is None
+    item.refresh_from_db()
+    assert item.reserved_count == 2
+
+
+def test_the_database_refuses_overflowing_an_item():
+    project = annotation_project(overlap=1)
+    (item,) = items(project, 1)
+    Item.objects.filter(pk=item.pk).update(reserved_count=1)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Item.objects.filter(pk=item.pk).update(reserved_count=2)
+
+
+def test_the_database_refuses_a_second_assignment_for_the_same_annotator():
+    project = annotation_project(overlap=3)
+    (item,) = items(project, 1)
+    annotator = worker(project)
+    now = timezone.now()
+    Assignment.objects.create(
+        project=project, item=item, annotator=annotator, leased_at=now, expires_at=now
+    )
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Assignment.objects.create(
+            project=project, item=item, annotator=annotator, leased_at=now, expires_at=now
+        )
+
+
+def test_tier_and_membership_are_required():
+    project = annotation_project(required_tier=3)
+    items(project, 1)
+    with pytest.raises(PermissionDenied, match="T3"):
+        services.assignment_lease(project=project, annotator=worker(project, tier=2))
+    with pytest.raises(PermissionDenied, match="not an annotator"):
+        services.assignment_lease(project=project, annotator=member(role="annotator"))
+    assert services.assignment_lease(project=project, annotator=worker(project, tier=3))
+
+
+def test_paused_projects_hand_out_nothing():
+    project = annotation_project(status=Project.Status.PAUSED)
+    items(project, 1)
+    with pytest.raises(ValidationError, match="paused"):
+        services.assignment_lease(project=project, annotator=worker(project))
+
+
+def test_gold_items_are_mixed_in_at_the_ratio():
+    project = annotation_project(gold_ratio="0.25")
+    items(project, 40, gold_every=4)  # 10 gold, 30 regular
+    annotator = worker(project)
+    served = []
+    for _ in range(12):
+        assignment = services.assignment_lease(project=project, annotator=annotator)
+        served.append(assignment.item.is_gold)
+        services.annotation_submit(
+            assignment_id=assignment.pk, annotator=annotator, answer={"label": "positive"}
+        )
+    assert served.count(True) == 3
+
+
+def test_expired_leases_return_to_the_pool_and_late_submits_are_refused():
+    project = annotation_project(lease_seconds=60)
+    (item,) = items(project, 1)
+    slow, fast = worker(project), worker(project)
+    lease = services.assignment_lease(project=project, annotator=slow)
+    later = timezone.now() + timedelta(seconds=61)
+
+    with pytest.raises(ValidationError, match="expired"):
+        services.annotation_submit(
+            assignment_id=lease.pk, annotator=slow, answer={"label": "positive"}, now=later
+        )
+    assert services.assignment_expire_stale(now=later) == 1
+    assert services.assignment_expire_stale(now=later) == 0  # safe to run twice
+    item.refresh_from_db()
+    assert item.reserved_count == 0
+    assert services.assignment_lease(project=project, annotator=fast).item_id == item.pk
+
+
+def test_skipped_items_go_to_others_but_not_back_to_the_skipper():
+    project = annotation_project()
+    (item,) = items(project, 1)
+    skipper, other = worker(project), worker(project)
+    lease = services.assignment_lease(project=project, annotator=skipper)
+    services.assignment_skip(assignment_id=lease.pk, annotator=skipper)
+    assert services.assignment_lease(project=project, annotator=skipper) is None
+    assert services.assignment_lease(project=project, annotator=other).item_id == item.pk
+
+
+# --- submit -------------------------------------------------------------------------
+
+
+def test_submit_is_idempotent_and_records_time_and_tokens():
+    project = annotation_project()
+    items(project, 1, data={"text": "很快，好吃"})
+    annotator = worker(project)
+    lease = services.assignment_lease(project=project, annotator=annotator)
+    first, created = services.annotation_submit(
+        assignment_id=lease.pk,
+        annotator=annotator,
+        answer={"label": "positive"},
+        time_spent_ms=4200,
+    )
+    again, created_again = services.annotation_submit(
+        assignment_id=lease.pk, annotator=annotator, answer={"label": "negative"}
+    )
+    assert (created, created_again) == (True, False)
+    assert again.pk == first.pk and Annotation.objects.count() == 1
+    assert (first.time_spent_ms, first.item_tokens) == (4200, 5)
+
+
+def test_a_label_outside_the_schema_is_refused_naming_the_field():
+    project = annotation_project()
+    items(project, 1)
+    annotator = worker(project)
+    lease = services.assignment_lease(project=project, annotator=annotator)
+    with pytest.raises(ValidationError) as excinfo:
+        services.annotation_submit(
+            assignment_id=lease.pk, annotator=annotator, answer={"label": "neutral"}
+        )
+    assert "answer.label" in excinfo.value.message_dict
+    assert "positive, negative" in excinfo.value.message_dict["answer.label"][0]
+    assert not Annotation.objects.exists()
+
+
+def test_span_offsets_outside_the_text_are_refused():
+    project = annotation_project(task_type="spans", label_schema={"labels": ["PER", "LOC"]})
+    items(project, 1, data={"text": "王小丽在贵阳"})
+    annotator = worker(project)
+    lease = services.assignment_lease(project=project, annotator=annotator)
+    with pytest.raises(ValidationError) as excinfo:
+        services.annotation_submit(
+            assignment_id=lease.pk,
+            annotator=annotator,
+            answer={"spans": [{"start": 4, "end": 9, "label": "LOC"}]},
+        )
+    assert "past the end of the text (6 characters)" in str(excinfo.value)
+    annotation, _ = services.annotation_submit(
+        assignment_id=lease.pk,
+        annotator=annotator,
+        answer={
+            "spans": [
+                {"start": 4, "end": 6, "label": "LOC"},
+                {"start": 0, "end": 3, "label": "PER"},
+            ]
+        },
+    )
+    assert annotation.answer["spans"][0] == {"start": 0, "end": 3, "label": "PER"}
+
+
+def test_nobody_submits_on_someone_elses_lease():
+    project = annotation_project()
+    items(project, 1)
+    owner, intruder = worker(project), worker(project)
+    lease = services.assignment_lease(project=project, annotator=owner)
+    with pytest.raises(PermissionDenied):
+        services.annotation_submit(
+            assignment_id=lease.pk, annotator=intruder, answer={"label": "positive"}
+        )
+
+
+def test_gold_answers_are_checked():
+    project = annotation_project(gold_ratio="1")
+    items(project, 2, gold_every=1)
+    annotator = worker(project)
+    _, right = lease_and_submit(project, annotator, {"label": "positive"})
+    _, wrong = lease_and_submit(project, annotator, {"label": "negative"})
+    assert (right.gold_correct, wrong.gold_correct) == (True, False)
+
+
+# --- results and review -------------------------------------------------------------
+
+
+def test_a_complete_item_gets_a_majority_result():
+    project = annotation_project(overlap=3, agreement_threshold="0.6")
+    (item,) = items(project, 1)
+    for answer in ("positive", "positive", "negative"):
+        lease_and_submit(project, worker(project), {"label": answer})
+    item.refresh_from_db()
+    result = item.result
+    assert result.answer == {"label": "positive"}
+    assert result.confidence == pytest.approx(2 / 3)
+    assert result.method == ItemResult.Method.MAJORITY
+    assert result.approved and item.status == Item.Status.DONE
+
+
+def test_low_agreement_goes_to_review():
+    project = annotation_project(overlap=2, agreement_threshold="0.9")
+    (item,) = items(project, 1)
+    lease_and_submit(project, worker(project), {"label": "positive"})
+    lease_and_submit(project, worker(project), {"label": "negative"})
+    item.refresh_from_db()
+    assert item.status == Item.Status.IN_REVIEW
+    assert not item.result.approved
+
+
+def test_review_sampling_follows_the_rate():
+    project = annotation_project(review_rate="0.3")
+    made = items(project, 200)
+    annotator = worker(project)
+    for _ in made:
+        lease_and_submit(project, annotator, {"label": "positive"})
+    in_review = Item.objects.filter(project=project, status=Item.Status.IN_REVIEW).count()
+    assert 40 <= in_review <= 80  # 30% of 200, deterministic per item
+
+
+def _item_in_review(project):
+    (item,) = items(project, 1)
+    annotator = worker(project)
+    lease_and_submit(project, annotator, {"label": "negative"})
+    item.refresh_from_db()
+    assert item.status == Item.Status.IN_REVIEW
+    return item, annotator
+
+
+def test_reviewers_never_review_their_own_work():
+    project = annotation_project(review_rate="1")
+    item, annotator = _item_in_review(project)
+    member_ = Membership.objects.create(
+        user=annotator, organization=project.workforce, role=Membership.Role.REVIEWER
+    )
+    assert member_.pk
+    with pytest.raises(PermissionDenied, match="another reviewer"):
+        services.review_submit(item_id=item.pk, reviewer=annotator, verdict="accept")
+
+
+def test_accept_approves_the_result():
+    project = annotation_project(review_rate="1")
+    item, _ = _item_in_review(project)
+    reviewer = worker(project, role=Membership.Role.REVIEWER)
+    services.review_submit(item_id=item.pk, reviewer=reviewer, verdict="accept")
+    item.refresh_from_db()
+    assert item.status == Item.Status.DONE
+    assert item.result.approved and item.result.reviewed_by == reviewer
+    assert item.annotations.get().status == Annotation.Status.ACCEPTED
+
+
+def test_reject_needs_a_reason_and_sends_the_item_back_to_the_pool():
+    project = annotation_project(review_rate="1")
+    item, annotator = _item_in_review(project)
+    reviewer = worker(project, role=Membership.Role.REVIEWER)
+    with pytest.raises(ValidationError, match="why"):
+        services.review_submit(item_id=item.pk, reviewer=reviewer, verdict="reject")
+    services.review_submit(
+        item_id=item.pk, reviewer=reviewer, verdict="reject", reason="商家回复不是评论"
+    )
+    item.refresh_from_db()
+    assert (item.status, item.reserved_count, item.annotation_count) == ("open", 0, 0)
+    assert not ItemResult.objects.filter(item=item).exists()
+    assert Review.objects.get().annotation.annotator == annotator
+    # Someone else gets it next; the rejected annotator does not.
+    assert services.assignment_lease(project=project, annotator=annotator) is None
+    assert services.assignment_lease(project=project, annotator=worker(project)).item_id == item.pk
+
+
+def test_correct_makes_the_reviewers_answer_authoritative():
+    project = annotation_project(review_rate="1")
+    item, _ = _item_in_review(project)
+    reviewer = worker(project, role=Membership.Role.REVIEWER)
+    with pytest.raises(ValidationError) as excinfo:
+        services.review_submit(
+            item_id=item.pk, reviewer=reviewer, verdict="correct", corrected_answer={"label": "meh"}
+        )
+    assert "corrected_answer.label" in excinfo.value.message_dict
+    services.review_submit(
+        item_id=item.pk,
+        reviewer=reviewer,
+        verdict="correct",
+        corrected_answer={"label": "positive"},
+    )
+    item.refresh_from_db()
+    assert item.result.answer == {"label": "positive"}
+    assert item.result.method == ItemResult.Method.REVIEW and item.result.confidence == 1.0
+
+
+def test_dawid_skene_outvotes_a_careless_annotator():
+    project = annotation_project(overlap=3, agreement_threshold="0.5")
+    made = items(project, 30)
+    careful = [worker(project), worker(project)]
+    careless = worker(project)
+    truth = {}
+    for n, item in enumerate(made):
+        truth[item.pk] = "positive" if n % 3 else "negative"
+    for annotator in careful:
+        for _ in made:
+            lease = services.assignment_lease(project=project, annotator=annotator)
+            services.annotation_submit(
+                assignment_id=lease.pk, annotator=annotator, answer={"label": truth[lease.item_id]}
+            )
+    for _ in made:
+        lease = services.assignment_lease(project=project, annotator=careless)
+        services.annotation_submit(
+            assignment_id=lease.pk, annotator=careless, answer={"label": "positive"}
+        )
+    summary = services.project_results_infer(project=project)
+    assert summary["changed"] == 30
+    results = {r.item_id: r for r in ItemResult.objects.filter(project=project)}
+    assert all(results[pk].answer["label"] == label for pk, label in truth.items())
+    assert all(r.method == ItemResult.Method.DAWID_SKENE for r in results.values())
