@@ -20,6 +20,8 @@ from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
+from eventhooks.models import Event
+from eventhooks.services import webhook_event_emit
 from tenants.models import User
 
 from .models import (
@@ -277,7 +279,19 @@ def export_job_run(*, job_id) -> ExportJob:
     job.row_count = source.lines - (1 if job.format == ExportFormat.RESULTS_CSV else 0)
     job.status = ExportJob.Status.SUCCEEDED
     job.finished_at = timezone.now()
-    job.save()
+    with transaction.atomic():
+        job.save()
+        webhook_event_emit(
+            organization_id=job.project.organization_id,
+            event=Event.EXPORT_READY,
+            payload={
+                "export_job": str(job.pk),
+                "project": job.project_id,
+                "format": job.format,
+                "rows": job.row_count,
+                "download_url": f"/api/v1/export-jobs/{job.pk}/download/",
+            },
+        )
     return job
 
 

@@ -20,6 +20,8 @@ from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.utils import timezone
 
+from eventhooks.models import Event
+from eventhooks.services import webhook_event_emit
 from tenants.models import User
 
 from .import_readers import FORMATS, ImportFileError, RowProblem, detect_encoding, detect_format
@@ -169,12 +171,32 @@ def import_job_create(
 
 
 def _fail(job: ImportJob, message: str) -> ImportJob:
-    ImportStagingRow.objects.filter(job=job).delete()
-    job.status = ImportJob.Status.FAILED
-    job.error = message
-    job.finished_at = timezone.now()
-    job.save()
+    with transaction.atomic():
+        ImportStagingRow.objects.filter(job=job).delete()
+        job.status = ImportJob.Status.FAILED
+        job.error = message
+        job.finished_at = timezone.now()
+        job.save()
+        _announce(job)
     return job
+
+
+def _announce(job: ImportJob) -> None:
+    webhook_event_emit(
+        organization_id=job.project.organization_id,
+        event=Event.IMPORT_FINISHED,
+        payload={
+            "import_job": str(job.pk),
+            "project": job.project_id,
+            "status": job.status,
+            "rows_read": job.rows_read,
+            "rows_invalid": job.rows_invalid,
+            "created": job.created_count,
+            "updated": job.updated_count,
+            "skipped": job.skipped_count,
+            "error": job.error,
+        },
+    )
 
 
 def _stage(job: ImportJob, rows: list[dict]) -> None:
@@ -383,6 +405,10 @@ def import_job_run(*, job_id, on_progress: Callable[[ImportJob], None] | None = 
         job.status = ImportJob.Status.SUCCEEDED
         job.finished_at = now
         job.save()
+        if created:
+            # New work: the project is not complete any more.
+            Project.objects.filter(pk=project.pk).update(completed_at=None)
+        _announce(job)
     if on_progress:
         on_progress(job)
     return job

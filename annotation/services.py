@@ -9,6 +9,8 @@ from django.db.models import Count, F, Q
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
+from eventhooks.models import Event
+from eventhooks.services import webhook_event_emit
 from tenants.models import Membership, Organization, User
 from tenants.selectors import roles_for_user
 
@@ -408,7 +410,37 @@ def item_result_decide(*, item: Item, project: Project) -> ItemResult:
     )
     item.status = Item.Status.IN_REVIEW if needs_review else Item.Status.DONE
     item.save(update_fields=["status", "updated_at"])
+    if item.status == Item.Status.DONE:
+        project_completion_check(project=project)
     return result
+
+
+def project_completion_check(*, project: Project) -> bool:
+    """Mark the project completed when its last item is done; tell the client once."""
+    if (
+        Item.objects.filter(project=project, is_gold=False)
+        .exclude(status=Item.Status.DONE)
+        .exists()
+    ):
+        return False
+    # The conditional UPDATE is the once-only guard under concurrency.
+    now = timezone.now()
+    if not Project.objects.filter(pk=project.pk, completed_at__isnull=True).update(
+        completed_at=now
+    ):
+        return False
+    stats = project_counts(project)
+    webhook_event_emit(
+        organization_id=project.organization_id,
+        event=Event.PROJECT_COMPLETED,
+        payload={
+            "project": project.pk,
+            "name": project.name,
+            "items": stats["total"],
+            "completed_at": now.isoformat(),
+        },
+    )
+    return True
 
 
 VOTABLE_TYPES = {
@@ -579,6 +611,8 @@ def review_submit(
     item.save(update_fields=["status", "annotation_count", "reserved_count", "updated_at"])
     review.full_clean(exclude=["project", "item", "reviewer", "annotation"])
     review.save()
+    if item.status == Item.Status.DONE:
+        project_completion_check(project=project)
     return review
 
 

@@ -77,6 +77,8 @@ def world(django_capture_on_commit_callbacks):
     """A victim client and the centre it hires, with a row of every kind; an outsider."""
     from annotation import exports, services
     from annotation.models import ExportFormat
+    from eventhooks.models import WebhookDelivery
+    from eventhooks.services import webhook_endpoint_create
     from tenants.models import Organization
 
     victim = OrganizationFactory(name="Victim Co", kind=Organization.Kind.CLIENT)
@@ -102,6 +104,13 @@ def world(django_capture_on_commit_callbacks):
     services.annotation_submit(
         assignment_id=lease.pk, annotator=helper, answer={"label": "negative"}
     )
+    hook, _ = webhook_endpoint_create(
+        organization=victim,
+        created_by=owner,
+        url="http://127.0.0.1:9/h",
+        events=["project.completed"],
+    )
+    WebhookDelivery.objects.create(endpoint=hook, event="project.completed", payload={})
     with django_capture_on_commit_callbacks(execute=True):
         exports.export_job_create(project=other, created_by=owner, fmt=ExportFormat.RESULTS_JSONL)
         imports.import_job_create(

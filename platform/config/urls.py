@@ -5,6 +5,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 from rest_framework.routers import DefaultRouter
 
 from annotation import api as annotation_api
+from eventhooks import api as eventhooks_api
 from sitehealth.views import healthz
 from tenants import api as tenants_api
 from tenants import views as tenants_views
@@ -22,6 +23,10 @@ router.register("results", annotation_api.ItemResultViewSet, basename="result")
 router.register("export-jobs", annotation_api.ExportJobViewSet, basename="export-job")
 router.register(
     "dataset-versions", annotation_api.DatasetVersionViewSet, basename="dataset-version"
+)
+router.register("webhooks", eventhooks_api.WebhookEndpointViewSet, basename="webhook")
+router.register(
+    "webhook-deliveries", eventhooks_api.WebhookDeliveryViewSet, basename="webhook-delivery"
 )
 router.register(
     "workspace/projects", annotation_api.WorkspaceProjectViewSet, basename="workspace-project"

@@ -41,6 +41,7 @@ INSTALLED_APPS = [
     # Tokenworks, platform-wide (platform/)
     "tenants",
     "sitehealth",
+    "eventhooks",
     # Tokenworks, product apps (repository root)
     "annotation",
     "compute",
@@ -214,11 +215,18 @@ SPECTACULAR_SETTINGS = {
         "AssignmentStatusEnum": "annotation.models.Assignment.Status",
         "ExportFormatEnum": "annotation.models.ExportFormat",
         "OrganizationKindEnum": "tenants.models.Organization.Kind",
+        "WebhookEventEnum": "eventhooks.models.Event",
     },
     "POSTPROCESSING_HOOKS": [
         "drf_standardized_errors.openapi_hooks.postprocess_schema_enums",
     ],
 }
+
+# --- Webhooks -----------------------------------------------------------------
+# Client-supplied URLs: https only and public addresses only (no SSRF into the
+# cluster), except where a developer runs a receiver on localhost.
+WEBHOOK_ALLOW_HTTP = env.bool("WEBHOOK_ALLOW_HTTP", default=False)
+WEBHOOK_ALLOW_PRIVATE_ADDRESSES = env.bool("WEBHOOK_ALLOW_PRIVATE_ADDRESSES", default=False)
 
 # --- Celery -----------------------------------------------------------------
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")

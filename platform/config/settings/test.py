@@ -63,3 +63,7 @@ STORAGES = {
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
 LOGGING = {"version": 1, "disable_existing_loggers": False}
+
+# Tests deliver webhooks to a receiver on 127.0.0.1.
+WEBHOOK_ALLOW_HTTP = True
+WEBHOOK_ALLOW_PRIVATE_ADDRESSES = True

@@ -1,0 +1,81 @@
+from drf_spectacular.utils import extend_schema, extend_schema_view
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.response import Response
+
+from tenants.scoping import TenantScopedMixin
+
+from . import services
+from .models import WebhookDelivery, WebhookEndpoint
+from .serializers import (
+    WebhookDeliverySerializer,
+    WebhookEndpointCreatedSerializer,
+    WebhookEndpointSerializer,
+)
+
+
+@extend_schema_view(
+    list=extend_schema(summary="Your webhook endpoints (never their secrets)"),
+    retrieve=extend_schema(summary="One webhook endpoint"),
+    partial_update=extend_schema(summary="Change events or pause an endpoint"),
+    destroy=extend_schema(summary="Delete an endpoint"),
+)
+class WebhookEndpointViewSet(
+    TenantScopedMixin,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.CreateModelMixin,
+    mixins.UpdateModelMixin,
+    mixins.DestroyModelMixin,
+    viewsets.GenericViewSet,
+):
+    queryset = WebhookEndpoint.objects.all()
+    serializer_class = WebhookEndpointSerializer
+    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+
+    def get_serializer(self, *args, **kwargs):
+        kwargs.setdefault("organization_ids", self.tenant_organization_ids())
+        return super().get_serializer(*args, **kwargs)
+
+    @extend_schema(
+        summary="Add a webhook endpoint",
+        description="The response carries the signing secret, once. Deliveries are signed "
+        "`X-Tokenworks-Signature: sha256=HMAC(secret, timestamp + '.' + body)`.",
+        responses={201: WebhookEndpointCreatedSerializer},
+    )
+    def create(self, request, *args, **kwargs):
+        form = self.get_serializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        endpoint, secret = services.webhook_endpoint_create(
+            organization=form.validated_data["organization"],
+            created_by=request.user,
+            url=form.validated_data["url"],
+            events=form.validated_data.get("events"),
+        )
+        endpoint.secret = secret
+        return Response(
+            WebhookEndpointCreatedSerializer(
+                endpoint, organization_ids=self.tenant_organization_ids()
+            ).data,
+            status=status.HTTP_201_CREATED,
+        )
+
+
+@extend_schema_view(
+    list=extend_schema(summary="Webhook delivery log"),
+    retrieve=extend_schema(summary="One delivery"),
+)
+class WebhookDeliveryViewSet(TenantScopedMixin, viewsets.ReadOnlyModelViewSet):
+    queryset = WebhookDelivery.objects.all()
+    serializer_class = WebhookDeliverySerializer
+    filterset_fields = ["endpoint", "status", "event"]
+
+    @extend_schema(
+        summary="Send a failed delivery again",
+        request=None,
+        responses={202: WebhookDeliverySerializer},
+    )
+    @action(detail=True, methods=["post"])
+    def redeliver(self, request, pk=None):
+        delivery = services.webhook_delivery_retry(delivery=self.get_object())
+        return Response(WebhookDeliverySerializer(delivery).data, status=status.HTTP_202_ACCEPTED)

@@ -1,0 +1,172 @@
+"""Webhook deliveries to a real HTTP receiver on 127.0.0.1."""
+
+import hashlib
+import hmac
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from django.core.exceptions import ValidationError
+from django.core.files.base import ContentFile
+from rest_framework.test import APIClient
+
+from annotation import services as annotation_services
+from annotation.imports import import_job_create
+from eventhooks import services
+from eventhooks.models import WebhookDelivery
+from tests.factories import annotation_project, items, worker
+
+pytestmark = pytest.mark.django_db
+
+
+class Receiver:
+    def __init__(self):
+        self.requests: list[dict] = []
+        self.status = 200
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                receiver.requests.append({"headers": dict(self.headers), "body": body})
+                self.send_response(receiver.status)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def receiver():
+    r = Receiver()
+    yield r
+    r.close()
+
+
+def subscribe(project, url, events=None):
+    return services.webhook_endpoint_create(
+        organization=project.organization, created_by=project.created_by, url=url, events=events
+    )
+
+
+def test_an_import_is_announced_signed(receiver, django_capture_on_commit_callbacks):
+    project = annotation_project()
+    endpoint, secret = subscribe(project, receiver.url, ["import.finished"])
+    with django_capture_on_commit_callbacks(execute=True):
+        job = import_job_create(
+            project=project,
+            created_by=project.created_by,
+            upload=ContentFile(b'{"text": "a"}\n', name="a.jsonl"),
+        )
+    (request,) = receiver.requests
+    headers, body = request["headers"], request["body"]
+    assert headers["X-Tokenworks-Event"] == "import.finished"
+    expected = hmac.new(
+        secret.encode(), f"{headers['X-Tokenworks-Timestamp']}.".encode() + body, hashlib.sha256
+    ).hexdigest()
+    assert headers["X-Tokenworks-Signature"] == f"sha256={expected}"
+    payload = json.loads(body)
+    assert payload["data"]["import_job"] == str(job.pk)
+    assert payload["data"]["status"] == "succeeded" and payload["data"]["created"] == 1
+    delivery = WebhookDelivery.objects.get()
+    assert (delivery.status, delivery.attempts, delivery.last_status_code) == ("succeeded", 1, 200)
+    assert headers["X-Tokenworks-Delivery"] == str(delivery.pk)
+    assert endpoint.secret == secret
+
+
+def test_failing_receivers_are_retried_then_given_up_on(
+    receiver, django_capture_on_commit_callbacks
+):
+    receiver.status = 500
+    project = annotation_project()
+    subscribe(project, receiver.url)
+    with django_capture_on_commit_callbacks(execute=True):
+        import_job_create(
+            project=project,
+            created_by=project.created_by,
+            upload=ContentFile(b'{"text": "a"}\n', name="a.jsonl"),
+        )
+    delivery = WebhookDelivery.objects.get()
+    assert delivery.status == "failed" and delivery.attempts == services.MAX_ATTEMPTS
+    assert delivery.last_status_code == 500
+    assert len(receiver.requests) == services.MAX_ATTEMPTS
+    # Every retry carries the same delivery id, so receivers can drop duplicates.
+    assert {r["headers"]["X-Tokenworks-Delivery"] for r in receiver.requests} == {str(delivery.pk)}
+
+
+def test_an_unreachable_receiver_is_logged():
+    project = annotation_project()
+    endpoint, _ = subscribe(project, "http://127.0.0.1:9/hook")
+    delivery = WebhookDelivery.objects.create(endpoint=endpoint, event="export.ready", payload={})
+    delivery = services.webhook_deliver(delivery_id=delivery.pk)
+    assert delivery.status == "pending" and delivery.next_attempt_at is not None
+    assert "ConnectError" in delivery.last_error
+    assert services.backoff_seconds(1) == 30 and services.backoff_seconds(20) == 3600
+
+
+def test_project_completion_is_announced_once(receiver, django_capture_on_commit_callbacks):
+    project = annotation_project()
+    items(project, 2)
+    subscribe(project, receiver.url, ["project.completed"])
+    annotator = worker(project)
+    with django_capture_on_commit_callbacks(execute=True):
+        for _ in range(2):
+            lease = annotation_services.assignment_lease(project=project, annotator=annotator)
+            annotation_services.annotation_submit(
+                assignment_id=lease.pk, annotator=annotator, answer={"label": "positive"}
+            )
+        annotation_services.project_completion_check(project=project)
+    events = [json.loads(r["body"])["event"] for r in receiver.requests]
+    assert events == ["project.completed"]
+    project.refresh_from_db()
+    assert project.completed_at is not None
+
+
+def test_private_addresses_are_refused_unless_allowed(settings, receiver):
+    settings.WEBHOOK_ALLOW_PRIVATE_ADDRESSES = False
+    project = annotation_project()
+    endpoint, _ = subscribe(project, receiver.url)
+    delivery = WebhookDelivery.objects.create(endpoint=endpoint, event="export.ready", payload={})
+    delivery = services.webhook_deliver(delivery_id=delivery.pk)
+    assert "non-public address" in delivery.last_error
+    assert receiver.requests == []
+
+
+def test_plain_http_and_unknown_events_are_refused(settings):
+    settings.WEBHOOK_ALLOW_HTTP = False
+    project = annotation_project()
+    with pytest.raises(ValidationError, match="https"):
+        subscribe(project, "http://example.com/hook")
+    with pytest.raises(ValidationError) as excinfo:
+        subscribe(project, "https://example.com/hook", ["item.deleted"])
+    assert "events" in excinfo.value.message_dict
+
+
+def test_the_secret_is_shown_once_over_the_api():
+    project = annotation_project()
+    api = APIClient()
+    api.force_login(project.created_by)
+    created = api.post(
+        "/api/v1/webhooks/",
+        {
+            "organization": project.organization.pk,
+            "url": "https://example.com/hook",
+            "events": ["export.ready"],
+        },
+        format="json",
+    )
+    assert created.status_code == 201, created.content
+    secret = created.json()["secret"]
+    assert secret.startswith("whsec_")
+    listed = api.get("/api/v1/webhooks/").json()
+    assert secret not in json.dumps(listed) and "secret" not in listed["results"][0]
