@@ -40,3 +40,18 @@ def test_seed_demo_refuses_without_debug(settings):
     with pytest.raises(CommandError, match="public password"):
         call_command("seed_demo")
     assert not User.objects.exists()
+
+
+def test_seed_demo_command_adds_the_demo_projects_once(settings, capsys):
+    from annotation.models import Item, Project
+
+    settings.DEBUG = True
+    call_command("seed_demo")
+    first = capsys.readouterr().out
+    projects, items = Project.objects.count(), Item.objects.count()
+    call_command("seed_demo")
+    second = capsys.readouterr().out
+    assert projects == 3 and items > 30
+    assert (Project.objects.count(), Item.objects.count()) == (projects, items)
+    assert "0 row(s) created" in second and "0 row(s) created" not in first
+    assert "annotator" in second  # the logins are printed every time

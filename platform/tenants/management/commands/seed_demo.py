@@ -1,3 +1,6 @@
+from importlib import import_module
+
+from django.apps import apps
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
@@ -21,9 +24,20 @@ class Command(BaseCommand):
                 "pass --allow-production if you really mean it."
             )
         result = demo_seed()
-        self.stdout.write(
-            f"Demo data: {result.created} row(s) created, {result.unchanged} already present."
-        )
+        created = result.created
+        # Product apps add their own demo data through a `demo` module with a
+        # demo_seed() returning how many rows it created (none the second time).
+        for app in apps.get_app_configs():
+            if app.name == "tenants":
+                continue
+            try:
+                module = import_module(f"{app.name}.demo")
+            except ModuleNotFoundError as error:
+                if error.name != f"{app.name}.demo":
+                    raise
+                continue
+            created += module.demo_seed()
+        self.stdout.write(f"Demo data: {created} row(s) created.")
         self.stdout.write(f"Demo logins (password for all: {DEMO_PASSWORD}):")
         for username, role, organization in result.logins:
             self.stdout.write(f"  {role:<17} {username:<12} {organization}")
