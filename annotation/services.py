@@ -476,14 +476,16 @@ def project_results_infer(*, project: Project) -> dict:
         answers.setdefault((item_id, answer_key(project.task_type, ans)), ans)
     inferred = agreement.dawid_skene(triples)
     threshold = float(project.agreement_threshold)
-    changed = to_review = 0
+    changed, to_review = [], 0
+    status_of: dict[str, list[int]] = {Item.Status.IN_REVIEW: [], Item.Status.DONE: []}
     results = (
         ItemResult.objects.select_for_update()
         .filter(project=project, reviewed_by__isnull=True)
         .exclude(method=ItemResult.Method.REVIEW)
-        .order_by("pk")
+        .order_by("pk")  # consistent lock order with other writers
     )
-    for result in results:
+    now = timezone.now()
+    for result in results.iterator(chunk_size=5000):
         if result.item_id not in inferred.labels:
             continue
         key = inferred.labels[result.item_id]
@@ -491,20 +493,37 @@ def project_results_infer(*, project: Project) -> dict:
         needs_review = confidence < threshold or _sampled(
             project.pk, result.item_id, project.review_rate
         )
-        result.answer = answers[(result.item_id, key)]
-        result.confidence = confidence
-        result.method = ItemResult.Method.DAWID_SKENE
+        answer = answers[(result.item_id, key)]
+        if (result.answer, result.confidence, result.approved, result.method) == (
+            answer,
+            confidence,
+            not needs_review,
+            ItemResult.Method.DAWID_SKENE,
+        ):
+            continue  # a second run changes nothing
         if result.approved and needs_review:
             to_review += 1
-        result.approved = not needs_review
-        result.save(update_fields=["answer", "confidence", "method", "approved", "updated_at"])
-        changed += 1
-        Item.objects.filter(pk=result.item_id).exclude(status=Item.Status.OPEN).update(
-            status=Item.Status.IN_REVIEW if needs_review else Item.Status.DONE
+        result.answer, result.confidence = answer, confidence
+        result.method, result.approved, result.updated_at = (
+            ItemResult.Method.DAWID_SKENE,
+            not needs_review,
+            now,
         )
+        changed.append(result)
+        status_of[Item.Status.IN_REVIEW if needs_review else Item.Status.DONE].append(
+            result.item_id
+        )
+    ItemResult.objects.bulk_update(
+        changed, ["answer", "confidence", "method", "approved", "updated_at"], batch_size=2000
+    )
+    for status, item_ids in status_of.items():
+        for start in range(0, len(item_ids), 5000):
+            Item.objects.filter(pk__in=item_ids[start : start + 5000]).exclude(
+                status=Item.Status.OPEN
+            ).update(status=status, updated_at=now)
     return {
         "items": len(inferred.labels),
-        "changed": changed,
+        "changed": len(changed),
         "to_review": to_review,
         "iterations": inferred.iterations,
     }

@@ -39,3 +39,16 @@ def export_job_run_task(job_id: str) -> str:
     from .exports import export_job_run
 
     return export_job_run(job_id=job_id).status
+
+
+@shared_task(name="annotation.results_infer_active", time_limit=120, soft_time_limit=100)
+def results_infer_active_task() -> int:
+    """Queue Dawid–Skene for every active project where it can change an answer."""
+    project_ids = list(
+        Project.objects.filter(
+            status=Project.Status.ACTIVE, overlap__gt=1, task_type__in=services.VOTABLE_TYPES
+        ).values_list("pk", flat=True)
+    )
+    for project_id in project_ids:
+        project_results_infer_task.delay(project_id)
+    return len(project_ids)

@@ -400,3 +400,4 @@ def test_dawid_skene_outvotes_a_careless_annotator():
     results = {r.item_id: r for r in ItemResult.objects.filter(project=project)}
     assert all(results[pk].answer["label"] == label for pk, label in truth.items())
     assert all(r.method == ItemResult.Method.DAWID_SKENE for r in results.values())
+    assert services.project_results_infer(project=project)["changed"] == 0

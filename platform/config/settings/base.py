@@ -273,6 +273,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "annotation.assignment_expire_stale",
         "schedule": 30.0,
     },
+    "annotation-infer-results": {
+        "task": "annotation.results_infer_active",
+        "schedule": 15 * 60.0,
+    },
 }
 
 # --- Logging ----------------------------------------------------------------
