@@ -44,6 +44,7 @@ from .serializers import (
     ItemResultSerializer,
     ItemSerializer,
     LeaseSerializer,
+    NextTaskSerializer,
     ProjectSerializer,
     ProjectUpdateSerializer,
     ReviewItemSerializer,
@@ -386,12 +387,21 @@ class WorkspaceProjectViewSet(TenantScopedMixin, viewsets.ReadOnlyModelViewSet):
 
     @extend_schema(
         summary="Lease your next task",
-        request=None,
+        description="Send the assignment ids this page already shows in `holding`; an "
+        "active lease not among them comes back first (so reloads strand nothing), "
+        "otherwise a new item is leased while you hold fewer than two.",
+        request=NextTaskSerializer,
         responses={200: LeaseSerializer, 204: OpenApiResponse(description="Nothing left for you.")},
     )
     @action(detail=True, methods=["post"])
     def next(self, request, pk=None):
-        assignment = services.assignment_lease(project=self.get_object(), annotator=request.user)
+        form = NextTaskSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        assignment = services.assignment_lease(
+            project=self.get_object(),
+            annotator=request.user,
+            holding=form.validated_data["holding"],
+        )
         if assignment is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
         return Response(LeaseSerializer(assignment).data)

@@ -298,7 +298,7 @@ def export_job_run(*, job_id) -> ExportJob:
 # --- dataset versions -------------------------------------------------------------
 
 
-def _split_is_validation(seed: int, item_id: int, ratio: Decimal) -> bool:
+def split_is_validation(seed: int, item_id: int, ratio: Decimal) -> bool:
     digest = hashlib.sha256(f"split:{seed}:{item_id}".encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2**64 < float(ratio)
 
@@ -344,7 +344,7 @@ def dataset_version_create(
             line = _dumps(record)
             split = (
                 "validation"
-                if _split_is_validation(seed, result.item_id, validation_ratio)
+                if split_is_validation(seed, result.item_id, validation_ratio)
                 else "train"
             )
             encoded = line.encode()

@@ -279,6 +279,12 @@ class LeaseSerializer(serializers.ModelSerializer):
         }
 
 
+class NextTaskSerializer(serializers.Serializer):
+    holding = serializers.ListField(
+        child=serializers.IntegerField(), required=False, default=list, max_length=10
+    )
+
+
 class SubmitSerializer(serializers.Serializer):
     answer = serializers.JSONField()
     time_spent_ms = serializers.IntegerField(min_value=0, default=0)
@@ -321,11 +327,16 @@ class ReviewAnnotationSerializer(serializers.ModelSerializer):
 
 class ReviewItemSerializer(serializers.ModelSerializer):
     annotations = serializers.SerializerMethodField()
+    suggestion = serializers.SerializerMethodField()
     result = ResultBriefSerializer(read_only=True)
 
     class Meta:
         model = Item
-        fields = ["id", "data", "status", "result", "annotations", "metadata"]
+        fields = ["id", "data", "status", "result", "annotations", "suggestion"]
+
+    def get_suggestion(self, item) -> dict | None:
+        # Only the model's suggestion: the rest of the metadata is the client's.
+        return (item.metadata or {}).get("suggestion")
 
     def get_annotations(self, item) -> list[dict]:
         live = [a for a in item.annotations.all() if a.status != Annotation.Status.REJECTED]

@@ -230,8 +230,15 @@ def annotator_check(*, project: Project, annotator: User) -> None:
 
 
 @transaction.atomic
-def assignment_lease(*, project: Project, annotator: User, now=None) -> Assignment | None:
-    """The annotator's next task, or None when nothing is left for them."""
+def assignment_lease(
+    *, project: Project, annotator: User, holding: list[int] | tuple = (), now=None
+) -> Assignment | None:
+    """The annotator's next task, or None when nothing is left for them.
+
+    An active lease the caller is not already showing (`holding`) comes back
+    first, so a page reload never strands a lease until it expires; a new item
+    is leased only while the annotator holds fewer than MAX_ACTIVE_LEASES.
+    """
     annotator_check(project=project, annotator=annotator)
     now = now or timezone.now()
     active = list(
@@ -240,8 +247,14 @@ def assignment_lease(*, project: Project, annotator: User, now=None) -> Assignme
             annotator=annotator,
             status=Assignment.Status.LEASED,
             expires_at__gt=now,
-        ).order_by("leased_at", "pk")[:MAX_ACTIVE_LEASES]
+        )
+        .select_related("item")
+        .order_by("leased_at", "pk")
     )
+    held = set(holding)
+    unheld = [a for a in active if a.pk not in held]
+    if unheld:
+        return unheld[0]
     if len(active) >= MAX_ACTIVE_LEASES:
         return active[0]
     expires = now + timedelta(seconds=project.lease_seconds)
@@ -560,6 +573,9 @@ def review_submit(
         raise PermissionDenied("You annotated this item; another reviewer must review it.")
     if item.status == Item.Status.OPEN or not annotations:
         raise ValidationError({"item": ["This item is still being annotated."]})
+    if item.status != Item.Status.IN_REVIEW:
+        # A stale queue must not undo another reviewer's decision.
+        raise ValidationError({"item": ["This item has already been reviewed."]})
     if verdict not in Review.Verdict.values:
         raise ValidationError({"verdict": [f"Expected one of {', '.join(Review.Verdict.values)}."]})
     reason = (reason or "").strip()

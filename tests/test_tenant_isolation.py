@@ -118,7 +118,8 @@ def world(django_capture_on_commit_callbacks):
             created_by=owner,
             upload=ContentFile('{"text": "好"}\n'.encode(), name="a.jsonl"),
         )
-    exports.dataset_version_create(project=other, created_by=owner, validation_ratio=0)
+    dataset = exports.dataset_version_create(project=other, created_by=owner, validation_ratio=0)
+    _compute_rows(other, victim_centre, dataset)
 
     outsider_org = OrganizationFactory(name="Outsider Co", kind=Organization.Kind.CLIENT)
     outsider_centre = OrganizationFactory(name="Outsider Centre", kind=Organization.Kind.WORKFORCE)
@@ -134,6 +135,46 @@ def world(django_capture_on_commit_callbacks):
         "outsider": outsider,
         "outsider_secret": outsider_secret,
     }
+
+
+def _compute_rows(project, centre, dataset):
+    """A backend, prompt, run, prediction, metered call and fine-tune run of the victim."""
+    from compute.models import Backend, FineTuneRun, InferenceCall, Prediction, PrelabelRun
+    from compute.services import prompt_template_create
+
+    backend = Backend.objects.create(
+        organization=centre, name="Victim GPUs", base_url="http://127.0.0.1:9/v1"
+    )
+    prompt = prompt_template_create(project=project, created_by=project.created_by)
+    run = PrelabelRun.objects.create(
+        project=project, created_by=project.created_by, prompt=prompt, status="succeeded"
+    )
+    item = project.items.first()
+    Prediction.objects.create(
+        run=run,
+        project=project,
+        item=item,
+        answer={"label": "positive"},
+        confidence=0.9,
+        model="m",
+        backend=backend,
+        prompt_version=1,
+    )
+    InferenceCall.objects.create(
+        run=run, project=project, item=item, backend=backend, model="m", outcome="ok"
+    )
+    FineTuneRun.objects.create(
+        project=project,
+        dataset=dataset,
+        backend=backend,
+        base_model="m",
+        created_by=project.created_by,
+    )
+
+
+def _rows(body):
+    """List endpoints answer a page ({"results": [...]}) or, for reports, a plain list."""
+    return body["results"] if isinstance(body, dict) else body
 
 
 def _clients(world):
@@ -175,15 +216,21 @@ def test_lists_never_show_another_organizations_rows(world, endpoint, auth):
     client = _clients(world)[auth]
     url = "/" + endpoint.route.replace("^", "").replace("$", "")
     response = client.get(url, {"page_size": 500})
+    owner = APIClient()
+    owner.force_login(world["victim_dev"])
+    if response.status_code == 400:
+        # A report that needs parameters (e.g. ?project=): it has its own
+        # isolation test; without them it must refuse everyone alike.
+        assert owner.get(url).status_code == 400
+        assert "Victim" not in response.content.decode()
+        return
     assert response.status_code in (200, 403), response.content
     if rows is None or response.status_code == 403:
         return
-    owner = APIClient()
-    owner.force_login(world["victim_dev"])
-    own = {str(row["id"]) for row in owner.get(url, {"page_size": 500}).json()["results"]}
+    own = {str(row["id"]) for row in _rows(owner.get(url, {"page_size": 500}).json())}
     victim_ids = {str(row.pk) for row in rows}
     assert own & victim_ids, "the owner should see its own rows at this URL"
-    results = response.json()["results"]
+    results = _rows(response.json())
     leaked = {str(row["id"]) for row in results} & victim_ids
     assert not leaked, f"{endpoint.name} leaked rows {leaked}"
     assert "Victim" not in response.content.decode()
@@ -219,3 +266,19 @@ def test_details_of_another_organizations_rows_are_not_found(world, endpoint, au
         organization_id__in=world["victim_ids"], revoked_at__isnull=True
     ).exists()
     assert len(_victim_rows(endpoint, world)) == len(rows)
+
+
+def test_suggestion_acceptance_of_another_organizations_project_is_refused(world):
+    from annotation.models import Project
+
+    victim_project = Project.objects.filter(organization_id__in=world["victim_ids"]).first()
+    outsider = _clients(world)["session"]
+    response = outsider.get("/api/v1/predictions/acceptance/", {"project": victim_project.pk})
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["attr"] == "project"
+    owner = APIClient()
+    owner.force_login(world["victim_dev"])
+    assert (
+        owner.get("/api/v1/predictions/acceptance/", {"project": victim_project.pk}).status_code
+        == 200
+    )

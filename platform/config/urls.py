@@ -5,6 +5,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 from rest_framework.routers import DefaultRouter
 
 from annotation import api as annotation_api
+from compute import api as compute_api
 from eventhooks import api as eventhooks_api
 from sitehealth.views import healthz
 from tenants import api as tenants_api
@@ -24,6 +25,12 @@ router.register("export-jobs", annotation_api.ExportJobViewSet, basename="export
 router.register(
     "dataset-versions", annotation_api.DatasetVersionViewSet, basename="dataset-version"
 )
+router.register("backends", compute_api.BackendViewSet, basename="backend")
+router.register("prompts", compute_api.PromptTemplateViewSet, basename="prompt")
+router.register("prelabel-runs", compute_api.PrelabelRunViewSet, basename="prelabel-run")
+router.register("predictions", compute_api.PredictionViewSet, basename="prediction")
+router.register("inference-calls", compute_api.InferenceCallViewSet, basename="inference-call")
+router.register("finetune-runs", compute_api.FineTuneRunViewSet, basename="finetune-run")
 router.register("webhooks", eventhooks_api.WebhookEndpointViewSet, basename="webhook")
 router.register(
     "webhook-deliveries", eventhooks_api.WebhookDeliveryViewSet, basename="webhook-delivery"

@@ -79,10 +79,9 @@ def test_next_task_prefers_uncertain_items_then_older_ones():
     first, _second, third = items(project, 3)
     Item.objects.filter(pk=third.pk).update(priority=0.9)
     annotator = worker(project)
-    leased = [
-        services.assignment_lease(project=project, annotator=annotator).item_id for _ in range(2)
-    ]
-    assert leased == [third.pk, first.pk]
+    a = services.assignment_lease(project=project, annotator=annotator)
+    b = services.assignment_lease(project=project, annotator=annotator, holding=[a.pk])
+    assert [a.item_id, b.item_id] == [third.pk, first.pk]
 
 
 def test_an_annotator_holds_at_most_two_leases_and_gets_the_oldest_back():
@@ -90,9 +89,14 @@ def test_an_annotator_holds_at_most_two_leases_and_gets_the_oldest_back():
     items(project, 5)
     annotator = worker(project)
     a = services.assignment_lease(project=project, annotator=annotator)
-    b = services.assignment_lease(project=project, annotator=annotator)
-    again = services.assignment_lease(project=project, annotator=annotator)
+    # A reload (nothing held on the page) gets the same lease back, not a new one.
+    assert services.assignment_lease(project=project, annotator=annotator).pk == a.pk
+    b = services.assignment_lease(project=project, annotator=annotator, holding=[a.pk])
+    again = services.assignment_lease(project=project, annotator=annotator, holding=[a.pk, b.pk])
     assert a.pk != b.pk and again.pk == a.pk
+    assert (
+        services.assignment_lease(project=project, annotator=annotator, holding=[a.pk]).pk == b.pk
+    )
     assert Assignment.objects.count() == 2
 
 
@@ -314,6 +318,20 @@ def _item_in_review(project):
     item.refresh_from_db()
     assert item.status == Item.Status.IN_REVIEW
     return item, annotator
+
+
+def test_an_item_is_reviewed_once():
+    project = annotation_project(review_rate="1")
+    item, _ = _item_in_review(project)
+    first = worker(project, role=Membership.Role.REVIEWER)
+    second = worker(project, role=Membership.Role.REVIEWER)
+    services.review_submit(item_id=item.pk, reviewer=first, verdict="accept")
+    with pytest.raises(ValidationError, match="already been reviewed"):
+        services.review_submit(
+            item_id=item.pk, reviewer=second, verdict="reject", reason="stale queue"
+        )
+    item.refresh_from_db()
+    assert item.status == Item.Status.DONE and item.result.approved
 
 
 def test_reviewers_never_review_their_own_work():

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from config.settings.base import PRODUCTION_REQUIRED
+
 REPO = Path(__file__).resolve().parents[2]
 GOOD_SECRET = "p7Qv-3xZk_9LmNw2Rt8YbHc4Jd6Fs1GaUe5Io0PlKjMnBvCxZq"
 
@@ -18,7 +20,7 @@ def manage(*args, env: dict, tmp_path: Path) -> subprocess.CompletedProcess:
         for k, v in os.environ.items()
         if k
         not in {
-            "SECRET_KEY",
+            *PRODUCTION_REQUIRED,
             "DATABASE_URL",
             "CELERY_BROKER_URL",
             "ALLOWED_HOSTS",
@@ -41,6 +43,7 @@ def production_env(**overrides) -> dict:
     env = {
         "DJANGO_SETTINGS_MODULE": "config.settings.production",
         "SECRET_KEY": GOOD_SECRET,
+        "ENCRYPTION_KEYS": "dG9rZW53b3Jrcy10ZXN0LWtleS1ub3Qtc2VjcmV0ISE=",
         "DATABASE_URL": "postgres://tokenworks@db.internal:5432/tokenworks",
         "CELERY_BROKER_URL": "redis://redis.internal:6379/0",
         "ALLOWED_HOSTS": "tokenworks.example.cn",
@@ -57,9 +60,7 @@ def test_production_passes_the_deploy_checks(tmp_path):
     assert "no issues" in result.stdout
 
 
-@pytest.mark.parametrize(
-    "variable", ["SECRET_KEY", "DATABASE_URL", "CELERY_BROKER_URL", "ALLOWED_HOSTS"]
-)
+@pytest.mark.parametrize("variable", PRODUCTION_REQUIRED)
 def test_production_refuses_to_start_without_a_required_variable(tmp_path, variable):
     result = manage("check", env=production_env(**{variable: None}), tmp_path=tmp_path)
     assert result.returncode != 0
@@ -74,6 +75,7 @@ def test_production_refuses_to_start_without_a_required_variable(tmp_path, varia
         ({"DEBUG": "true"}, "DEBUG"),
         ({"DATABASE_URL": "sqlite:////tmp/db.sqlite3"}, "DATABASE_URL"),
         ({"LOG_FORMAT": "yaml"}, "LOG_FORMAT"),
+        ({"ENCRYPTION_KEYS": "not-a-fernet-key"}, "ENCRYPTION_KEYS"),
     ],
 )
 def test_production_refuses_insecure_settings_naming_the_variable(tmp_path, overrides, named):

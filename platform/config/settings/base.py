@@ -16,7 +16,13 @@ PLATFORM_DIR = BASE_DIR / "platform"
 env = environ.Env()
 
 # Variables production refuses to start without (production.py checks them).
-PRODUCTION_REQUIRED = ("SECRET_KEY", "DATABASE_URL", "CELERY_BROKER_URL", "ALLOWED_HOSTS")
+PRODUCTION_REQUIRED = (
+    "SECRET_KEY",
+    "ENCRYPTION_KEYS",
+    "DATABASE_URL",
+    "CELERY_BROKER_URL",
+    "ALLOWED_HOSTS",
+)
 
 VAR_DIR = Path(env.str("VAR_DIR", default=str(BASE_DIR / "var")))
 VAR_DIR.mkdir(parents=True, exist_ok=True)
@@ -216,11 +222,24 @@ SPECTACULAR_SETTINGS = {
         "ExportFormatEnum": "annotation.models.ExportFormat",
         "OrganizationKindEnum": "tenants.models.Organization.Kind",
         "WebhookEventEnum": "eventhooks.models.Event",
+        "ResultMethodEnum": "annotation.models.ItemResult.Method",
+        "FineTuneMethodEnum": "compute.models.FineTuneRun.Method",
+        "FineTuneStatusEnum": "compute.models.FineTuneRun.Status",
+        "BackendKindEnum": "compute.models.Backend.Kind",
+        "RoutingPolicyEnum": "compute.models.RoutingPolicy",
     },
     "POSTPROCESSING_HOOKS": [
         "drf_standardized_errors.openapi_hooks.postprocess_schema_enums",
     ],
 }
+
+# Fernet keys for secrets at rest (backend API keys); the first one encrypts.
+ENCRYPTION_KEYS = env.list("ENCRYPTION_KEYS", default=[])
+
+# --- Compute: calls to inference backends ---------------------------------------
+COMPUTE_REQUEST_TIMEOUT = env.float("COMPUTE_REQUEST_TIMEOUT", default=60.0)
+COMPUTE_MAX_RETRIES = env.int("COMPUTE_MAX_RETRIES", default=4)
+COMPUTE_BACKOFF_BASE = env.float("COMPUTE_BACKOFF_BASE", default=0.5)
 
 # --- Webhooks -----------------------------------------------------------------
 # Client-supplied URLs: https only and public addresses only (no SSRF into the
@@ -271,6 +290,14 @@ CELERY_BEAT_SCHEDULE = {
     },
     "annotation-expire-stale-leases": {
         "task": "annotation.assignment_expire_stale",
+        "schedule": 30.0,
+    },
+    "compute-backend-health": {
+        "task": "compute.backends_health_check",
+        "schedule": 30.0,
+    },
+    "compute-finetune-poll": {
+        "task": "compute.finetune_runs_poll",
         "schedule": 30.0,
     },
     "annotation-infer-results": {

@@ -16,7 +16,18 @@ def _development_secret_key() -> str:
     return path.read_text().strip()
 
 
+def _development_encryption_key() -> str:
+    path = VAR_DIR / "encryption_key"
+    if not path.exists():
+        from cryptography.fernet import Fernet
+
+        path.write_text(Fernet.generate_key().decode())
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
 DEBUG = env.bool("DEBUG", default=True)
+ENCRYPTION_KEYS = env.list("ENCRYPTION_KEYS", default=[]) or [_development_encryption_key()]
 SECRET_KEY = env.str("SECRET_KEY", default="") or _development_secret_key()
 # Static files straight from the apps in development, no collectstatic needed.
 WHITENOISE_USE_FINDERS = True

@@ -35,6 +35,17 @@ if len(SECRET_KEY) < 50 or len(set(SECRET_KEY)) < 5 or SECRET_KEY.startswith("dj
     )
 
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS")
+ENCRYPTION_KEYS = env.list("ENCRYPTION_KEYS")
+try:
+    from cryptography.fernet import Fernet
+
+    for _key in ENCRYPTION_KEYS:
+        Fernet(_key.encode())
+except ValueError as _error:
+    raise environ.ImproperlyConfigured(
+        "ENCRYPTION_KEYS must be comma-separated Fernet keys: 32 random bytes, URL-safe "
+        "base64 (cryptography.fernet.Fernet.generate_key())."
+    ) from _error
 DATABASES = {"default": database_from_url(_require("DATABASE_URL"))}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3" and not env.bool(
     "ALLOW_SQLITE_IN_PRODUCTION", default=False

@@ -11,6 +11,7 @@ from .base import *
 from .base import database_from_url, env
 
 SECRET_KEY = "test-only-key-not-secret-" + "x" * 40
+ENCRYPTION_KEYS = ["dG9rZW53b3Jrcy10ZXN0LWtleS1ub3Qtc2VjcmV0ISE="]  # test-only
 DEBUG = False
 ALLOWED_HOSTS = ["*"]
 REQUIRE_SERVICES = env.bool("REQUIRE_SERVICES", default=False)
@@ -67,3 +68,8 @@ LOGGING = {"version": 1, "disable_existing_loggers": False}
 # Tests deliver webhooks to a receiver on 127.0.0.1.
 WEBHOOK_ALLOW_HTTP = True
 WEBHOOK_ALLOW_PRIVATE_ADDRESSES = True
+
+# Fault tests must not wait out production backoffs.
+COMPUTE_REQUEST_TIMEOUT = 2.0
+COMPUTE_MAX_RETRIES = 2
+COMPUTE_BACKOFF_BASE = 0.01

@@ -1,0 +1,258 @@
+"""Web pages for annotators and reviewers.
+
+The views are thin: they find the project through the caller's workforce
+memberships (another centre's project, or one the caller holds no fitting
+role for, is a 404) and render a template. Every write goes from the page's
+JavaScript to the REST API under /api/v1/workspace/ with the session cookie
+and the CSRF token.
+"""
+
+from django.contrib.auth.decorators import login_required
+from django.db.models import QuerySet
+from django.shortcuts import get_object_or_404, render
+from django.urls import reverse
+from django.utils.translation import gettext as _
+from django.views.decorators.csrf import ensure_csrf_cookie
+
+from tenants.models import Membership
+
+from .models import Item, Project, TaskType
+from .schemas import SchemaError, label_schema_validate
+from .selectors import annotator_quality, projects_for_worker
+
+# Reviewers and project managers may review (as the API allows).
+REVIEW_ROLES = (Membership.Role.REVIEWER, Membership.Role.PROJECT_MANAGER)
+
+
+def _annotate_projects(user) -> QuerySet[Project]:
+    return projects_for_worker(user=user, role=Membership.Role.ANNOTATOR)
+
+
+def _review_projects(user) -> QuerySet[Project]:
+    reviewer, manager = (projects_for_worker(user=user, role=role) for role in REVIEW_ROLES)
+    return (reviewer | manager).distinct()
+
+
+def _label_schema(project: Project) -> dict:
+    """The schema as the API validates answers against it (hotkeys filled in)."""
+    try:
+        return label_schema_validate(project.task_type, project.label_schema)
+    except SchemaError:
+        return project.label_schema or {}
+
+
+def _api_urls(project: Project) -> dict:
+    # Per-object routes are sent with an {id} placeholder the page fills in.
+    def with_placeholder(name):
+        return reverse(name, args=[0]).replace("/0/", "/{id}/")
+
+    return {
+        "next": reverse("v1:workspace-project-next", args=[project.pk]),
+        "reviewQueue": reverse("v1:workspace-project-review-queue", args=[project.pk]),
+        "submit": with_placeholder("v1:workspace-assignment-submit"),
+        "skip": with_placeholder("v1:workspace-assignment-skip"),
+        "review": with_placeholder("v1:workspace-item-review"),
+    }
+
+
+def _js_strings() -> dict:
+    """Every string the page scripts show, in the request's language."""
+    return {
+        "backToProjects": _("Back to your projects"),
+        "networkError": _("The server could not be reached. Check your connection and try again."),
+        "serverError": _("Something went wrong on the server (HTTP %(status)s). Try again."),
+        "notAllowed": _("You cannot work on this project: %(detail)s"),
+        "leaseLost": _("This task is no longer yours: %(detail)s"),
+        "nextTask": _("Take the next task"),
+        "saved": _("Saved."),
+        "skipped": _("Skipped."),
+        "nothingToUndo": _("Nothing to undo."),
+        "undone": _("Undone."),
+        "chooseLabel": _("Choose a label first."),
+        "chooseOption": _("Choose A, B or tie first."),
+        "chooseRating": _("Choose a score first."),
+        "selectTextFirst": _("Select some text first, then pick a label."),
+        "spanExists": _("That span is already marked with this label."),
+        "spanRemoved": _("Span removed."),
+        "clickToRemove": _("Click to remove"),
+        "noSpans": _("No spans marked yet."),
+        "suggestion": _("Model suggestion"),
+        "noSuggestion": _("No model suggestion for this item."),
+        "suggestionPrefilled": _("Pre-filled from %(model)s, confidence %(confidence)s"),
+        "confidence": _("Confidence"),
+        "model": _("Model"),
+        "prompt": _("Prompt"),
+        "system": _("System"),
+        "response": _("Response"),
+        "responseA": _("Response A"),
+        "responseB": _("Response B"),
+        "tie": _("Tie"),
+        "yourAnswer": _("Your answer"),
+        "rationaleRequired": _("Rationale (required)"),
+        "rationaleOptional": _("Rationale (optional)"),
+        "characters": _("%(count)s characters"),
+        "charactersRange": _("%(count)s characters (%(min)s–%(max)s)"),
+        "rubric": _("Rubric"),
+        "labels": _("Labels"),
+        "none": _("none"),
+        "annotation": _("Annotation #%(id)s"),
+        "timeSpent": _("%(seconds)s s"),
+        "result": _("Current result"),
+        "method": _("Method"),
+        "agreement": _("Agreement"),
+        "item": _("Item #%(id)s"),
+        "accepted": _("Accepted."),
+        "rejected": _("Rejected and sent back."),
+        "corrected": _("Correction saved."),
+        "reasonRequired": _("Say why the annotation is rejected."),
+        "pickAnnotation": _("Choose which annotation to reject."),
+        "methods": {
+            "majority": _("Majority vote"),
+            "dawid_skene": _("Dawid–Skene"),
+            "review": _("Reviewer's correction"),
+            "single": _("Single annotation"),
+        },
+    }
+
+
+def _page_config(project: Project) -> dict:
+    return {
+        "project": {
+            "id": project.pk,
+            "name": project.name,
+            "taskType": project.task_type,
+            "labelSchema": _label_schema(project),
+        },
+        "api": _api_urls(project),
+        "urls": {"projects": reverse("annotation:projects")},
+        "strings": _js_strings(),
+    }
+
+
+@login_required
+def projects(request):
+    """The projects the caller can annotate or review, with a button per role."""
+    annotate = list(_annotate_projects(request.user))
+    review = list(_review_projects(request.user))
+    annotate_ids = {p.pk for p in annotate}
+    review_ids = {p.pk for p in review}
+    by_id = {p.pk: p for p in [*annotate, *review]}
+    rows = [
+        {
+            "project": project,
+            "can_annotate": project.pk in annotate_ids,
+            "tier_ok": request.user.skill_tier >= project.required_tier,
+            "can_review": project.pk in review_ids,
+        }
+        for project in sorted(by_id.values(), key=lambda p: (p.name.lower(), p.pk))
+    ]
+    return render(request, "annotation/projects.html", {"rows": rows})
+
+
+@login_required
+@ensure_csrf_cookie
+def workspace(request, pk: int):
+    """The labeling workspace of one project the caller annotates."""
+    project = get_object_or_404(_annotate_projects(request.user), pk=pk)
+    return render(
+        request,
+        "annotation/workspace.html",
+        {
+            "project": project,
+            "config": _page_config(project),
+            "shortcuts": _shortcuts(project, review=False),
+        },
+    )
+
+
+@login_required
+@ensure_csrf_cookie
+def review(request, pk: int):
+    """The review queue of one project the caller reviews."""
+    project = get_object_or_404(_review_projects(request.user), pk=pk)
+    return render(
+        request,
+        "annotation/review.html",
+        {
+            "project": project,
+            "config": _page_config(project),
+            "shortcuts": _shortcuts(project, review=True),
+        },
+    )
+
+
+@login_required
+def me(request):
+    """The caller's own record: tier, volume, quality, recent rejections."""
+    record = annotator_quality(annotator=request.user)
+    rejections = record["recent_rejections"]
+    items = Item.objects.filter(pk__in=[r["item_id"] for r in rejections]).select_related("project")
+    items_by_id = {item.pk: item for item in items}
+    for rejection in rejections:
+        rejection["item"] = items_by_id.get(rejection["item_id"])
+    return render(
+        request,
+        "annotation/me.html",
+        {
+            "record": record,
+            "skill_tier": request.user.skill_tier,
+            "gold_accuracy": _percent(record["gold_accuracy"]),
+            "review_acceptance": _percent(record["review_acceptance"]),
+            "rejections": rejections,
+        },
+    )
+
+
+def _percent(share):
+    return None if share is None else f"{share * 100:.1f}%"
+
+
+def _shortcuts(project: Project, *, review: bool) -> list[tuple[str | None, list]]:
+    """The keyboard map shown beside the task: (group title, [(keys, what they do)])."""
+    task_type = project.task_type
+    digits = "1–9"
+    if task_type == TaskType.RATING:
+        schema = _label_schema(project)
+        low, high = schema.get("min", 1), schema.get("max", 5)
+        digits = f"{low}–{min(high, 9)}"
+        if high >= 10 and low > 0:  # 0 stands for 10 on such a scale
+            digits += ", 0 = 10"
+    picks = {
+        TaskType.CLASSIFICATION: (digits, _("Pick a label")),
+        TaskType.MULTI_LABEL: (digits, _("Turn a label on or off")),
+        TaskType.SPANS: (digits, _("Mark the selected text with a label")),
+        TaskType.PREFERENCE: ("1 / 2 / 3", _("Response A / response B / tie")),
+        TaskType.RATING: (digits, _("Pick a score")),
+    }
+    editing = []
+    if task_type in picks:
+        editing.append(picks[task_type])
+    if task_type == TaskType.SPANS:
+        editing.append((_("Click"), _("Remove a marked span")))
+    if review:
+        verdicts = [
+            ("A", _("Accept")),
+            ("R", _("Reject with a reason")),
+            ("C", _("Correct the answer")),
+            ("N", _("Leave for later")),
+        ]
+        editing += [
+            ("Enter", _("Save the correction")),
+            ("Esc", _("Cancel the correction")),
+            ("Z", _("Undo the last change")),
+        ]
+        return [(None, verdicts), (_("While correcting"), editing)]
+    if task_type in (TaskType.TEXT, TaskType.PREFERENCE):
+        editing += [
+            ("Ctrl+Enter", _("Submit while typing")),
+            ("Esc", _("Leave the text box")),
+        ]
+    editing += [
+        ("Enter", _("Submit")),
+        ("S", _("Skip")),
+        ("Z", _("Undo the last change")),
+    ]
+    # A label's own hotkey wins over S and Z in the workspace.
+    labels = _label_schema(project).get("labels", [])
+    taken = {str(lb.get("hotkey", "")).lower() for lb in labels if isinstance(lb, dict)}
+    return [(None, [(key, meaning) for key, meaning in editing if key.lower() not in taken])]

@@ -1,0 +1,352 @@
+"""GPU inference backends, pre-labeling runs, metered calls and fine-tuning runs."""
+
+from decimal import Decimal
+
+from django.conf import settings
+from django.core.validators import MinValueValidator
+from django.db import models
+from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
+
+MONEY = {"max_digits": 16, "decimal_places": 6}
+
+
+class Backend(models.Model):
+    """An OpenAI-compatible inference endpoint: vLLM, SGLang, a provider, or the built-in one."""
+
+    class Kind(models.TextChoices):
+        BUILTIN = "builtin", _("Built-in CPU model")
+        VLLM = "vllm", _("vLLM")
+        SGLANG = "sglang", _("SGLang")
+        PROVIDER = "provider", _("Hosted provider (DeepSeek, Qwen, …)")
+
+    class Health(models.TextChoices):
+        UNKNOWN = "unknown", _("Unknown")
+        HEALTHY = "healthy", _("Healthy")
+        UNHEALTHY = "unhealthy", _("Unhealthy")
+
+    class Circuit(models.TextChoices):
+        CLOSED = "closed", _("Closed (in service)")
+        OPEN = "open", _("Open (taken out)")
+        HALF_OPEN = "half_open", _("Half-open (probing)")
+
+    # Null: a platform-wide backend every organization may route to.
+    organization = models.ForeignKey(
+        "tenants.Organization",
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="backends",
+    )
+    name = models.CharField(_("name"), max_length=100)
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.VLLM)
+    base_url = models.URLField(
+        _("base URL"), max_length=300, help_text=_("Up to and including /v1.")
+    )
+    # Fernet token of the API key (see compute.api_key_cipher); never returned.
+    api_key_encrypted = models.TextField(blank=True)
+    models_served = models.JSONField(_("models"), default=list, blank=True)
+    region = models.ForeignKey(
+        "tenants.Region", on_delete=models.PROTECT, null=True, blank=True, related_name="backends"
+    )
+    gpu_kind = models.CharField(_("GPU kind"), max_length=64, blank=True)
+    gpu_count = models.PositiveIntegerField(_("GPU count"), default=0)
+    price_input_per_million = models.DecimalField(
+        _("price per million input tokens (CNY)"),
+        default=Decimal(0),
+        validators=[MinValueValidator(0)],
+        **MONEY,
+    )
+    price_output_per_million = models.DecimalField(
+        _("price per million output tokens (CNY)"),
+        default=Decimal(0),
+        validators=[MinValueValidator(0)],
+        **MONEY,
+    )
+    price_training_per_million = models.DecimalField(
+        _("price per million trained tokens (CNY)"),
+        default=Decimal(0),
+        validators=[MinValueValidator(0)],
+        **MONEY,
+    )
+    electricity_price_kwh = models.DecimalField(
+        _("electricity price per kWh (CNY)"),
+        null=True,
+        blank=True,
+        max_digits=8,
+        decimal_places=4,
+        validators=[MinValueValidator(0)],
+    )
+    power_draw_kw = models.DecimalField(
+        _("power draw (kW)"),
+        null=True,
+        blank=True,
+        max_digits=9,
+        decimal_places=3,
+        validators=[MinValueValidator(0)],
+    )
+    max_concurrency = models.PositiveIntegerField(default=16, validators=[MinValueValidator(1)])
+    rpm_limit = models.PositiveIntegerField(_("requests per minute"), null=True, blank=True)
+    tpm_limit = models.PositiveIntegerField(_("tokens per minute"), null=True, blank=True)
+    is_active = models.BooleanField(default=True)
+    health = models.CharField(max_length=16, choices=Health.choices, default=Health.UNKNOWN)
+    circuit = models.CharField(max_length=16, choices=Circuit.choices, default=Circuit.CLOSED)
+    consecutive_failures = models.PositiveIntegerField(default=0)
+    circuit_opened_at = models.DateTimeField(null=True, blank=True)
+    last_latency_ms = models.FloatField(null=True, blank=True)
+    last_checked_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    tenant_path = "organization"
+
+    class Meta:
+        ordering = ["name", "pk"]
+        constraints = [
+            models.CheckConstraint(
+                name="backend_prices_not_negative",
+                condition=Q(
+                    price_input_per_million__gte=0,
+                    price_output_per_million__gte=0,
+                    price_training_per_million__gte=0,
+                ),
+            ),
+        ]
+
+    def __str__(self):
+        return self.name
+
+    @property
+    def in_service(self) -> bool:
+        return self.is_active and self.circuit != self.Circuit.OPEN
+
+
+class PromptTemplate(models.Model):
+    """A versioned prompt for pre-labeling a project; versions never change."""
+
+    project = models.ForeignKey(
+        "annotation.Project", on_delete=models.CASCADE, related_name="prompts"
+    )
+    version = models.PositiveIntegerField()
+    system = models.TextField(blank=True)
+    # Python str.format fields from the item's data, e.g. "{text}".
+    user = models.TextField(default="{text}")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    tenant_path = "project__organization"
+
+    class Meta:
+        ordering = ["project_id", "-version"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "version"], name="prompt_version_unique"),
+        ]
+
+    def __str__(self):
+        return f"prompt v{self.version} of project {self.project_id}"
+
+
+class RoutingPolicy(models.TextChoices):
+    CHEAPEST = "cheapest", _("Cheapest healthy backend")
+    LOWEST_LATENCY = "lowest_latency", _("Lowest latency")
+    REGION = "region", _("Pinned to a region (data residency)")
+
+
+class PrelabelRun(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "pending", _("Pending")
+        RUNNING = "running", _("Running")
+        CANCELLED = "cancelled", _("Cancelled")
+        SUCCEEDED = "succeeded", _("Succeeded")
+        FAILED = "failed", _("Failed")
+
+    project = models.ForeignKey(
+        "annotation.Project", on_delete=models.CASCADE, related_name="prelabel_runs"
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    prompt = models.ForeignKey(PromptTemplate, on_delete=models.PROTECT, related_name="runs")
+    model = models.CharField(
+        max_length=200, blank=True, help_text=_("Model name; empty lets the policy choose.")
+    )
+    policy = models.CharField(
+        max_length=16, choices=RoutingPolicy.choices, default=RoutingPolicy.CHEAPEST
+    )
+    region = models.ForeignKey(
+        "tenants.Region",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text=_("With the region policy: data may not leave it."),
+    )
+    backend = models.ForeignKey(
+        Backend,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="pinned_runs",
+        help_text=_("Pin one backend; others are used on failover."),
+    )
+    item_filter = models.JSONField(default=dict, blank=True)
+    # Evaluation runs label held-out, human-answered items to score a model;
+    # they do not touch what annotators see.
+    purpose = models.CharField(
+        max_length=16,
+        choices=[("prelabel", _("Pre-labeling")), ("evaluation", _("Evaluation"))],
+        default="prelabel",
+    )
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    total_items = models.PositiveIntegerField(default=0)
+    done_items = models.PositiveIntegerField(default=0)
+    failed_items = models.PositiveIntegerField(default=0)
+    prompt_tokens = models.PositiveBigIntegerField(default=0)
+    completion_tokens = models.PositiveBigIntegerField(default=0)
+    cost = models.DecimalField(default=Decimal(0), **MONEY)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    tenant_path = "project__organization"
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self):
+        return f"pre-label run {self.pk} ({self.status})"
+
+
+class Prediction(models.Model):
+    """A model's answer for an item, shown to annotators as a suggestion."""
+
+    run = models.ForeignKey(PrelabelRun, on_delete=models.CASCADE, related_name="predictions")
+    project = models.ForeignKey(
+        "annotation.Project", on_delete=models.CASCADE, related_name="predictions"
+    )
+    item = models.ForeignKey(
+        "annotation.Item", on_delete=models.CASCADE, related_name="predictions"
+    )
+    answer = models.JSONField()
+    confidence = models.FloatField()
+    model = models.CharField(max_length=200)
+    backend = models.ForeignKey(
+        Backend, on_delete=models.SET_NULL, null=True, related_name="predictions"
+    )
+    prompt_version = models.PositiveIntegerField()
+    prompt_tokens = models.PositiveIntegerField(default=0)
+    completion_tokens = models.PositiveIntegerField(default=0)
+    cost = models.DecimalField(default=Decimal(0), **MONEY)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    tenant_path = "project__organization"
+
+    class Meta:
+        ordering = ["pk"]
+        constraints = [
+            # A retried chunk cannot predict an item twice in one run.
+            models.UniqueConstraint(fields=["run", "item"], name="prediction_once_per_run"),
+        ]
+
+    def __str__(self):
+        return f"prediction of item {self.item_id} by {self.model}"
+
+
+class InferenceCall(models.Model):
+    """Metering: one row per call to a backend, keyed by run, item and attempt."""
+
+    class Purpose(models.TextChoices):
+        PRELABEL = "prelabel", _("Pre-labeling")
+        EVALUATION = "evaluation", _("Evaluation")
+
+    class Outcome(models.TextChoices):
+        OK = "ok", _("Answered")
+        INVALID = "invalid", _("Answer violated the schema")
+        ERROR = "error", _("Failed")
+
+    run = models.ForeignKey(PrelabelRun, on_delete=models.CASCADE, null=True, related_name="calls")
+    project = models.ForeignKey(
+        "annotation.Project", on_delete=models.CASCADE, related_name="inference_calls"
+    )
+    item = models.ForeignKey(
+        "annotation.Item", on_delete=models.CASCADE, related_name="inference_calls"
+    )
+    attempt = models.PositiveSmallIntegerField(default=1)
+    purpose = models.CharField(max_length=16, choices=Purpose.choices, default=Purpose.PRELABEL)
+    backend = models.ForeignKey(Backend, on_delete=models.SET_NULL, null=True, related_name="calls")
+    backend_name = models.CharField(max_length=100, blank=True)
+    model = models.CharField(max_length=200)
+    outcome = models.CharField(max_length=16, choices=Outcome.choices)
+    http_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    prompt_tokens = models.PositiveIntegerField(default=0)
+    completion_tokens = models.PositiveIntegerField(default=0)
+    cost = models.DecimalField(default=Decimal(0), **MONEY)
+    latency_ms = models.FloatField(default=0)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    tenant_path = "project__organization"
+
+    class Meta:
+        ordering = ["pk"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "item", "attempt"], name="inference_call_once"),
+        ]
+        indexes = [models.Index(fields=["backend", "created_at"], name="call_backend_time")]
+
+    def __str__(self):
+        return f"call {self.pk} ({self.outcome})"
+
+
+class FineTuneRun(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "pending", _("Pending")
+        UPLOADING = "uploading", _("Uploading")
+        QUEUED = "queued", _("Queued at the backend")
+        RUNNING = "running", _("Training")
+        EVALUATING = "evaluating", _("Evaluating")
+        SUCCEEDED = "succeeded", _("Succeeded")
+        FAILED = "failed", _("Failed")
+        CANCELLED = "cancelled", _("Cancelled")
+
+    class Method(models.TextChoices):
+        SUPERVISED = "supervised", _("Supervised")
+        DPO = "dpo", _("Direct preference optimization")
+
+    project = models.ForeignKey(
+        "annotation.Project", on_delete=models.CASCADE, related_name="finetune_runs"
+    )
+    dataset = models.ForeignKey(
+        "annotation.DatasetVersion", on_delete=models.PROTECT, related_name="finetune_runs"
+    )
+    backend = models.ForeignKey(
+        Backend, on_delete=models.SET_NULL, null=True, related_name="finetune_runs"
+    )
+    base_model = models.CharField(max_length=200)
+    method = models.CharField(max_length=16, choices=Method.choices, default=Method.SUPERVISED)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    remote_training_file = models.CharField(max_length=200, blank=True)
+    remote_validation_file = models.CharField(max_length=200, blank=True)
+    remote_job = models.CharField(max_length=200, blank=True)
+    fine_tuned_model = models.CharField(max_length=300, blank=True)
+    trained_tokens = models.PositiveBigIntegerField(default=0)
+    cost = models.DecimalField(default=Decimal(0), **MONEY)
+    events = models.JSONField(default=list, blank=True)
+    evaluation = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    tenant_path = "project__organization"
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self):
+        return f"fine-tune {self.pk} ({self.status})"

@@ -1,0 +1,110 @@
+"""Reads for compute: backend observability and suggestion acceptance."""
+
+from datetime import timedelta
+
+from django.db.models import Count, Q, Sum
+from django.utils import timezone
+
+from annotation.models import ItemResult, Project
+from annotation.schemas import answer_key
+
+from .models import Backend, InferenceCall, Prediction
+
+MAX_LATENCY_SAMPLES = 200_000
+
+
+def _percentile(sorted_values: list[float], share: float) -> float | None:
+    if not sorted_values:
+        return None
+    index = min(len(sorted_values) - 1, max(0, round(share * (len(sorted_values) - 1))))
+    return round(sorted_values[index], 2)
+
+
+def backend_metrics(*, backends, since=None) -> list[dict]:
+    """Requests, errors, latency percentiles, tokens and cost per backend since `since`."""
+    since = since or timezone.now() - timedelta(hours=24)
+    backends = list(backends)
+    rows = {
+        row["backend_id"]: row
+        for row in InferenceCall.objects.filter(backend__in=backends, created_at__gte=since)
+        .values("backend_id")
+        .annotate(
+            requests=Count("pk"),
+            errors=Count("pk", filter=Q(outcome=InferenceCall.Outcome.ERROR)),
+            invalid=Count("pk", filter=Q(outcome=InferenceCall.Outcome.INVALID)),
+            prompt_tokens=Sum("prompt_tokens"),
+            completion_tokens=Sum("completion_tokens"),
+            cost=Sum("cost"),
+        )
+        .order_by()
+    }
+    result = []
+    for backend in backends:
+        latencies = sorted(
+            InferenceCall.objects.filter(
+                backend=backend, created_at__gte=since, outcome=InferenceCall.Outcome.OK
+            )
+            .order_by("-created_at")
+            .values_list("latency_ms", flat=True)[:MAX_LATENCY_SAMPLES]
+        )
+        row = rows.get(backend.pk, {})
+        result.append(
+            {
+                "id": backend.pk,
+                "name": backend.name,
+                "kind": backend.kind,
+                "region": backend.region.name_en if backend.region_id else None,
+                "health": backend.health,
+                "circuit": backend.circuit,
+                "requests": row.get("requests", 0),
+                "errors": row.get("errors", 0),
+                "invalid_answers": row.get("invalid", 0),
+                "latency_ms": {
+                    "p50": _percentile(latencies, 0.5),
+                    "p95": _percentile(latencies, 0.95),
+                    "p99": _percentile(latencies, 0.99),
+                },
+                "prompt_tokens": row.get("prompt_tokens") or 0,
+                "completion_tokens": row.get("completion_tokens") or 0,
+                "cost": str(row.get("cost") or 0),
+            }
+        )
+    return result
+
+
+def suggestion_acceptance(*, project: Project) -> list[dict]:
+    """How often humans' final answers agree with each model and prompt version.
+
+    This is the model's quality as the people who check it see it.
+    """
+    results = dict(ItemResult.objects.filter(project=project).values_list("item_id", "answer"))
+    counts: dict[tuple[str, int], list[int]] = {}
+    for item_id, model, version, answer in (
+        Prediction.objects.filter(
+            project=project, run__purpose="prelabel", item_id__in=list(results)
+        )
+        .values_list("item_id", "model", "prompt_version", "answer")
+        .iterator(chunk_size=5000)
+    ):
+        agreed = answer_key(project.task_type, answer) == answer_key(
+            project.task_type, results[item_id]
+        )
+        tally = counts.setdefault((model, version), [0, 0])
+        tally[0] += agreed
+        tally[1] += 1
+    return [
+        {
+            "model": model,
+            "prompt_version": version,
+            "compared": total,
+            "accepted": accepted,
+            "acceptance_rate": round(accepted / total, 4),
+        }
+        for (model, version), (accepted, total) in sorted(counts.items())
+    ]
+
+
+def backends_visible(organization_ids: list[int]):
+    return Backend.objects.filter(
+        Q(organization__isnull=True) | Q(organization_id__in=organization_ids)
+    ).select_related("region")

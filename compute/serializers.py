@@ -1,0 +1,199 @@
+from rest_framework import serializers
+
+from tenants.models import Organization, Region
+
+from .models import Backend, FineTuneRun, InferenceCall, Prediction, PrelabelRun, PromptTemplate
+
+
+class BackendSerializer(serializers.ModelSerializer):
+    api_key = serializers.CharField(
+        write_only=True,
+        required=False,
+        allow_blank=True,
+        help_text="Write-only: never returned or logged.",
+        style={"input_type": "password"},
+    )
+    has_api_key = serializers.SerializerMethodField()
+    region = serializers.SlugRelatedField(
+        slug_field="code", queryset=Region.objects.all(), required=False, allow_null=True
+    )
+    models = serializers.ListField(
+        source="models_served", child=serializers.CharField(), required=False
+    )
+
+    class Meta:
+        model = Backend
+        fields = [
+            "id",
+            "organization",
+            "name",
+            "kind",
+            "base_url",
+            "api_key",
+            "has_api_key",
+            "models",
+            "region",
+            "gpu_kind",
+            "gpu_count",
+            "price_input_per_million",
+            "price_output_per_million",
+            "price_training_per_million",
+            "electricity_price_kwh",
+            "power_draw_kw",
+            "max_concurrency",
+            "rpm_limit",
+            "tpm_limit",
+            "is_active",
+            "health",
+            "circuit",
+            "last_latency_ms",
+            "last_checked_at",
+            "created_at",
+        ]
+        read_only_fields = ["health", "circuit", "last_latency_ms", "last_checked_at", "created_at"]
+        extra_kwargs = {
+            "organization": {
+                "queryset": Organization.objects.none(),
+                "allow_null": True,
+                "required": False,
+            }
+        }
+
+    def __init__(self, *args, organization_ids=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["organization"].queryset = Organization.objects.filter(pk__in=organization_ids)
+
+    def get_has_api_key(self, backend) -> bool:
+        return bool(backend.api_key_encrypted)
+
+
+class PromptTemplateSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = PromptTemplate
+        fields = ["id", "project", "version", "system", "user", "created_at"]
+        read_only_fields = ["version", "created_at"]
+
+
+class PrelabelRunSerializer(serializers.ModelSerializer):
+    progress = serializers.SerializerMethodField()
+
+    class Meta:
+        model = PrelabelRun
+        fields = [
+            "id",
+            "project",
+            "prompt",
+            "model",
+            "policy",
+            "region",
+            "backend",
+            "item_filter",
+            "purpose",
+            "status",
+            "total_items",
+            "done_items",
+            "failed_items",
+            "progress",
+            "prompt_tokens",
+            "completion_tokens",
+            "cost",
+            "error",
+            "created_at",
+            "started_at",
+            "finished_at",
+        ]
+        read_only_fields = fields
+
+    def get_progress(self, run) -> float:
+        if not run.total_items:
+            return 1.0 if run.status == PrelabelRun.Status.SUCCEEDED else 0.0
+        return round((run.done_items + run.failed_items) / run.total_items, 4)
+
+
+class PrelabelRunCreateSerializer(serializers.Serializer):
+    project = serializers.IntegerField()
+    prompt = serializers.IntegerField(required=False, allow_null=True)
+    model = serializers.CharField(required=False, allow_blank=True, default="")
+    policy = serializers.ChoiceField(
+        choices=["cheapest", "lowest_latency", "region"], default="cheapest"
+    )
+    region = serializers.SlugRelatedField(
+        slug_field="code", queryset=Region.objects.all(), required=False, allow_null=True
+    )
+    backend = serializers.IntegerField(required=False, allow_null=True)
+    item_filter = serializers.JSONField(required=False, default=dict)
+
+
+class PredictionSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Prediction
+        fields = [
+            "id",
+            "run",
+            "item",
+            "answer",
+            "confidence",
+            "model",
+            "backend",
+            "prompt_version",
+            "prompt_tokens",
+            "completion_tokens",
+            "cost",
+            "created_at",
+        ]
+
+
+class InferenceCallSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = InferenceCall
+        fields = [
+            "id",
+            "run",
+            "item",
+            "attempt",
+            "purpose",
+            "backend",
+            "backend_name",
+            "model",
+            "outcome",
+            "http_status",
+            "prompt_tokens",
+            "completion_tokens",
+            "cost",
+            "latency_ms",
+            "error",
+            "created_at",
+        ]
+
+
+class FineTuneRunSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = FineTuneRun
+        fields = [
+            "id",
+            "project",
+            "dataset",
+            "backend",
+            "base_model",
+            "method",
+            "status",
+            "remote_job",
+            "fine_tuned_model",
+            "trained_tokens",
+            "cost",
+            "events",
+            "evaluation",
+            "error",
+            "created_at",
+            "finished_at",
+        ]
+        read_only_fields = fields
+
+
+class FineTuneRunCreateSerializer(serializers.Serializer):
+    dataset = serializers.IntegerField()
+    backend = serializers.IntegerField()
+    base_model = serializers.CharField(required=False, allow_blank=True, default="")
+    method = serializers.ChoiceField(
+        choices=FineTuneRun.Method.choices, default=FineTuneRun.Method.SUPERVISED
+    )

@@ -1,0 +1,61 @@
+"""Celery tasks for compute: thin, id-taking, safe to run twice."""
+
+from celery import shared_task
+
+from . import services
+from .backend_client import BackendUnavailable
+
+
+@shared_task(name="compute.prelabel_run_dispatch", time_limit=600, soft_time_limit=540)
+def prelabel_run_dispatch_task(run_id: int) -> int:
+    return services.prelabel_run_dispatch(run_id=run_id)
+
+
+@shared_task(
+    bind=True,
+    name="compute.prelabel_chunk",
+    time_limit=900,
+    soft_time_limit=840,
+    autoretry_for=(BackendUnavailable,),
+    retry_backoff=5,
+    retry_backoff_max=300,
+    max_retries=20,
+)
+def prelabel_chunk_task(self, run_id: int, item_ids: list[int]) -> dict:
+    return services.prelabel_chunk_process(run_id=run_id, item_ids=item_ids)
+
+
+@shared_task(name="compute.backends_health_check", time_limit=120, soft_time_limit=100)
+def backends_health_check_task() -> int:
+    backends = list(services.backends_due_for_health_check())
+    for backend in backends:
+        services.backend_health_check(backend=backend)
+    return len(backends)
+
+
+@shared_task(
+    name="compute.finetune_run_submit",
+    time_limit=900,
+    soft_time_limit=840,
+    autoretry_for=(BackendUnavailable,),
+    retry_backoff=10,
+    max_retries=10,
+)
+def finetune_run_submit_task(run_id: int) -> str:
+    from .finetuning import finetune_run_submit
+
+    return finetune_run_submit(run_id=run_id).status
+
+
+@shared_task(name="compute.finetune_runs_poll", time_limit=300, soft_time_limit=270)
+def finetune_runs_poll_task() -> int:
+    from .finetuning import finetune_runs_poll_all
+
+    return finetune_runs_poll_all()
+
+
+@shared_task(name="compute.finetune_run_evaluate", time_limit=3600, soft_time_limit=3500)
+def finetune_run_evaluate_task(run_id: int) -> str:
+    from .finetuning import finetune_run_evaluate
+
+    return finetune_run_evaluate(run_id=run_id).status

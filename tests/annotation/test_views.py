@@ -1,0 +1,250 @@
+"""The annotator and reviewer pages: who sees which project, and how they write."""
+
+import json
+
+import pytest
+from django.test import Client
+
+from annotation import services
+from annotation.models import Annotation, Assignment, Item, Project
+from tenants.models import Membership, Organization
+from tests.factories import OrganizationFactory, member
+
+pytestmark = pytest.mark.django_db
+
+SCHEMA = {
+    "labels": [{"value": "positive", "title": "正面"}, {"value": "negative", "title": "负面"}]
+}
+
+
+def make_project(*, workforce=None, name="外卖评论情感", **fields):
+    client_org = OrganizationFactory(kind=Organization.Kind.CLIENT)
+    developer = member(organization=client_org, role=Membership.Role.CLIENT_DEVELOPER)
+    fields = {
+        "task_type": "classification",
+        "label_schema": SCHEMA,
+        "status": Project.Status.ACTIVE,
+        "overlap": 1,
+        **fields,
+    }
+    return services.project_create(
+        organization=client_org,
+        created_by=developer,
+        workforce=workforce or OrganizationFactory(kind=Organization.Kind.WORKFORCE),
+        name=name,
+        **fields,
+    )
+
+
+def worker(project, *roles):
+    user = member(organization=project.workforce, role=roles[0])
+    for role in roles[1:]:
+        Membership.objects.create(user=user, organization=project.workforce, role=role)
+    return user
+
+
+def logged_in(user, **kwargs) -> Client:
+    client = Client(**kwargs)
+    client.force_login(user)
+    return client
+
+
+def page_config(response, element_id):
+    html = response.content.decode()
+    start = html.index(f'<script id="{element_id}" type="application/json">')
+    start = html.index(">", start) + 1
+    return json.loads(html[start : html.index("</script>", start)])
+
+
+def test_pages_render_for_a_member_of_the_staffing_centre():
+    project = make_project(instructions="Read the whole review.")
+    user = worker(project, Membership.Role.ANNOTATOR, Membership.Role.REVIEWER)
+    client = logged_in(user)
+
+    listing = client.get("/work/")
+    assert listing.status_code == 200
+    html = listing.content.decode()
+    assert project.name in html
+    assert f'href="/work/projects/{project.pk}/"' in html
+    assert f'href="/work/projects/{project.pk}/review/"' in html
+
+    workspace = client.get(f"/work/projects/{project.pk}/")
+    assert workspace.status_code == 200
+    assert "Read the whole review." in workspace.content.decode()
+    config = page_config(workspace, "workspace-config")
+    assert config["project"]["taskType"] == "classification"
+    # The schema the API validates against, hotkeys included.
+    assert [(lb["value"], lb["hotkey"]) for lb in config["project"]["labelSchema"]["labels"]] == [
+        ("positive", "1"),
+        ("negative", "2"),
+    ]
+    assert config["api"]["next"] == f"/api/v1/workspace/projects/{project.pk}/next/"
+    assert config["api"]["submit"] == "/api/v1/workspace/assignments/{id}/submit/"
+    assert config["api"]["review"] == "/api/v1/workspace/items/{id}/review/"
+
+    review = client.get(f"/work/projects/{project.pk}/review/")
+    assert review.status_code == 200
+    assert page_config(review, "review-config")["api"]["reviewQueue"] == (
+        f"/api/v1/workspace/projects/{project.pk}/review-queue/"
+    )
+
+    assert client.get("/work/me/").status_code == 200
+
+
+def test_a_project_of_another_centre_is_404():
+    ours = make_project()
+    theirs = make_project(name="另一个中心的项目")
+    user = worker(ours, Membership.Role.ANNOTATOR, Membership.Role.REVIEWER)
+    client = logged_in(user)
+
+    assert client.get(f"/work/projects/{theirs.pk}/").status_code == 404
+    assert client.get(f"/work/projects/{theirs.pk}/review/").status_code == 404
+    assert theirs.name not in client.get("/work/").content.decode()
+
+
+def test_each_page_needs_the_fitting_role():
+    project = make_project()
+    annotator = logged_in(worker(project, Membership.Role.ANNOTATOR))
+    reviewer = logged_in(worker(project, Membership.Role.REVIEWER))
+
+    assert annotator.get(f"/work/projects/{project.pk}/").status_code == 200
+    assert annotator.get(f"/work/projects/{project.pk}/review/").status_code == 404
+    assert reviewer.get(f"/work/projects/{project.pk}/").status_code == 404
+    assert reviewer.get(f"/work/projects/{project.pk}/review/").status_code == 200
+    # Project managers review too (the API lets them); one row even with both roles.
+    manager = logged_in(worker(project, Membership.Role.PROJECT_MANAGER, Membership.Role.REVIEWER))
+    assert manager.get(f"/work/projects/{project.pk}/review/").status_code == 200
+    assert manager.get(f"/work/projects/{project.pk}/").status_code == 404
+    assert [row["project"] for row in manager.get("/work/").context["rows"]] == [project]
+    # A client developer of the owning organization is not a worker.
+    developer = Membership.objects.get(
+        organization=project.organization, role=Membership.Role.CLIENT_DEVELOPER
+    ).user
+    assert logged_in(developer).get(f"/work/projects/{project.pk}/").status_code == 404
+
+
+def test_only_active_projects_can_be_worked_on():
+    project = make_project(status=Project.Status.PAUSED)
+    client = logged_in(worker(project, Membership.Role.ANNOTATOR))
+    assert client.get(f"/work/projects/{project.pk}/").status_code == 404
+    assert project.name not in client.get("/work/").content.decode()
+
+
+@pytest.mark.parametrize("path", ["/work/", "/work/projects/{pk}/", "/work/projects/{pk}/review/"])
+def test_login_required(path):
+    project = make_project()
+    url = path.format(pk=project.pk)
+    response = Client().get(url)
+    assert response.status_code == 302
+    assert response["Location"] == f"/accounts/login/?next={url}"
+
+
+def test_me_needs_a_login():
+    response = Client().get("/work/me/")
+    assert response.status_code == 302
+    assert response["Location"].startswith("/accounts/login/")
+
+
+def test_api_writes_from_the_page_need_the_csrf_token():
+    project = make_project()
+    Item.objects.create(project=project, external_id="a", data={"text": "好吃"})
+    client = logged_in(worker(project, Membership.Role.ANNOTATOR), enforce_csrf_checks=True)
+    next_url = f"/api/v1/workspace/projects/{project.pk}/next/"
+
+    refused = client.post(next_url)
+    assert refused.status_code == 403
+    assert "CSRF" in refused.json()["errors"][0]["detail"]
+    assert not Assignment.objects.exists()
+
+    # The page sets the cookie its script sends back in X-CSRFToken.
+    page = client.get(f"/work/projects/{project.pk}/")
+    token = page.cookies["csrftoken"].value
+    leased = client.post(next_url, HTTP_X_CSRFTOKEN=token)
+    assert leased.status_code == 200
+    submit = client.post(
+        f"/api/v1/workspace/assignments/{leased.json()['id']}/submit/",
+        data={"answer": {"label": "positive"}, "time_spent_ms": 1200},
+        content_type="application/json",
+        HTTP_X_CSRFTOKEN=token,
+    )
+    assert submit.status_code == 201
+    assert Annotation.objects.get().answer == {"label": "positive"}
+
+
+def test_instructions_are_plain_text_with_line_breaks_and_escaped():
+    project = make_project(instructions="第一行 <script>alert(1)</script>\n第二行")
+    response = logged_in(worker(project, Membership.Role.ANNOTATOR)).get(
+        f"/work/projects/{project.pk}/"
+    )
+    html = response.content.decode()
+    assert "第一行 &lt;script&gt;alert(1)&lt;/script&gt;<br>第二行" in html
+    assert "<script>alert(1)</script>" not in html
+
+
+def test_the_project_name_is_escaped_in_the_page_config():
+    project = make_project(name="</script><script>alert(1)</script>")
+    response = logged_in(worker(project, Membership.Role.ANNOTATOR)).get(
+        f"/work/projects/{project.pk}/"
+    )
+    assert "<script>alert(1)</script>" not in response.content.decode()
+    assert page_config(response, "workspace-config")["project"]["name"] == project.name
+
+
+def test_projects_list_says_when_the_tier_is_too_low():
+    project = make_project(required_tier=3)
+    client = logged_in(worker(project, Membership.Role.ANNOTATOR))
+    html = client.get("/work/").content.decode()
+    assert "Needs skill tier T3" in html
+    assert f'href="/work/projects/{project.pk}/"' not in html
+
+
+def test_pages_are_translated_to_simplified_chinese():
+    project = make_project()
+    client = logged_in(worker(project, Membership.Role.ANNOTATOR))
+    client.cookies["django_language"] = "zh-hans"
+    response = client.get(f"/work/projects/{project.pk}/")
+    html = response.content.decode()
+    assert 'lang="zh-hans"' in html
+    assert "提交" in html and "跳过" in html and "键盘" in html
+    strings = page_config(response, "workspace-config")["strings"]
+    assert "此项目中已没有您可做的任务。" in html
+    assert strings["saved"] == "已保存。"
+    assert "工作台" in client.get("/work/").content.decode()
+
+
+def test_home_cards_link_annotators_and_reviewers_to_the_workspace():
+    project = make_project()
+    user = worker(project, Membership.Role.ANNOTATOR, Membership.Role.REVIEWER)
+    html = logged_in(user).get("/").content.decode()
+    assert html.count('href="/work/" data-link="workspace"') == 2
+    assert 'id="nav-workspace"' in html
+
+
+def test_me_shows_the_record_and_the_reasons_of_rejections():
+    project = make_project(review_rate=1)
+    item = Item.objects.create(project=project, external_id="r-1", data={"text": "一般般"})
+    annotator = worker(project, Membership.Role.ANNOTATOR)
+    reviewer = worker(project, Membership.Role.REVIEWER)
+    assignment = services.assignment_lease(project=project, annotator=annotator)
+    annotation, _ = services.annotation_submit(
+        assignment_id=assignment.pk,
+        annotator=annotator,
+        answer={"label": "positive"},
+        time_spent_ms=7_200_000,
+    )
+    services.review_submit(
+        item_id=item.pk,
+        reviewer=reviewer,
+        verdict="reject",
+        reason="语气是负面的 <b>",
+        annotation_id=annotation.pk,
+    )
+
+    response = logged_in(annotator).get("/work/me/")
+    html = response.content.decode()
+    assert response.context["record"]["annotations"] == 1
+    assert response.context["record"]["rejected"] == 1
+    assert "语气是负面的 &lt;b&gt;" in html
+    assert project.name in html
+    assert "2.00" in html  # hours
+    assert response.context["review_acceptance"] == "0.0%"
