@@ -6,6 +6,7 @@ from rest_framework.routers import DefaultRouter
 
 from annotation import api as annotation_api
 from compute import api as compute_api
+from compute import views as compute_views
 from eventhooks import api as eventhooks_api
 from sitehealth.views import healthz
 from tenants import api as tenants_api
@@ -67,6 +68,8 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/redoc/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-redoc"),
     path("healthz", healthz, name="healthz"),
+    path("metrics", compute_views.prometheus_metrics, name="metrics"),
+    path("compute/backends/", compute_views.backends_page, name="compute-backends"),
 ]
 
 admin.site.site_header = "Tokenworks"

@@ -241,6 +241,10 @@ COMPUTE_REQUEST_TIMEOUT = env.float("COMPUTE_REQUEST_TIMEOUT", default=60.0)
 COMPUTE_MAX_RETRIES = env.int("COMPUTE_MAX_RETRIES", default=4)
 COMPUTE_BACKOFF_BASE = env.float("COMPUTE_BACKOFF_BASE", default=0.5)
 
+# Bearer token Prometheus sends to /metrics; empty leaves it open (keep it
+# on an internal network then).
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+
 # --- Webhooks -----------------------------------------------------------------
 # Client-supplied URLs: https only and public addresses only (no SSRF into the
 # cluster), except where a developer runs a receiver on localhost.

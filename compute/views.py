@@ -1,0 +1,95 @@
+"""Observability for managers: a web page and a Prometheus endpoint."""
+
+import hmac
+
+from django.conf import settings
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.http import HttpResponse
+from django.shortcuts import render
+from django.views.decorators.http import require_GET
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+
+from tenants.models import Membership
+from tenants.selectors import organization_ids_for_user, roles_for_user
+
+from . import selectors
+from .models import Backend
+
+MANAGER_ROLES = {
+    Membership.Role.PROJECT_MANAGER,
+    Membership.Role.ADMIN,
+    Membership.Role.CLIENT_DEVELOPER,
+}
+
+
+@login_required
+def backends_page(request):
+    if not request.user.is_superuser and not roles_for_user(user=request.user) & MANAGER_ROLES:
+        raise PermissionDenied
+    backends = selectors.backends_visible(organization_ids_for_user(user=request.user))
+    return render(
+        request, "compute/backends.html", {"rows": selectors.backend_metrics(backends=backends)}
+    )
+
+
+class _BackendCollector:
+    """Per-backend figures over the last 24 hours, read from the metered calls."""
+
+    def collect(self):
+        rows = selectors.backend_metrics(backends=Backend.objects.select_related("region"))
+        labels = ["backend", "kind"]
+        families = {
+            "requests": GaugeMetricFamily(
+                "tokenworks_backend_requests_24h",
+                "Calls to the backend in the last 24 h",
+                labels=labels,
+            ),
+            "errors": GaugeMetricFamily(
+                "tokenworks_backend_errors_24h", "Failed calls in the last 24 h", labels=labels
+            ),
+            "tokens": GaugeMetricFamily(
+                "tokenworks_backend_tokens_24h",
+                "Tokens in the last 24 h",
+                labels=[*labels, "direction"],
+            ),
+            "cost": GaugeMetricFamily(
+                "tokenworks_backend_cost_yuan_24h", "Cost in CNY in the last 24 h", labels=labels
+            ),
+            "latency": GaugeMetricFamily(
+                "tokenworks_backend_latency_ms",
+                "Latency percentiles of answered calls (24 h)",
+                labels=[*labels, "quantile"],
+            ),
+            "up": GaugeMetricFamily(
+                "tokenworks_backend_in_service",
+                "1 when the circuit is closed or half-open",
+                labels=labels,
+            ),
+        }
+        for row in rows:
+            key = [row["name"], row["kind"]]
+            families["requests"].add_metric(key, row["requests"])
+            families["errors"].add_metric(key, row["errors"])
+            families["tokens"].add_metric([*key, "input"], row["prompt_tokens"])
+            families["tokens"].add_metric([*key, "output"], row["completion_tokens"])
+            families["cost"].add_metric(key, float(row["cost"]))
+            families["up"].add_metric(key, 0 if row["circuit"] == "open" else 1)
+            for quantile, value in row["latency_ms"].items():
+                if value is not None:
+                    families["latency"].add_metric([*key, quantile], value)
+        yield from families.values()
+
+
+@require_GET
+def prometheus_metrics(request):
+    """Prometheus text format. With METRICS_TOKEN set, scrapers send it as a bearer token."""
+    token = settings.METRICS_TOKEN
+    if token:
+        sent = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+        if not hmac.compare_digest(sent, token):
+            return HttpResponse("unauthorized\n", status=401, content_type="text/plain")
+    registry = CollectorRegistry()
+    registry.register(_BackendCollector())
+    return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
