@@ -429,6 +429,17 @@ class WorkspaceAssignmentViewSet(
         return super().get_queryset().filter(annotator=self.request.user)
 
     @extend_schema(
+        examples=[
+            OpenApiExample(name, request_only=True, value={"answer": answer, "time_spent_ms": 4200})
+            for name, answer in [
+                ("classification", {"label": "positive"}),
+                ("multi_label", {"labels": ["food", "delivery"]}),
+                ("spans", {"spans": [{"start": 0, "end": 3, "label": "PER"}]}),
+                ("text", {"text": "您好，已为您办理退款。"}),
+                ("preference", {"choice": "b", "rationale": "B 更礼貌且给出了办法"}),
+                ("rating", {"rating": 4}),
+            ]
+        ],
         summary="Submit your answer (idempotent)",
         request=SubmitSerializer,
         responses={201: AnnotationSerializer, 200: AnnotationSerializer},
@@ -477,6 +488,19 @@ class WorkspaceItemViewSet(TenantScopedMixin, mixins.RetrieveModelMixin, viewset
         return super().get_queryset().filter(Q(project__workforce_id__in=workforce_ids))
 
     @extend_schema(
+        examples=[
+            OpenApiExample("accept", request_only=True, value={"verdict": "accept"}),
+            OpenApiExample(
+                "reject",
+                request_only=True,
+                value={"verdict": "reject", "annotation": 17, "reason": "商家回复不是顾客评论"},
+            ),
+            OpenApiExample(
+                "correct",
+                request_only=True,
+                value={"verdict": "correct", "corrected_answer": {"label": "negative"}},
+            ),
+        ],
         summary="Review an item: accept, reject with a reason, or correct",
         request=ReviewRequestSerializer,
         responses={201: ReviewSerializer},
