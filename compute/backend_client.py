@@ -176,25 +176,32 @@ class BackendClient:
             payload["logprobs"] = True
             payload["top_logprobs"] = 5
         started = time.perf_counter()
-        response, attempts = await self._send("POST", "/chat/completions", json=payload)
+        total_attempts = 0
+        for parse_attempt in range(1, self.max_retries + 2):
+            response, attempts = await self._send("POST", "/chat/completions", json=payload)
+            total_attempts += attempts
+            try:
+                body = response.json()
+                choice = body["choices"][0]
+                content = choice["message"]["content"]
+                usage = body.get("usage") or {}
+                if not isinstance(content, str):
+                    raise TypeError("message content is not text")
+                break
+            except (ValueError, KeyError, IndexError, TypeError) as exc:
+                # A garbled 200 (a proxy cut the body, a server bug) is transient too.
+                if parse_attempt > self.max_retries:
+                    raise BackendUnavailable(
+                        f"malformed reply: {type(exc).__name__}: {exc}",
+                        status=response.status_code,
+                        retryable=True,
+                    ) from exc
+                await asyncio.sleep(
+                    backoff_delay(
+                        parse_attempt, base=self.backoff_base, cap=self.backoff_cap, rng=self.rng
+                    )
+                )
         latency_ms = (time.perf_counter() - started) * 1000
-        try:
-            body = response.json()
-            choice = body["choices"][0]
-            content = choice["message"]["content"]
-            usage = body.get("usage") or {}
-        except (ValueError, KeyError, IndexError, TypeError) as exc:
-            raise BackendUnavailable(
-                f"malformed reply: {type(exc).__name__}: {exc}",
-                status=response.status_code,
-                retryable=True,
-            ) from exc
-        if not isinstance(content, str):
-            raise BackendUnavailable(
-                "malformed reply: message content is not text",
-                status=response.status_code,
-                retryable=True,
-            )
         return ChatResult(
             content=content,
             prompt_tokens=int(usage.get("prompt_tokens") or 0),
@@ -202,7 +209,7 @@ class BackendClient:
             latency_ms=latency_ms,
             confidence=confidence_from(choice),
             model=str(body.get("model") or model),
-            attempts=attempts,
+            attempts=total_attempts,
             http_status=response.status_code,
             raw=body,
         )
