@@ -103,41 +103,42 @@ def finetune_run_submit(*, run_id: int) -> FineTuneRun:
     FineTuneRun.objects.filter(pk=run.pk).update(status=FineTuneRun.Status.UPLOADING)
     dataset = run.dataset
 
-    async def submit():
-        async with _client(run.backend) as client:
-            training = run.remote_training_file
-            if not training:
-                with dataset.train_file.open("rb") as handle:
-                    training = (
-                        await client.upload_file(
-                            filename=f"tokenworks-p{dataset.project_id}-v{dataset.version}-train.jsonl",
-                            content=handle.read(),
-                        )
-                    )["id"]
-                FineTuneRun.objects.filter(pk=run.pk).update(remote_training_file=training)
-            validation = run.remote_validation_file
-            if not validation and dataset.validation_file:
-                with dataset.validation_file.open("rb") as handle:
-                    validation = (
-                        await client.upload_file(
-                            filename=f"tokenworks-p{dataset.project_id}-v{dataset.version}-val.jsonl",
-                            content=handle.read(),
-                        )
-                    )["id"]
-                FineTuneRun.objects.filter(pk=run.pk).update(remote_validation_file=validation)
-            payload = {
-                "model": run.base_model,
-                "training_file": training,
-                "suffix": f"tw-p{dataset.project_id}-v{dataset.version}",
-                "seed": dataset.seed,
-                "method": {"type": run.method},
-            }
-            if validation:
-                payload["validation_file"] = validation
-            return await client.create_fine_tuning_job(payload)
+    stem = f"tokenworks-p{dataset.project_id}-v{dataset.version}"
+
+    def call(method, *args, **kwargs):
+        # One short event loop per request, so the ORM work between requests
+        # stays plain synchronous code.
+        async def go():
+            async with _client(run.backend) as client:
+                return await getattr(client, method)(*args, **kwargs)
+
+        return asyncio.run(go())
 
     try:
-        job = asyncio.run(submit())
+        if not run.remote_training_file:
+            with dataset.train_file.open("rb") as handle:
+                uploaded = call(
+                    "upload_file", filename=f"{stem}-train.jsonl", content=handle.read()
+                )
+            run.remote_training_file = uploaded["id"]
+            FineTuneRun.objects.filter(pk=run.pk).update(remote_training_file=uploaded["id"])
+        if not run.remote_validation_file and dataset.validation_file:
+            with dataset.validation_file.open("rb") as handle:
+                uploaded = call(
+                    "upload_file", filename=f"{stem}-validation.jsonl", content=handle.read()
+                )
+            run.remote_validation_file = uploaded["id"]
+            FineTuneRun.objects.filter(pk=run.pk).update(remote_validation_file=uploaded["id"])
+        payload = {
+            "model": run.base_model,
+            "training_file": run.remote_training_file,
+            "suffix": f"tw-p{dataset.project_id}-v{dataset.version}",
+            "seed": dataset.seed,
+            "method": {"type": run.method},
+        }
+        if run.remote_validation_file:
+            payload["validation_file"] = run.remote_validation_file
+        job = call("create_fine_tuning_job", payload)
     except BackendRejected as exc:
         return _fail(run, f"The backend refused the job: {exc}")
     FineTuneRun.objects.filter(pk=run.pk).update(
