@@ -39,9 +39,10 @@ def procfile() -> dict[str, str]:
 def test_compose_parses_and_runs_the_procfile_entries():
     compose = yaml.safe_load((REPO / "docker" / "compose.yaml").read_text())
     services = compose["services"]
-    assert {"postgres", "redis", "web", "worker", "beat"} <= set(services)
+    assert {"postgres", "redis", "web", "worker", "beat", "model"} <= set(services)
     entries = procfile()
-    for name in ("web", "worker", "beat"):
+    assert set(entries) == {"web", "worker", "beat", "model"}
+    for name in entries:
         command = services[name]["command"]
         # The same Procfile line that `make run` starts, picked by name.
         assert command[:2] == ["honcho", "start"] and command[-1] == name

@@ -237,6 +237,8 @@ SPECTACULAR_SETTINGS = {
 ENCRYPTION_KEYS = env.list("ENCRYPTION_KEYS", default=[])
 
 # --- Compute: calls to inference backends ---------------------------------------
+# Where `make run`'s built-in model process listens (the Procfile's `model`).
+BUILTIN_MODEL_URL = env.str("BUILTIN_MODEL_URL", default="http://127.0.0.1:8100/v1")
 COMPUTE_REQUEST_TIMEOUT = env.float("COMPUTE_REQUEST_TIMEOUT", default=60.0)
 COMPUTE_MAX_RETRIES = env.int("COMPUTE_MAX_RETRIES", default=4)
 COMPUTE_BACKOFF_BASE = env.float("COMPUTE_BACKOFF_BASE", default=0.5)
@@ -268,6 +270,12 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "store_processed": False,
         # Broadcast (pidbox) exchanges; kombu's default is ./control.
         "control_folder": str(_broker_dir / "control"),
+    }
+if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+    # A task whose worker died is redelivered after this many seconds (acks are
+    # late); it must exceed the longest task, or a slow task would run twice.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=3600),
     }
 if CELERY_RESULT_BACKEND.startswith("file://"):
     Path(CELERY_RESULT_BACKEND.removeprefix("file://")).mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,86 @@
+"""A worker killed in the middle of a pre-labeling chunk: the chunk is delivered
+again to another worker, and still every item gets exactly one prediction and
+every metered call is counted once."""
+
+import time
+import uuid
+
+import pytest
+
+from compute.models import Backend, InferenceCall, Prediction, PrelabelRun
+from compute.services import prompt_template_create
+from compute.tasks import prelabel_chunk_task
+from config.celery_app import app
+from tests.celery_worker import start_worker, stop_worker
+from tests.compute.fake_openai import FakeOpenAI
+from tests.factories import annotation_project, items
+
+pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.django_db(transaction=True)]
+
+ITEMS = 8
+
+
+def wait_for(predicate, timeout, what):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_a_killed_worker_neither_loses_nor_double_counts(tmp_path):
+    project = annotation_project()
+    made = items(project, ITEMS)
+    queue = f"test-{uuid.uuid4().hex[:8]}"
+    log = tmp_path / "workers.log"
+    with FakeOpenAI(latency=0.5) as fake:
+        Backend.objects.create(
+            organization=project.workforce,
+            name="slow",
+            base_url=fake.url,
+            models_served=["fake-model"],
+            max_concurrency=1,
+        )
+        run = PrelabelRun.objects.create(
+            project=project,
+            created_by=project.created_by,
+            status="running",
+            prompt=prompt_template_create(project=project, created_by=project.created_by),
+            total_items=ITEMS,
+        )
+        first = start_worker(
+            var_dir=tmp_path, queue=queue, log_path=log, CELERY_VISIBILITY_TIMEOUT="3"
+        )
+        eager = app.conf.task_always_eager
+        app.conf.task_always_eager = False
+        second = None
+        try:
+            prelabel_chunk_task.apply_async(args=[run.pk, [i.pk for i in made]], queue=queue)
+            # One call at a time, 0.5 s each: kill the worker a few calls in.
+            wait_for(lambda: len(fake.requests) >= 3, 60, "the first worker to start calling")
+            stop_worker(first, kill=True)
+            calls_before_kill = len(fake.requests)
+            second = start_worker(
+                var_dir=tmp_path, queue=queue, log_path=log, CELERY_VISIBILITY_TIMEOUT="3"
+            )
+            wait_for(
+                lambda: Prediction.objects.filter(run=run).count() == ITEMS,
+                120,
+                f"every item predicted (see {log})",
+            )
+        finally:
+            app.conf.task_always_eager = eager
+            stop_worker(first, kill=True)
+            if second is not None:
+                stop_worker(second)
+
+    assert calls_before_kill < ITEMS  # it really died mid-chunk
+    assert Prediction.objects.filter(run=run).count() == ITEMS
+    calls = list(InferenceCall.objects.filter(run=run).values_list("item_id", "attempt"))
+    assert len(calls) == len(set(calls)) == ITEMS  # the dead worker's calls were never written
+    run.refresh_from_db()
+    assert run.status == "succeeded" and run.done_items == ITEMS
+    assert run.prompt_tokens == sum(
+        InferenceCall.objects.filter(run=run).values_list("prompt_tokens", flat=True)
+    )
