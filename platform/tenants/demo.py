@@ -42,6 +42,8 @@ ORGANIZATIONS = [
 PEOPLE = [
     # username, display name, role, organization slug, staff
     ("annotator", "王小丽 Wang Xiaoli", Membership.Role.ANNOTATOR, "guiyang-data-centre", False),
+    # A second annotator, so projects with an overlap of two can finish.
+    ("annotator2", "张伟 Zhang Wei", Membership.Role.ANNOTATOR, "guiyang-data-centre", False),
     ("reviewer", "李强 Li Qiang", Membership.Role.REVIEWER, "guiyang-data-centre", False),
     ("manager", "陈静 Chen Jing", Membership.Role.PROJECT_MANAGER, "guiyang-data-centre", False),
     ("client", "赵敏 Zhao Min", Membership.Role.CLIENT_DEVELOPER, "qianfan-ai", False),
