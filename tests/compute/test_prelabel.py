@@ -349,3 +349,31 @@ def test_a_prompt_template_fills_the_item_fields(fake, django_capture_on_commit_
         {"role": "user", "content": "评论：送餐很快\n情感？"},
     ]
     assert Prediction.objects.get().prompt_version == prompt.version == 1
+
+
+def test_acceptance_of_suggestions_is_tracked_per_model_and_prompt_version(
+    fake, django_capture_on_commit_callbacks
+):
+    from annotation import services as annotation_services
+    from compute.selectors import suggestion_acceptance
+    from tests.factories import worker
+
+    project = annotation_project()
+    items(project, 4)
+    make_backend(project, fake.url)
+    start(project, django_capture_on_commit_callbacks)  # suggests "positive" for all
+    annotator = worker(project)
+    for label in ("positive", "positive", "positive", "negative"):
+        lease = annotation_services.assignment_lease(project=project, annotator=annotator)
+        annotation_services.annotation_submit(
+            assignment_id=lease.pk, annotator=annotator, answer={"label": label}
+        )
+    assert suggestion_acceptance(project=project) == [
+        {
+            "model": "fake-model",
+            "prompt_version": 1,
+            "compared": 4,
+            "accepted": 3,
+            "acceptance_rate": 0.75,
+        }
+    ]
