@@ -7,6 +7,7 @@ mean the request itself is wrong. Connections are pooled per client.
 
 import asyncio
 import email.utils
+import itertools
 import math
 import random
 import time
@@ -16,6 +17,7 @@ import httpx
 
 RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 DEFAULT_TIMEOUT = httpx.Timeout(60.0, connect=5.0)
+CONNECTIONS_PER_SHARD = 8
 
 
 class BackendError(Exception):
@@ -104,15 +106,23 @@ class BackendClient:
         headers = {"User-Agent": "Tokenworks/1.0"}
         if api_key:
             headers["Authorization"] = f"Bearer {api_key}"
-        self._client = httpx.AsyncClient(
-            base_url=base_url.rstrip("/"),
-            headers=headers,
-            timeout=timeout,
-            limits=httpx.Limits(
-                max_connections=max_concurrency, max_keepalive_connections=max_concurrency
-            ),
-            transport=transport,
-        )
+        # httpcore matches each request against every pooled connection, so a
+        # single pool of C connections costs O(C²) per request; shards of a
+        # few connections each keep that flat (a third of the worker's CPU at
+        # C = 50 in bench/prelabel_throughput.py).
+        shards = max(1, math.ceil(max_concurrency / CONNECTIONS_PER_SHARD))
+        per_shard = math.ceil(max_concurrency / shards)
+        self._clients = [
+            httpx.AsyncClient(
+                base_url=base_url.rstrip("/"),
+                headers=headers,
+                timeout=timeout,
+                limits=httpx.Limits(max_connections=per_shard, max_keepalive_connections=per_shard),
+                transport=transport,
+            )
+            for _ in range(shards)
+        ]
+        self._next_shard = itertools.cycle(self._clients)
         self.max_retries = max_retries
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
@@ -123,7 +133,7 @@ class BackendClient:
         return self
 
     async def __aexit__(self, *exc):
-        await self._client.aclose()
+        await asyncio.gather(*(client.aclose() for client in self._clients))
 
     async def _send(self, method: str, path: str, **kwargs) -> tuple[httpx.Response, int]:
         attempt = 0
@@ -132,7 +142,7 @@ class BackendClient:
             wait = None
             try:
                 async with self.semaphore:
-                    response = await self._client.request(method, path, **kwargs)
+                    response = await next(self._next_shard).request(method, path, **kwargs)
             except (httpx.TimeoutException, httpx.TransportError) as exc:
                 error = BackendUnavailable(f"{type(exc).__name__}: {exc}", retryable=True)
             else:

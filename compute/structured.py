@@ -7,6 +7,7 @@ and validated against both the JSON schema and the project's own answer
 rules; an invalid reply never becomes a suggestion.
 """
 
+import functools
 import json
 import string
 
@@ -82,6 +83,13 @@ def response_format(project: Project) -> dict:
     }
 
 
+@functools.lru_cache(maxsize=256)
+def _validator(task_type: str, label_schema_json: str) -> jsonschema.Draft202012Validator:
+    """Compiled once per schema: checking the schema itself costs more than using it."""
+    schema = answer_json_schema(task_type, json.loads(label_schema_json))
+    return jsonschema.Draft202012Validator(schema)
+
+
 def answer_parse(project: Project, content: str, item_data: dict) -> dict:
     """The validated answer in a reply's content, or InvalidAnswer saying what is wrong."""
     text = content.strip()
@@ -91,11 +99,14 @@ def answer_parse(project: Project, content: str, item_data: dict) -> dict:
         value = json.loads(text)
     except ValueError as exc:
         raise InvalidAnswer(f"the reply is not JSON ({exc.msg} at position {exc.pos})") from exc
-    try:
-        jsonschema.validate(value, answer_json_schema(project.task_type, project.label_schema))
-    except jsonschema.ValidationError as exc:
-        where = "/".join(str(p) for p in exc.absolute_path) or "the answer"
-        raise InvalidAnswer(f"{where}: {exc.message}") from exc
+    error = jsonschema.exceptions.best_match(
+        _validator(project.task_type, json.dumps(project.label_schema, sort_keys=True)).iter_errors(
+            value
+        )
+    )
+    if error is not None:
+        where = "/".join(str(p) for p in error.absolute_path) or "the answer"
+        raise InvalidAnswer(f"{where}: {error.message}")
     try:
         return answer_validate(project.task_type, project.label_schema, value, item_data=item_data)
     except SchemaError as exc:

@@ -25,6 +25,16 @@ def test_platform_is_a_source_root_not_a_package():
     )
     system, module_file = result.stdout.split()
     assert system and not module_file.startswith(str(REPO))
+    # Outside the repository too (the editable install must map the apps,
+    # never platform/ itself).
+    elsewhere = subprocess.run(
+        [sys.executable, "-c", "import platform, config, tenants; print(platform.__file__)"],
+        cwd="/",
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert not elsewhere.stdout.strip().startswith(str(REPO))
 
 
 def procfile() -> dict[str, str]:
