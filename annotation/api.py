@@ -375,7 +375,8 @@ WORKER_ROLES = [
     retrieve=extend_schema(summary="One project you work on"),
 )
 class WorkspaceProjectViewSet(TenantScopedMixin, viewsets.ReadOnlyModelViewSet):
-    queryset = Project.objects.filter(status=Project.Status.ACTIVE)
+    # The lease checks the annotator against the staffing centre: load it here.
+    queryset = Project.objects.filter(status=Project.Status.ACTIVE).select_related("workforce")
     serializer_class = WorkspaceProjectSerializer
     tenant_path = "workforce"
 

@@ -264,6 +264,9 @@ def _merge_postgresql(job: ImportJob, project: Project, now) -> tuple[int, int, 
         on_conflict=_UPDATE_CLAUSE if job.on_conflict == ImportJob.OnConflict.UPDATE else "NOTHING",
     )
     with connection.cursor() as cursor:
+        # The DISTINCT ON sort of a million staged rows fits in memory this way
+        # (the default 4 MB spills it to disk); LOCAL ends with the transaction.
+        cursor.execute("SET LOCAL work_mem = '256MB'")
         cursor.execute(
             sql,
             {

@@ -158,7 +158,11 @@ class Item(models.Model):
         IN_REVIEW = "in_review", _("In review")
         DONE = "done", _("Done")
 
-    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="items")
+    # No index of its own: the unique (project, external_id) index serves
+    # every lookup by project, and one index fewer speeds up bulk imports.
+    project = models.ForeignKey(
+        Project, on_delete=models.CASCADE, related_name="items", db_index=False
+    )
     # Given by the client, or generated as "auto:<import>:<row>" so that every
     # item has one and re-imports can match on it.
     external_id = models.CharField(_("external id"), max_length=255)
@@ -433,7 +437,9 @@ class ImportStagingRow(models.Model):
     file is read, and keeps the merge itself atomic.
     """
 
-    job = models.ForeignKey(ImportJob, on_delete=models.CASCADE, related_name="+")
+    job = models.ForeignKey(  # indexed by staging_job_row below
+        ImportJob, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
     row = models.PositiveIntegerField()
     external_id = models.CharField(max_length=255)
     data = models.JSONField()
