@@ -61,14 +61,14 @@ def test_pages_render_for_a_member_of_the_staffing_centre():
     user = worker(project, Membership.Role.ANNOTATOR, Membership.Role.REVIEWER)
     client = logged_in(user)
 
-    listing = client.get("/work/")
+    listing = client.get("/workspace/")
     assert listing.status_code == 200
     html = listing.content.decode()
     assert project.name in html
-    assert f'href="/work/projects/{project.pk}/"' in html
-    assert f'href="/work/projects/{project.pk}/review/"' in html
+    assert f'href="/workspace/projects/{project.pk}/"' in html
+    assert f'href="/workspace/projects/{project.pk}/review/"' in html
 
-    workspace = client.get(f"/work/projects/{project.pk}/")
+    workspace = client.get(f"/workspace/projects/{project.pk}/")
     assert workspace.status_code == 200
     assert "Read the whole review." in workspace.content.decode()
     config = page_config(workspace, "workspace-config")
@@ -82,13 +82,13 @@ def test_pages_render_for_a_member_of_the_staffing_centre():
     assert config["api"]["submit"] == "/api/v1/workspace/assignments/{id}/submit/"
     assert config["api"]["review"] == "/api/v1/workspace/items/{id}/review/"
 
-    review = client.get(f"/work/projects/{project.pk}/review/")
+    review = client.get(f"/workspace/projects/{project.pk}/review/")
     assert review.status_code == 200
     assert page_config(review, "review-config")["api"]["reviewQueue"] == (
         f"/api/v1/workspace/projects/{project.pk}/review-queue/"
     )
 
-    assert client.get("/work/me/").status_code == 200
+    assert client.get("/workspace/me/").status_code == 200
 
 
 def test_a_project_of_another_centre_is_404():
@@ -97,9 +97,9 @@ def test_a_project_of_another_centre_is_404():
     user = worker(ours, Membership.Role.ANNOTATOR, Membership.Role.REVIEWER)
     client = logged_in(user)
 
-    assert client.get(f"/work/projects/{theirs.pk}/").status_code == 404
-    assert client.get(f"/work/projects/{theirs.pk}/review/").status_code == 404
-    assert theirs.name not in client.get("/work/").content.decode()
+    assert client.get(f"/workspace/projects/{theirs.pk}/").status_code == 404
+    assert client.get(f"/workspace/projects/{theirs.pk}/review/").status_code == 404
+    assert theirs.name not in client.get("/workspace/").content.decode()
 
 
 def test_each_page_needs_the_fitting_role():
@@ -107,30 +107,30 @@ def test_each_page_needs_the_fitting_role():
     annotator = logged_in(worker(project, Membership.Role.ANNOTATOR))
     reviewer = logged_in(worker(project, Membership.Role.REVIEWER))
 
-    assert annotator.get(f"/work/projects/{project.pk}/").status_code == 200
-    assert annotator.get(f"/work/projects/{project.pk}/review/").status_code == 404
-    assert reviewer.get(f"/work/projects/{project.pk}/").status_code == 404
-    assert reviewer.get(f"/work/projects/{project.pk}/review/").status_code == 200
+    assert annotator.get(f"/workspace/projects/{project.pk}/").status_code == 200
+    assert annotator.get(f"/workspace/projects/{project.pk}/review/").status_code == 404
+    assert reviewer.get(f"/workspace/projects/{project.pk}/").status_code == 404
+    assert reviewer.get(f"/workspace/projects/{project.pk}/review/").status_code == 200
     # Project managers review too (the API lets them); one row even with both roles.
     manager = logged_in(worker(project, Membership.Role.PROJECT_MANAGER, Membership.Role.REVIEWER))
-    assert manager.get(f"/work/projects/{project.pk}/review/").status_code == 200
-    assert manager.get(f"/work/projects/{project.pk}/").status_code == 404
-    assert [row["project"] for row in manager.get("/work/").context["rows"]] == [project]
+    assert manager.get(f"/workspace/projects/{project.pk}/review/").status_code == 200
+    assert manager.get(f"/workspace/projects/{project.pk}/").status_code == 404
+    assert [row["project"] for row in manager.get("/workspace/").context["rows"]] == [project]
     # A client developer of the owning organization is not a worker.
     developer = Membership.objects.get(
         organization=project.organization, role=Membership.Role.CLIENT_DEVELOPER
     ).user
-    assert logged_in(developer).get(f"/work/projects/{project.pk}/").status_code == 404
+    assert logged_in(developer).get(f"/workspace/projects/{project.pk}/").status_code == 404
 
 
 def test_only_active_projects_can_be_worked_on():
     project = make_project(status=Project.Status.PAUSED)
     client = logged_in(worker(project, Membership.Role.ANNOTATOR))
-    assert client.get(f"/work/projects/{project.pk}/").status_code == 404
-    assert project.name not in client.get("/work/").content.decode()
+    assert client.get(f"/workspace/projects/{project.pk}/").status_code == 404
+    assert project.name not in client.get("/workspace/").content.decode()
 
 
-@pytest.mark.parametrize("path", ["/work/", "/work/projects/{pk}/", "/work/projects/{pk}/review/"])
+@pytest.mark.parametrize("path", ["/workspace/", "/workspace/projects/{pk}/", "/workspace/projects/{pk}/review/"])
 def test_login_required(path):
     project = make_project()
     url = path.format(pk=project.pk)
@@ -140,7 +140,7 @@ def test_login_required(path):
 
 
 def test_me_needs_a_login():
-    response = Client().get("/work/me/")
+    response = Client().get("/workspace/me/")
     assert response.status_code == 302
     assert response["Location"].startswith("/accounts/login/")
 
@@ -157,7 +157,7 @@ def test_api_writes_from_the_page_need_the_csrf_token():
     assert not Assignment.objects.exists()
 
     # The page sets the cookie its script sends back in X-CSRFToken.
-    page = client.get(f"/work/projects/{project.pk}/")
+    page = client.get(f"/workspace/projects/{project.pk}/")
     token = page.cookies["csrftoken"].value
     leased = client.post(next_url, HTTP_X_CSRFTOKEN=token)
     assert leased.status_code == 200
@@ -174,7 +174,7 @@ def test_api_writes_from_the_page_need_the_csrf_token():
 def test_instructions_are_plain_text_with_line_breaks_and_escaped():
     project = make_project(instructions="第一行 <script>alert(1)</script>\n第二行")
     response = logged_in(worker(project, Membership.Role.ANNOTATOR)).get(
-        f"/work/projects/{project.pk}/"
+        f"/workspace/projects/{project.pk}/"
     )
     html = response.content.decode()
     assert "第一行 &lt;script&gt;alert(1)&lt;/script&gt;<br>第二行" in html
@@ -184,7 +184,7 @@ def test_instructions_are_plain_text_with_line_breaks_and_escaped():
 def test_the_project_name_is_escaped_in_the_page_config():
     project = make_project(name="</script><script>alert(1)</script>")
     response = logged_in(worker(project, Membership.Role.ANNOTATOR)).get(
-        f"/work/projects/{project.pk}/"
+        f"/workspace/projects/{project.pk}/"
     )
     assert "<script>alert(1)</script>" not in response.content.decode()
     assert page_config(response, "workspace-config")["project"]["name"] == project.name
@@ -193,30 +193,30 @@ def test_the_project_name_is_escaped_in_the_page_config():
 def test_projects_list_says_when_the_tier_is_too_low():
     project = make_project(required_tier=3)
     client = logged_in(worker(project, Membership.Role.ANNOTATOR))
-    html = client.get("/work/").content.decode()
+    html = client.get("/workspace/").content.decode()
     assert "Needs skill tier T3" in html
-    assert f'href="/work/projects/{project.pk}/"' not in html
+    assert f'href="/workspace/projects/{project.pk}/"' not in html
 
 
 def test_pages_are_translated_to_simplified_chinese():
     project = make_project()
     client = logged_in(worker(project, Membership.Role.ANNOTATOR))
     client.cookies["django_language"] = "zh-hans"
-    response = client.get(f"/work/projects/{project.pk}/")
+    response = client.get(f"/workspace/projects/{project.pk}/")
     html = response.content.decode()
     assert 'lang="zh-hans"' in html
     assert "提交" in html and "跳过" in html and "键盘" in html
     strings = page_config(response, "workspace-config")["strings"]
     assert "此项目中已没有您可做的任务。" in html
     assert strings["saved"] == "已保存。"
-    assert "工作台" in client.get("/work/").content.decode()
+    assert "工作台" in client.get("/workspace/").content.decode()
 
 
 def test_home_cards_link_annotators_and_reviewers_to_the_workspace():
     project = make_project()
     user = worker(project, Membership.Role.ANNOTATOR, Membership.Role.REVIEWER)
     html = logged_in(user).get("/").content.decode()
-    assert html.count('href="/work/" data-link="workspace"') == 2
+    assert html.count('href="/workspace/" data-link="workspace"') == 2
     assert 'id="nav-workspace"' in html
 
 
@@ -240,7 +240,7 @@ def test_me_shows_the_record_and_the_reasons_of_rejections():
         annotation_id=annotation.pk,
     )
 
-    response = logged_in(annotator).get("/work/me/")
+    response = logged_in(annotator).get("/workspace/me/")
     html = response.content.decode()
     assert response.context["record"]["annotations"] == 1
     assert response.context["record"]["rejected"] == 1

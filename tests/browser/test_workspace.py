@@ -62,7 +62,7 @@ def make_project(task_type, label_schema, datas, *, metadata=None, **fields):
 
 def open_workspace(page, project, annotator):
     log_in(page, annotator)
-    page.goto(f"/work/projects/{project.pk}/")
+    page.goto(f"/workspace/projects/{project.pk}/")
     page.wait_for_selector("#workspace[data-state=ready]")
 
 
@@ -394,7 +394,7 @@ def test_no_more_tasks(page):
     page.wait_for_selector("#workspace[data-state=empty]")
     assert page.is_visible("#empty")
     assert "No more tasks for you in this project" in page.text_content("#empty")
-    assert page.get_attribute("#empty a", "href") == "/work/"
+    assert page.get_attribute("#empty a", "href") == "/workspace/"
     assert page.is_hidden("#submit-button")
     assert submitted(items[0]).answer == {"label": "neutral"}
 
@@ -404,12 +404,12 @@ def test_a_refusal_from_the_api_is_explained(page):
         "classification", SENTIMENT, [{"text": REVIEWS[0]}], required_tier=3
     )
     log_in(page, annotator)
-    page.goto(f"/work/projects/{project.pk}/")
+    page.goto(f"/workspace/projects/{project.pk}/")
 
     page.wait_for_selector("#workspace[data-state=error]")
     message = page.text_content("#failure")
     assert "You cannot work on this project" in message and "T3" in message
-    assert page.get_attribute("#failure a", "href") == "/work/"
+    assert page.get_attribute("#failure a", "href") == "/workspace/"
     assert not Assignment.objects.exists()
 
 
@@ -442,7 +442,7 @@ def test_language_switch_shows_the_workspace_in_chinese(page):
     )
     log_in(page, annotator)
     page.click(".role-annotator a[data-link=workspace]")
-    page.wait_for_url("**/work/")
+    page.wait_for_url("**/workspace/")
     page.click(f"tr[data-project='{project.pk}'] a[data-action=annotate]")
     wait_for_item(page, items[0])
     assert page.text_content("#submit-button").startswith("Submit")
@@ -482,7 +482,7 @@ def test_review_accept_and_reject_with_a_reason(page):
     own = Annotation.objects.get(annotator=reviewer).item
 
     log_in(page, reviewer)
-    page.goto(f"/work/projects/{project.pk}/review/")
+    page.goto(f"/workspace/projects/{project.pk}/review/")
     page.wait_for_selector(f"#review[data-mode=view][data-item='{items[0].pk}']")
     assert page.text_content("#queue-count") == "2"
     assert REVIEWS[0] in page.text_content("#review-item")
@@ -530,7 +530,7 @@ def test_review_reject_names_the_annotation_with_a_digit(page):
     reviewer = member(organization=project.workforce, role=Membership.Role.REVIEWER)
 
     log_in(page, reviewer)
-    page.goto(f"/work/projects/{project.pk}/review/")
+    page.goto(f"/workspace/projects/{project.pk}/review/")
     page.wait_for_selector(f"#review[data-mode=view][data-item='{items[0].pk}']")
     cards = page.locator(".annotation-card")
     assert cards.count() == 2
@@ -571,7 +571,7 @@ def test_review_correct_uses_the_answer_editor(page):
     services.annotation_submit(assignment_id=lease.pk, annotator=annotator, answer={"rating": 5})
 
     log_in(page, reviewer)
-    page.goto(f"/work/projects/{project.pk}/review/")
+    page.goto(f"/workspace/projects/{project.pk}/review/")
     page.wait_for_selector(f"#review[data-mode=view][data-item='{items[0].pk}']")
     page.keyboard.press("c")
     page.wait_for_selector("#review[data-mode=correct]")
