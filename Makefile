@@ -47,7 +47,7 @@ run: demo
 	@echo "Ctrl-C stops the web server, the worker and beat together."
 	@echo ""
 	@trap 'interrupted=1' INT TERM; \
-	PATH="$(CURDIR)/$(BIN):$$PATH" WEB_BIND=$(WEB_BIND) $(BIN)/honcho start --procfile Procfile; \
+	PATH="$(CURDIR)/$(BIN):$$PATH" PYTHONPATH="$(CURDIR):$(CURDIR)/platform" WEB_BIND=$(WEB_BIND) $(BIN)/honcho start --procfile Procfile; \
 	status=$$?; \
 	if [ -n "$$interrupted" ]; then \
 		echo "tokenworks: stopped."; status=0; \

@@ -13,6 +13,7 @@ from eventhooks.models import Event
 from eventhooks.services import webhook_event_emit
 from tenants.models import Membership, Organization, User
 from tenants.selectors import roles_for_user
+from valuechain import postings
 
 from . import agreement
 from .models import (
@@ -314,7 +315,7 @@ def _assignment_for_update(assignment_id: int, annotator: User) -> Assignment:
         # of=("self",): lock the lease only; locking the joined project row
         # too would serialize (and deadlock) every submit in the project.
         Assignment.objects.select_for_update(of=("self",))
-        .select_related("project")
+        .select_related("project__organization", "project__workforce")
         .filter(pk=assignment_id)
         .first()
     )
@@ -379,6 +380,8 @@ def annotation_submit(
     assignment.save(update_fields=["status", "finished_at"])
     item.annotation_count += 1
     item.save(update_fields=["annotation_count", "updated_at"])
+    annotation.project = project
+    postings.annotation_posted(annotation)
     if not item.is_gold and item.annotation_count >= item.target_annotations:
         item_result_decide(item=item, project=project)
     return annotation, True
@@ -646,6 +649,9 @@ def review_submit(
     item.save(update_fields=["status", "annotation_count", "reserved_count", "updated_at"])
     review.full_clean(exclude=["project", "item", "reviewer", "annotation"])
     review.save()
+    postings.review_posted(review, item)
+    if review.annotation is not None:
+        postings.annotation_rejected(review.annotation, review_id=review.pk)
     if item.status == Item.Status.DONE:
         project_completion_check(project=project)
     return review

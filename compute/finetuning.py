@@ -18,6 +18,7 @@ from annotation.exports import split_is_validation
 from annotation.models import DatasetVersion, ExportFormat, Item, ItemResult
 from annotation.schemas import answer_key
 from tenants.models import User
+from valuechain import postings
 
 from . import services
 from .api_key_cipher import api_key_decrypt
@@ -197,6 +198,8 @@ def finetune_run_poll(*, run_id: int) -> FineTuneRun:
         FineTuneRun.objects.filter(pk=run.pk).update(**updates)
         if updates.get("status") == FineTuneRun.Status.EVALUATING:
             _register_model(run.backend_id, updates["fine_tuned_model"])
+            run.refresh_from_db()
+            postings.fine_tuning_posted(run)
             from .tasks import finetune_run_evaluate_task
 
             finetune_run_evaluate_task.delay_on_commit(run.pk)

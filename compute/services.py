@@ -18,6 +18,7 @@ from annotation.models import Item, Project
 from annotation.services import PROJECT_EDITOR_ROLES
 from tenants.models import Membership, Organization, User
 from tenants.selectors import roles_for_user
+from valuechain import postings
 
 from . import rate_limits
 from .api_key_cipher import api_key_decrypt, api_key_encrypt
@@ -417,6 +418,7 @@ class _BackendPlan:
     price_out: Decimal
     electricity: Decimal | None
     power_kw: Decimal | None
+    region_id: int | None = None
 
 
 @dataclass
@@ -474,6 +476,7 @@ def _plan(backend: Backend, run_model: str) -> _BackendPlan:
         price_out=backend.price_output_per_million,
         electricity=backend.electricity_price_kwh,
         power_kw=backend.power_draw_kw,
+        region_id=backend.region_id,
     )
 
 
@@ -656,6 +659,11 @@ def _record_outcomes(run: PrelabelRun, outcomes: list[_ItemOutcome]) -> dict:
     # A chunk processed twice at once (a redelivered message) collides on the
     # unique keys; ignoring the duplicates is what keeps metering exact.
     InferenceCall.objects.bulk_create(calls, ignore_conflicts=True, batch_size=1000)
+    postings.inference_calls_posted(
+        run,
+        calls,
+        backend_regions={r.backend.id: r.backend.region_id for o in outcomes for r in o.calls},
+    )
     Prediction.objects.bulk_create(predictions, ignore_conflicts=True, batch_size=1000)
     if run.purpose == "prelabel":
         _suggestions_apply(predictions)

@@ -48,6 +48,7 @@ INSTALLED_APPS = [
     "tenants",
     "sitehealth",
     "eventhooks",
+    "valuechain",
     # Tokenworks, product apps (repository root)
     "annotation",
     "compute",

@@ -1,0 +1,158 @@
+"""Skill tiers and the append-only token ledger with its daily rollups.
+
+Money is Decimal with six places of a yuan; nothing is ever a float. The
+ledger is append-only: PostgreSQL refuses UPDATE and DELETE on it (a trigger,
+see migration 0002), and a correction is a reversing entry.
+"""
+
+from decimal import Decimal
+
+from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
+
+MONEY = {"max_digits": 18, "decimal_places": 6}
+
+
+class SkillTier(models.Model):
+    """T1 basic labeling … T5 model operations, with pay, price and entry bars."""
+
+    level = models.PositiveSmallIntegerField(
+        unique=True, validators=[MinValueValidator(1), MaxValueValidator(5)]
+    )
+    name_en = models.CharField(max_length=100)
+    name_zh = models.CharField(max_length=100)
+    description = models.TextField(blank=True)
+    pay_per_1k_tokens = models.DecimalField(
+        _("pay to the annotator per 1,000 tokens (CNY)"), **MONEY
+    )
+    price_per_1k_tokens = models.DecimalField(_("list price per 1,000 tokens (CNY)"), **MONEY)
+    min_gold_accuracy = models.DecimalField(max_digits=4, decimal_places=3, default=0)
+    min_review_acceptance = models.DecimalField(max_digits=4, decimal_places=3, default=0)
+    min_volume_tokens = models.PositiveBigIntegerField(default=0)
+
+    tenant_path = None  # the platform's published tier table
+
+    class Meta:
+        ordering = ["level"]
+        constraints = [
+            models.CheckConstraint(
+                name="tier_pay_not_above_price",
+                condition=Q(pay_per_1k_tokens__lte=models.F("price_per_1k_tokens")),
+            ),
+            models.CheckConstraint(
+                name="tier_money_not_negative",
+                condition=Q(pay_per_1k_tokens__gte=0, price_per_1k_tokens__gte=0),
+            ),
+        ]
+
+    def __str__(self):
+        return f"T{self.level} {self.name_en}"
+
+
+class LedgerEntry(models.Model):
+    class Kind(models.TextChoices):
+        ANNOTATION = "annotation", _("Human annotation")
+        REVIEW = "review", _("Review")
+        INFERENCE = "inference", _("Model inference")
+        FINE_TUNING = "fine_tuning", _("Fine-tuning")
+
+    idempotency_key = models.CharField(max_length=200, unique=True)
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    occurred_at = models.DateTimeField()
+    tokens_input = models.BigIntegerField(default=0)
+    tokens_output = models.BigIntegerField(default=0)
+    skill_tier = models.PositiveSmallIntegerField(null=True, blank=True)
+    region = models.ForeignKey("tenants.Region", on_delete=models.PROTECT, related_name="+")
+    client = models.ForeignKey(
+        "tenants.Organization", on_delete=models.PROTECT, related_name="ledger_as_client"
+    )
+    workforce = models.ForeignKey(
+        "tenants.Organization",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="ledger_as_workforce",
+    )
+    project = models.ForeignKey(
+        "annotation.Project", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    worker = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    # History outlives backends: the id stays when a backend is deleted (no
+    # constraint and no cascade, since the ledger is never updated).
+    backend = models.ForeignKey(
+        "compute.Backend",
+        on_delete=models.DO_NOTHING,
+        null=True,
+        blank=True,
+        related_name="+",
+        db_constraint=False,
+    )
+    revenue = models.DecimalField(**MONEY)
+    cost = models.DecimalField(**MONEY)
+    # A correction: this entry reverses that one (amounts and tokens negated).
+    reverses = models.OneToOneField(
+        "self", on_delete=models.PROTECT, null=True, blank=True, related_name="reversed_by"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    tenant_path = "client"
+
+    class Meta:
+        ordering = ["pk"]
+        constraints = [
+            models.CheckConstraint(
+                name="ledger_amounts_signed_by_reversal",
+                condition=(
+                    Q(
+                        reverses__isnull=True,
+                        revenue__gte=0,
+                        cost__gte=0,
+                        tokens_input__gte=0,
+                        tokens_output__gte=0,
+                    )
+                    | Q(
+                        reverses__isnull=False,
+                        revenue__lte=0,
+                        cost__lte=0,
+                        tokens_input__lte=0,
+                        tokens_output__lte=0,
+                    )
+                ),
+            ),
+        ]
+        indexes = [models.Index(fields=["occurred_at"], name="ledger_occurred")]
+
+    def __str__(self):
+        return f"{self.kind} {self.idempotency_key}"
+
+
+class LedgerRollup(models.Model):
+    """Day × region × tier × kind × client totals, kept current as entries post."""
+
+    day = models.DateField()
+    region = models.ForeignKey("tenants.Region", on_delete=models.PROTECT, related_name="+")
+    skill_tier = models.PositiveSmallIntegerField(default=0)  # 0: no tier (machine work)
+    kind = models.CharField(max_length=16, choices=LedgerEntry.Kind.choices)
+    client = models.ForeignKey("tenants.Organization", on_delete=models.PROTECT, related_name="+")
+    entries = models.BigIntegerField(default=0)
+    tokens_input = models.BigIntegerField(default=0)
+    tokens_output = models.BigIntegerField(default=0)
+    revenue = models.DecimalField(default=Decimal(0), **MONEY)
+    cost = models.DecimalField(default=Decimal(0), **MONEY)
+
+    tenant_path = "client"
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["day", "region", "skill_tier", "kind", "client"], name="rollup_key"
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.day} {self.region_id} T{self.skill_tier} {self.kind}"

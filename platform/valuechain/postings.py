@@ -1,0 +1,126 @@
+"""What each kind of work posts to the ledger. Called inside the work's own transaction.
+
+Human work is priced from the project (revenue: the client's price per 1,000
+tokens) and the annotator's tier (cost: the tier's pay). Machine work is
+passed through at cost until clients are billed a separate compute price.
+Gold items are quality control: the annotator is paid, the client is not
+charged.
+"""
+
+from decimal import Decimal
+
+from .models import LedgerEntry, SkillTier
+from .services import ledger_post, ledger_post_many, ledger_reverse
+
+REVIEW_TIER = 3
+FINE_TUNING_TIER = 5
+
+
+def _per_thousand(rate: Decimal, tokens: int) -> Decimal:
+    return rate * Decimal(tokens) / Decimal(1000)
+
+
+def _pay_rate(level: int) -> Decimal:
+    tier = SkillTier.objects.filter(level=level).only("pay_per_1k_tokens").first()
+    return tier.pay_per_1k_tokens if tier else Decimal(0)
+
+
+def _human_region(project) -> int:
+    if project.workforce_id and project.workforce.region_id:
+        return project.workforce.region_id
+    return project.organization.region_id
+
+
+def annotation_posted(annotation) -> None:
+    project = annotation.project
+    tokens = annotation.item_tokens + annotation.answer_tokens
+    tier = annotation.annotator.skill_tier
+    is_gold = annotation.gold_correct is not None
+    ledger_post(
+        idempotency_key=f"annotation:{annotation.pk}",
+        kind=LedgerEntry.Kind.ANNOTATION,
+        occurred_at=annotation.created_at,
+        region_id=_human_region(project),
+        client_id=project.organization_id,
+        workforce_id=project.workforce_id,
+        project_id=project.pk,
+        worker_id=annotation.annotator_id,
+        skill_tier=tier,
+        tokens_input=annotation.item_tokens,
+        tokens_output=annotation.answer_tokens,
+        revenue=Decimal(0) if is_gold else _per_thousand(project.price_per_1k_tokens, tokens),
+        cost=_per_thousand(_pay_rate(tier), tokens),
+    )
+
+
+def annotation_rejected(annotation, *, review_id: int) -> None:
+    """Rejected work is neither charged nor paid: its entry is reversed."""
+    entry = LedgerEntry.objects.filter(idempotency_key=f"annotation:{annotation.pk}").first()
+    if entry is not None:
+        ledger_reverse(entry=entry, reason_key=f"review:{review_id}")
+
+
+def review_posted(review, item) -> None:
+    project = review.project
+    ledger_post(
+        idempotency_key=f"review:{review.pk}",
+        kind=LedgerEntry.Kind.REVIEW,
+        occurred_at=review.created_at,
+        region_id=_human_region(project),
+        client_id=project.organization_id,
+        workforce_id=project.workforce_id,
+        project_id=project.pk,
+        worker_id=review.reviewer_id,
+        skill_tier=REVIEW_TIER,
+        tokens_input=item.token_count,
+        tokens_output=0,
+        revenue=Decimal(0),
+        cost=_per_thousand(_pay_rate(REVIEW_TIER), item.token_count),
+    )
+
+
+def inference_calls_posted(run, calls, *, backend_regions: dict[int, int | None]) -> int:
+    project = run.project
+    entries = [
+        {
+            "idempotency_key": f"inference:{run.pk}:{call.item_id}:{call.attempt}",
+            "kind": LedgerEntry.Kind.INFERENCE,
+            "occurred_at": call.created_at or run.started_at,
+            "region_id": backend_regions.get(call.backend_id) or project.organization.region_id,
+            "client_id": project.organization_id,
+            "workforce_id": project.workforce_id,
+            "project_id": project.pk,
+            "backend_id": call.backend_id,
+            "skill_tier": None,
+            "tokens_input": call.prompt_tokens,
+            "tokens_output": call.completion_tokens,
+            "revenue": call.cost,
+            "cost": call.cost,
+        }
+        for call in calls
+    ]
+    return ledger_post_many(entries)
+
+
+def fine_tuning_posted(run) -> None:
+    project = run.project
+    region = (
+        run.backend.region_id
+        if run.backend_id and run.backend.region_id
+        else project.organization.region_id
+    )
+    ledger_post(
+        idempotency_key=f"finetune:{run.pk}",
+        kind=LedgerEntry.Kind.FINE_TUNING,
+        occurred_at=run.finished_at or run.created_at,
+        region_id=region,
+        client_id=project.organization_id,
+        workforce_id=project.workforce_id,
+        project_id=project.pk,
+        backend_id=run.backend_id,
+        skill_tier=FINE_TUNING_TIER,
+        tokens_input=run.trained_tokens,
+        tokens_output=0,
+        revenue=run.cost,
+        cost=run.cost,
+    )

@@ -1,0 +1,136 @@
+import itertools
+import threading
+from decimal import Decimal
+
+import pytest
+from django.core.exceptions import ValidationError
+from django.db import DatabaseError, connections, transaction
+from django.utils import timezone
+
+from tenants.models import Organization, Region
+from tests.factories import OrganizationFactory
+from valuechain.models import LedgerEntry, LedgerRollup, SkillTier
+from valuechain.services import ledger_post, ledger_reverse, rollups_reconcile
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def parties():
+    client = OrganizationFactory(kind=Organization.Kind.CLIENT)
+    centre = OrganizationFactory(kind=Organization.Kind.WORKFORCE)
+    return client, centre, Region.objects.get(code="520100")
+
+
+def post(parties, key, **fields):
+    client, centre, region = parties
+    defaults = {
+        "kind": "annotation",
+        "occurred_at": timezone.now(),
+        "region_id": region.pk,
+        "client_id": client.pk,
+        "workforce_id": centre.pk,
+        "skill_tier": 1,
+        "tokens_input": 120,
+        "tokens_output": 4,
+        "revenue": Decimal("0.096"),
+        "cost": Decimal("0.048"),
+    }
+    return ledger_post(idempotency_key=key, **{**defaults, **fields})
+
+
+def test_the_five_tiers_are_seeded_with_rising_bars():
+    tiers = list(SkillTier.objects.order_by("level"))
+    assert [t.level for t in tiers] == [1, 2, 3, 4, 5]
+    assert all(a.price_per_1k_tokens < b.price_per_1k_tokens for a, b in itertools.pairwise(tiers))
+    assert all(t.pay_per_1k_tokens <= t.price_per_1k_tokens for t in tiers)
+
+
+def test_posting_the_same_key_twice_makes_one_entry(parties):
+    first = post(parties, "annotation:1")
+    again = post(parties, "annotation:1", revenue=Decimal("99"))
+    assert first.created and not again.created
+    assert again.entry.pk == first.entry.pk and LedgerEntry.objects.count() == 1
+    rollup = LedgerRollup.objects.get()
+    assert (rollup.entries, rollup.tokens_input, rollup.revenue) == (1, 120, Decimal("0.096"))
+
+
+def test_money_is_exact_and_never_negative(parties):
+    with pytest.raises(TypeError, match="float"):
+        post(parties, "k1", revenue=0.1)
+    with pytest.raises(ValidationError) as excinfo:
+        post(parties, "k2", cost=Decimal("-1"))
+    assert "cost" in excinfo.value.message_dict
+    assert not LedgerEntry.objects.exists()
+
+
+def test_a_correction_is_a_reversing_entry(parties):
+    original = post(parties, "annotation:7").entry
+    mirror = ledger_reverse(entry=original, reason_key="rejected").entry
+    assert (mirror.revenue, mirror.tokens_input, mirror.reverses_id) == (
+        Decimal("-0.096000"),
+        -120,
+        original.pk,
+    )
+    assert ledger_reverse(entry=original, reason_key="rejected").entry.pk == mirror.pk
+    rollup = LedgerRollup.objects.get()
+    assert (rollup.entries, rollup.tokens_input, rollup.revenue) == (0, 0, Decimal(0))
+    assert rollups_reconcile()["differences"] == []
+
+
+@pytest.mark.postgres
+def test_the_database_refuses_to_rewrite_the_ledger(parties):
+    entry = post(parties, "annotation:9").entry
+    with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
+        LedgerEntry.objects.filter(pk=entry.pk).update(revenue=Decimal("1000"))
+    with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
+        LedgerEntry.objects.filter(pk=entry.pk).delete()
+
+
+def test_reconcile_proves_rollups_equal_the_ledger_and_repairs_a_gap(parties):
+    for n in range(20):
+        post(parties, f"a:{n}", skill_tier=1 + n % 3, kind="annotation" if n % 4 else "review")
+    assert rollups_reconcile()["differences"] == []
+    LedgerRollup.objects.filter(pk=LedgerRollup.objects.first().pk).update(revenue=Decimal("12.34"))
+    found = rollups_reconcile()
+    assert len(found["differences"]) == 1
+    repaired = rollups_reconcile(repair=True)
+    assert repaired["repaired"] is True
+    assert rollups_reconcile()["differences"] == []
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_posts_of_one_key_make_one_entry(parties):
+    barrier = threading.Barrier(6)
+    results = []
+
+    def racer():
+        try:
+            barrier.wait()
+            results.append(post(parties, "race:1").created)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=racer) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(results) == [False] * 5 + [True]
+    assert LedgerEntry.objects.count() == 1
+    assert LedgerRollup.objects.get().entries == 1
+
+
+def test_reconcile_command_fails_on_a_gap_and_repairs_it(parties, capsys):
+    from django.core.management import CommandError, call_command
+
+    post(parties, "cmd:1")
+    call_command("reconcile")
+    assert "0 differences" in capsys.readouterr().out
+    LedgerRollup.objects.update(tokens_input=1)
+    with pytest.raises(CommandError, match="1 differences"):
+        call_command("reconcile")
+    call_command("reconcile", repair=True)
+    assert "repaired" in capsys.readouterr().out
+    call_command("reconcile")
