@@ -130,7 +130,9 @@ def test_only_active_projects_can_be_worked_on():
     assert project.name not in client.get("/workspace/").content.decode()
 
 
-@pytest.mark.parametrize("path", ["/workspace/", "/workspace/projects/{pk}/", "/workspace/projects/{pk}/review/"])
+@pytest.mark.parametrize(
+    "path", ["/workspace/", "/workspace/projects/{pk}/", "/workspace/projects/{pk}/review/"]
+)
 def test_login_required(path):
     project = make_project()
     url = path.format(pk=project.pk)
