@@ -11,9 +11,8 @@ VACUUM ANALYZE. It times export_lines(project, fmt) for each --formats entry,
 writing every line (UTF-8) to --out (default /dev/null). The project is
 deleted afterwards unless --keep.
 
---variant also times bench-only rewrites of the annotations_jsonl and
-results_jsonl loops that read only the columns they write (values_list); the application code is not
-changed, the figure only shows what such a change would buy.
+The application's export loops read value tuples (values_list) since the first
+measurement, which built model objects per row; docs/BENCHMARKS.md has both.
 """
 
 from __future__ import annotations
@@ -99,86 +98,7 @@ def populate(fixture, rows: int, texts: list[str]) -> float:
     return time.perf_counter() - start
 
 
-def annotations_values_list(project):
-    """Bench-only: the annotations_jsonl loop reading only the columns it writes."""
-    from annotation.exports import CHUNK, _dumps
-    from annotation.models import Annotation
-
-    rows = (
-        Annotation.objects.filter(project=project)
-        .order_by("pk")
-        .values_list(
-            "pk",
-            "item_id",
-            "item__external_id",
-            "annotator_id",
-            "answer",
-            "status",
-            "gold_correct",
-            "time_spent_ms",
-            "created_at",
-        )
-        .iterator(chunk_size=CHUNK)
-    )
-    for pk, item_id, external_id, annotator, answer, status, gold, spent, created in rows:
-        yield _dumps(
-            {
-                "annotation_id": pk,
-                "item_id": item_id,
-                "external_id": external_id,
-                "annotator": annotator,
-                "answer": answer,
-                "status": status,
-                "gold_correct": gold,
-                "time_spent_ms": spent,
-                "created_at": created.isoformat(),
-            }
-        )
-
-
-def results_values_list(project):
-    """Bench-only: the results_jsonl loop (approved only) reading only the columns it writes."""
-    from annotation.exports import CHUNK, _dumps
-    from annotation.models import ItemResult
-
-    rows = (
-        ItemResult.objects.filter(project=project, approved=True)
-        .order_by("item_id")
-        .values_list(
-            "item_id",
-            "item__external_id",
-            "item__data",
-            "answer",
-            "confidence",
-            "method",
-            "agreement",
-            "approved",
-            "provenance",
-            "reviewed_by_id",
-        )
-        .iterator(chunk_size=CHUNK)
-    )
-    for item_id, external_id, data, answer, conf, method, agr, approved, prov, reviewer in rows:
-        yield _dumps(
-            {
-                "item_id": item_id,
-                "external_id": external_id,
-                "data": data,
-                "answer": answer,
-                "confidence": conf,
-                "method": method,
-                "agreement": agr,
-                "approved": approved,
-                "provenance": {
-                    "annotations": prov.get("annotations", []),
-                    "annotators": prov.get("annotators", []),
-                    "reviewed": reviewer is not None,
-                },
-            }
-        )
-
-
-def child(rows: int, formats: list[str], out: str, keep: bool, variant: bool) -> dict:
+def child(rows: int, formats: list[str], out: str, keep: bool) -> dict:
     _common.django_setup()
     from annotation.exports import export_lines
 
@@ -188,19 +108,6 @@ def child(rows: int, formats: list[str], out: str, keep: bool, variant: bool) ->
         result["fill_s"] = populate(fixture, rows, _common.texts())
         result["baseline_rss"] = _common.peak_rss_mib()
         jobs = [(fmt, lambda fmt=fmt: export_lines(fixture.project, fmt)) for fmt in formats]
-        if variant:
-            jobs.append(
-                (
-                    "annotations_jsonl (values_list variant)",
-                    lambda: annotations_values_list(fixture.project),
-                )
-            )
-            jobs.append(
-                (
-                    "results_jsonl (values_list variant)",
-                    lambda: results_values_list(fixture.project),
-                )
-            )
         for name, lines in jobs:
             count = size = 0
             start = time.perf_counter()
@@ -239,14 +146,13 @@ def main() -> None:
         "--formats", default="annotations_jsonl,results_jsonl", help="comma-separated formats"
     )
     parser.add_argument("--out", default="/dev/null", help="where the lines go")
-    parser.add_argument("--variant", action="store_true", help="also time the values_list loop")
     parser.add_argument("--keep", action="store_true")
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     formats = args.formats.split(",")
 
     if args.child:
-        print(json.dumps(child(args.child, formats, args.out, args.keep, args.variant)))
+        print(json.dumps(child(args.child, formats, args.out, args.keep)))
         return
 
     _common.print_header("export: export_lines(project, fmt) → " + args.out)
@@ -256,7 +162,6 @@ def main() -> None:
         print(f"load average before {rows:,} rows: {_common.load_average()}", flush=True)
         command = [sys.executable, __file__, "--child", str(rows), "--formats", args.formats]
         command += ["--out", args.out] + (["--keep"] if args.keep else [])
-        command += ["--variant"] if args.variant else []
         out = subprocess.run(
             command, env=_common.bench_env(), capture_output=True, text=True, cwd=_common.REPO
         )
