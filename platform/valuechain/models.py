@@ -156,3 +156,29 @@ class LedgerRollup(models.Model):
 
     def __str__(self):
         return f"{self.day} {self.region_id} T{self.skill_tier} {self.kind}"
+
+
+class TierChange(models.Model):
+    """An annotator's tier history: every promotion and demotion, with its reason."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="tier_changes"
+    )
+    day = models.DateField()
+    from_level = models.PositiveSmallIntegerField()
+    to_level = models.PositiveSmallIntegerField()
+    reason = models.TextField()
+    measured = models.JSONField(default=dict)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    tenant_path = None  # read through the person's own page, never listed across tenants
+
+    class Meta:
+        ordering = ["-day", "-pk"]
+        constraints = [
+            # The daily review changes a person's tier at most once a day.
+            models.UniqueConstraint(fields=["user", "day"], name="tier_change_once_a_day"),
+        ]
+
+    def __str__(self):
+        return f"{self.user_id}: T{self.from_level} → T{self.to_level} on {self.day}"

@@ -290,3 +290,92 @@ def ledger_post_many(entries: list[dict]) -> int:
             for row in fresh
         ]
         return sum(ledger_post(**entry).created for entry in fields)
+
+
+# --- promotion and demotion -----------------------------------------------------------
+
+MIN_EVIDENCE = 20  # gold checks or reviews before a bar is judged
+
+
+def _meets(tier, record: dict) -> tuple[bool, list[str]]:
+    """Whether a quality record clears a tier's bars, and which ones it misses."""
+    misses = []
+    for name, bar, value, evidence in (
+        ("gold accuracy", tier.min_gold_accuracy, record["gold_accuracy"], record["gold_checked"]),
+        (
+            "review acceptance",
+            tier.min_review_acceptance,
+            record["review_acceptance"],
+            record["reviewed"],
+        ),
+    ):
+        if bar > 0 and (value is None or evidence < MIN_EVIDENCE or Decimal(str(value)) < bar):
+            shown = "no evidence" if value is None or evidence < MIN_EVIDENCE else f"{value:.3f}"
+            misses.append(f"{name} {shown} < {bar}")
+    if record["tokens"] < tier.min_volume_tokens:
+        misses.append(f"volume {record['tokens']:,} < {tier.min_volume_tokens:,} tokens")
+    return not misses, misses
+
+
+@transaction.atomic
+def tiers_review(*, today=None) -> dict:
+    """Daily: promote annotators who clear the next tier's bars, demote those who fall
+    below their own, one step at a time, recording why. Safe to run twice a day."""
+    from annotation.selectors import annotator_quality
+    from tenants.models import Membership, User
+
+    from .models import SkillTier, TierChange
+
+    today = today or timezone.localdate()
+    tiers = {t.level: t for t in SkillTier.objects.all()}
+    changed = {"promoted": 0, "demoted": 0, "unchanged": 0}
+    annotator_ids = (
+        Membership.objects.filter(role=Membership.Role.ANNOTATOR, organization__is_active=True)
+        .values_list("user_id", flat=True)
+        .distinct()
+    )
+    users = (
+        User.objects.select_for_update()
+        .filter(pk__in=annotator_ids, is_active=True)
+        .exclude(tier_changes__day=today)
+        .order_by("pk")
+    )
+    for user in users:
+        record = annotator_quality(annotator=user)
+        current = tiers.get(user.skill_tier)
+        upper = tiers.get(user.skill_tier + 1)
+        target, reason = user.skill_tier, ""
+        if current is not None and user.skill_tier > 1:
+            ok, misses = _meets(current, record)
+            if not ok:
+                target, reason = (
+                    user.skill_tier - 1,
+                    f"below T{user.skill_tier}: " + "; ".join(misses),
+                )
+        if target == user.skill_tier and upper is not None:
+            ok, _ = _meets(upper, record)
+            if ok:
+                target, reason = upper.level, f"cleared every T{upper.level} bar"
+        if target == user.skill_tier:
+            changed["unchanged"] += 1
+            continue
+        TierChange.objects.create(
+            user=user,
+            day=today,
+            from_level=user.skill_tier,
+            to_level=target,
+            reason=reason,
+            measured={
+                k: record[k]
+                for k in (
+                    "gold_accuracy",
+                    "gold_checked",
+                    "review_acceptance",
+                    "reviewed",
+                    "tokens",
+                )
+            },
+        )
+        changed["promoted" if target > user.skill_tier else "demoted"] += 1
+        User.objects.filter(pk=user.pk).update(skill_tier=target)
+    return changed

@@ -7,6 +7,7 @@ tightens or loosens what it must. Every variable is listed in README.md.
 from pathlib import Path
 
 import environ
+from celery.schedules import crontab
 from django.utils.translation import gettext_lazy as _
 
 # platform/config/settings/base.py -> repository root
@@ -315,6 +316,10 @@ CELERY_BEAT_SCHEDULE = {
     "compute-finetune-poll": {
         "task": "compute.finetune_runs_poll",
         "schedule": 30.0,
+    },
+    "valuechain-tiers-review": {
+        "task": "valuechain.tiers_review",
+        "schedule": crontab(hour=2, minute=30),  # daily, after the day's work
     },
     "annotation-infer-results": {
         "task": "annotation.results_infer_active",
