@@ -62,6 +62,21 @@ def _require_run_permission(user: User, project: Project) -> None:
 # --- backends ----------------------------------------------------------------------
 
 
+def _require_backend_manager(user: User, organization: Organization | None) -> None:
+    """Platform-wide backends are the platform's; a centre's are its admins' and managers'."""
+    if user.is_superuser:
+        return
+    if organization is None:
+        raise PermissionDenied("Only platform administrators manage platform-wide backends.")
+    if not roles_for_user(user=user, organization=organization) & {
+        Membership.Role.ADMIN,
+        Membership.Role.PROJECT_MANAGER,
+    }:
+        raise PermissionDenied(
+            "Only an admin or project manager of the organization may manage its backends."
+        )
+
+
 BACKEND_FIELDS = {
     "name",
     "kind",
@@ -92,19 +107,7 @@ def backend_save(
     **fields,
 ) -> Backend:
     """Create or change a backend. The API key is encrypted; None keeps the current one."""
-    if organization is None and not user.is_superuser:
-        raise PermissionDenied("Only platform administrators manage platform-wide backends.")
-    if (
-        organization is not None
-        and not user.is_superuser
-        and not (
-            roles_for_user(user=user, organization=organization)
-            & {Membership.Role.ADMIN, Membership.Role.PROJECT_MANAGER}
-        )
-    ):
-        raise PermissionDenied(
-            "Only an admin or project manager of the organization may manage its backends."
-        )
+    _require_backend_manager(user, organization)
     unknown = set(fields) - BACKEND_FIELDS
     if unknown:
         raise ValidationError({name: ["Unknown field."] for name in sorted(unknown)})
@@ -124,19 +127,7 @@ def backend_save(
 @transaction.atomic
 def backend_delete(*, backend: Backend, user: User) -> None:
     """Runs that used it fail over; its metered calls keep its name."""
-    if backend.organization_id is None and not user.is_superuser:
-        raise PermissionDenied("Only platform administrators manage platform-wide backends.")
-    if (
-        backend.organization_id is not None
-        and not user.is_superuser
-        and not (
-            roles_for_user(user=user, organization=backend.organization)
-            & {Membership.Role.ADMIN, Membership.Role.PROJECT_MANAGER}
-        )
-    ):
-        raise PermissionDenied(
-            "Only an admin or project manager of the organization may manage its backends."
-        )
+    _require_backend_manager(user, backend.organization)
     backend.delete()
 
 
