@@ -655,7 +655,7 @@ def _record_outcomes(run: PrelabelRun, outcomes: list[_ItemOutcome]) -> dict:
     postings.inference_calls_posted(
         run,
         calls,
-        backend_regions={r.backend.id: r.backend.region_id for o in outcomes for r in o.calls},
+        backends={r.backend.id: r.backend for o in outcomes for r in o.calls},
     )
     Prediction.objects.bulk_create(predictions, ignore_conflicts=True, batch_size=1000)
     if run.purpose == "prelabel":

@@ -94,6 +94,10 @@ class LedgerEntry(models.Model):
     )
     revenue = models.DecimalField(**MONEY)
     cost = models.DecimalField(**MONEY)
+    # Machine work only: GPU time the work held (a call's wall time times the
+    # backend's GPUs, shared among its concurrent calls; a fine-tuning run's
+    # duration times its GPUs). Tokens per GPU-hour is read from it.
+    gpu_ms = models.BigIntegerField(default=0)
     # A correction: this entry reverses that one (amounts and tokens negated).
     reverses = models.OneToOneField(
         "self", on_delete=models.PROTECT, null=True, blank=True, related_name="reversed_by"
@@ -114,6 +118,7 @@ class LedgerEntry(models.Model):
                         cost__gte=0,
                         tokens_input__gte=0,
                         tokens_output__gte=0,
+                        gpu_ms__gte=0,
                     )
                     | Q(
                         reverses__isnull=False,
@@ -121,11 +126,16 @@ class LedgerEntry(models.Model):
                         cost__lte=0,
                         tokens_input__lte=0,
                         tokens_output__lte=0,
+                        gpu_ms__lte=0,
                     )
                 ),
             ),
         ]
-        indexes = [models.Index(fields=["occurred_at"], name="ledger_occurred")]
+        indexes = [
+            models.Index(fields=["occurred_at"], name="ledger_occurred"),
+            # Client statements: one project's month.
+            models.Index(fields=["project", "occurred_at"], name="ledger_project_time"),
+        ]
 
     def __str__(self):
         return f"{self.kind} {self.idempotency_key}"
@@ -158,6 +168,63 @@ class LedgerRollup(models.Model):
         return f"{self.day} {self.region_id} T{self.skill_tier} {self.kind}"
 
 
+class BackendRollup(models.Model):
+    """Day × backend × region × kind totals of machine work: compute per GPU-hour."""
+
+    day = models.DateField()
+    backend_id = models.BigIntegerField()  # outlives the backend, like the ledger's
+    region = models.ForeignKey("tenants.Region", on_delete=models.PROTECT, related_name="+")
+    kind = models.CharField(max_length=16, choices=LedgerEntry.Kind.choices)
+    client = models.ForeignKey("tenants.Organization", on_delete=models.PROTECT, related_name="+")
+    entries = models.BigIntegerField(default=0)
+    tokens_input = models.BigIntegerField(default=0)
+    tokens_output = models.BigIntegerField(default=0)
+    revenue = models.DecimalField(default=Decimal(0), **MONEY)
+    cost = models.DecimalField(default=Decimal(0), **MONEY)
+    gpu_ms = models.BigIntegerField(default=0)
+
+    tenant_path = "client"
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["day", "backend_id", "region", "kind", "client"],
+                name="backend_rollup_key",
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.day} backend {self.backend_id} {self.kind}"
+
+
+class WorkerMonthRollup(models.Model):
+    """Month × region × worker totals of human work: employment and earnings.
+
+    Read only in aggregate (counts and medians); a person is never shown.
+    """
+
+    month = models.DateField()  # the first day of the month
+    region = models.ForeignKey("tenants.Region", on_delete=models.PROTECT, related_name="+")
+    worker = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    entries = models.BigIntegerField(default=0)
+    tokens_input = models.BigIntegerField(default=0)
+    tokens_output = models.BigIntegerField(default=0)
+    revenue = models.DecimalField(default=Decimal(0), **MONEY)
+    cost = models.DecimalField(default=Decimal(0), **MONEY)  # the worker's earnings
+
+    tenant_path = None  # aggregate reading only, through the reports selectors
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["month", "region", "worker"], name="worker_month_rollup_key"
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.month:%Y-%m} worker {self.worker_id}"
+
+
 class TierChange(models.Model):
     """An annotator's tier history: every promotion and demotion, with its reason."""
 
@@ -167,6 +234,11 @@ class TierChange(models.Model):
     day = models.DateField()
     from_level = models.PositiveSmallIntegerField()
     to_level = models.PositiveSmallIntegerField()
+    # Where the person worked when the change was made: regional reports count
+    # promotions and demotions without naming anyone.
+    region = models.ForeignKey(
+        "tenants.Region", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
     reason = models.TextField()
     measured = models.JSONField(default=dict)
     created_at = models.DateTimeField(auto_now_add=True)

@@ -79,14 +79,22 @@ def review_posted(review, item) -> None:
     )
 
 
-def inference_calls_posted(run, calls, *, backend_regions: dict[int, int | None]) -> int:
+def _gpu_ms(wall_ms: float, gpus: int, concurrency: int) -> int:
+    """GPU time one call held: its wall time on the backend's GPUs, shared among
+    the calls the backend serves at once."""
+    return round(wall_ms * gpus / max(concurrency, 1))
+
+
+def inference_calls_posted(run, calls, *, backends: dict) -> int:
+    """`backends`: id -> the Backend each call went to (for region and GPU share)."""
     project = run.project
     entries = [
         {
             "idempotency_key": f"inference:{run.pk}:{call.item_id}:{call.attempt}",
             "kind": LedgerEntry.Kind.INFERENCE,
             "occurred_at": call.created_at or run.started_at,
-            "region_id": backend_regions.get(call.backend_id) or project.organization.region_id,
+            "region_id": getattr(backends.get(call.backend_id), "region_id", None)
+            or project.organization.region_id,
             "client_id": project.organization_id,
             "workforce_id": project.workforce_id,
             "project_id": project.pk,
@@ -94,12 +102,24 @@ def inference_calls_posted(run, calls, *, backend_regions: dict[int, int | None]
             "skill_tier": None,
             "tokens_input": call.prompt_tokens,
             "tokens_output": call.completion_tokens,
+            "gpu_ms": _gpu_ms(
+                call.latency_ms,
+                getattr(backends.get(call.backend_id), "gpu_count", 0),
+                getattr(backends.get(call.backend_id), "max_concurrency", 1),
+            ),
             "revenue": call.cost,
             "cost": call.cost,
         }
         for call in calls
     ]
     return ledger_post_many(entries)
+
+
+def _fine_tuning_gpu_ms(run) -> int:
+    if not (run.backend_id and run.finished_at):
+        return 0
+    wall_ms = (run.finished_at - run.created_at).total_seconds() * 1000
+    return _gpu_ms(wall_ms, run.backend.gpu_count, 1)
 
 
 def fine_tuning_posted(run) -> None:
@@ -121,6 +141,7 @@ def fine_tuning_posted(run) -> None:
         skill_tier=FINE_TUNING_TIER,
         tokens_input=run.trained_tokens,
         tokens_output=0,
+        gpu_ms=_fine_tuning_gpu_ms(run),
         revenue=run.cost,
         cost=run.cost,
     )

@@ -1,17 +1,18 @@
 """Posting to the token ledger, exactly once per unit of work, with rollups in step."""
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Count, F, Sum
+from django.db.models import Case, DateField, F, Q, Sum, Value, When
+from django.db.models.functions import Coalesce, TruncDate, TruncMonth
 from django.utils import timezone
 
-from .models import LedgerEntry, LedgerRollup
+from .models import BackendRollup, LedgerEntry, LedgerRollup, WorkerMonthRollup
 
 SIX_PLACES = Decimal("0.000001")
-ROLLUP_FIELDS = ("entries", "tokens_input", "tokens_output", "revenue", "cost")
 
 
 def money(value) -> Decimal:
@@ -21,45 +22,168 @@ def money(value) -> Decimal:
     return Decimal(value).quantize(SIX_PLACES, rounding=ROUND_HALF_UP)
 
 
-def _rollup_add(entry: LedgerEntry, sign: int = 1) -> None:
-    key = {
-        "day": timezone.localdate(entry.occurred_at),
-        "region_id": entry.region_id,
-        "skill_tier": entry.skill_tier or 0,
-        "kind": entry.kind,
-        "client_id": entry.client_id,
+@dataclass(frozen=True)
+class RollupSpec:
+    """One rollup table: which entries it counts, its key, and what it sums.
+
+    Posting and reconciling both read these, so the two can never disagree on
+    what a rollup means.
+    """
+
+    model: type
+    key_fields: tuple[str, ...]
+    sums: tuple[str, ...]
+    applies: Callable[[LedgerEntry], bool]
+    key: Callable[[LedgerEntry], tuple]
+    # The same key and filter as SQL over the ledger, for reconcile.
+    key_exprs: dict
+    ledger_filter: Q
+
+
+def _day(entry):
+    return timezone.localdate(entry.occurred_at)
+
+
+ROLLUPS = (
+    RollupSpec(
+        model=LedgerRollup,
+        key_fields=("day", "region_id", "skill_tier", "kind", "client_id"),
+        sums=("entries", "tokens_input", "tokens_output", "revenue", "cost"),
+        applies=lambda e: True,
+        key=lambda e: (_day(e), e.region_id, e.skill_tier or 0, e.kind, e.client_id),
+        key_exprs={
+            "day": TruncDate("occurred_at"),
+            "region_id": F("region_id"),
+            "skill_tier": Coalesce("skill_tier", 0),
+            "kind": F("kind"),
+            "client_id": F("client_id"),
+        },
+        ledger_filter=Q(),
+    ),
+    RollupSpec(
+        model=BackendRollup,
+        key_fields=("day", "backend_id", "region_id", "kind", "client_id"),
+        sums=("entries", "tokens_input", "tokens_output", "revenue", "cost", "gpu_ms"),
+        applies=lambda e: e.backend_id is not None,
+        key=lambda e: (_day(e), e.backend_id, e.region_id, e.kind, e.client_id),
+        key_exprs={
+            "day": TruncDate("occurred_at"),
+            "backend_id": F("backend_id"),
+            "region_id": F("region_id"),
+            "kind": F("kind"),
+            "client_id": F("client_id"),
+        },
+        ledger_filter=Q(backend_id__isnull=False),
+    ),
+    RollupSpec(
+        model=WorkerMonthRollup,
+        key_fields=("month", "region_id", "worker_id"),
+        sums=("entries", "tokens_input", "tokens_output", "revenue", "cost"),
+        applies=lambda e: e.worker_id is not None,
+        key=lambda e: (_day(e).replace(day=1), e.region_id, e.worker_id),
+        key_exprs={
+            "month": TruncMonth("occurred_at", output_field=DateField()),
+            "region_id": F("region_id"),
+            "worker_id": F("worker_id"),
+        },
+        ledger_filter=Q(worker_id__isnull=False),
+    ),
+)
+
+
+def _deltas(entry: LedgerEntry, sums: tuple[str, ...]) -> dict:
+    # A reversal takes its entry back out of the count as well as the amounts.
+    return {
+        name: (-1 if entry.reverses_id else 1) if name == "entries" else getattr(entry, name)
+        for name in sums
     }
-    deltas = {
-        "entries": sign,
-        "tokens_input": entry.tokens_input,
-        "tokens_output": entry.tokens_output,
-        "revenue": entry.revenue,
-        "cost": entry.cost,
-    }
+
+
+def _rollups_add(entries: list[LedgerEntry]) -> None:
+    """Add entries to every rollup that counts them, one statement per table."""
+    for spec in ROLLUPS:
+        totals: dict[tuple, dict] = {}
+        for entry in entries:
+            if not spec.applies(entry):
+                continue
+            bucket = totals.setdefault(spec.key(entry), dict.fromkeys(spec.sums, 0))
+            for name, value in _deltas(entry, spec.sums).items():
+                bucket[name] += value
+        if totals:
+            _rollup_upsert(spec, totals)
+
+
+def _rollup_upsert(spec: RollupSpec, totals: dict[tuple, dict]) -> None:
+    # sorted() is intentional: every poster locks rollup rows in the same
+    # order, so two concurrent batches cannot deadlock on them.
+    keys = sorted(totals, key=lambda k: tuple(str(part) for part in k))
+    columns = (*spec.key_fields, *spec.sums)
     if connection.vendor == "postgresql":
-        table = LedgerRollup._meta.db_table
-        # One statement, no read: concurrent posters add to the same row safely.
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"INSERT INTO {table} (day, region_id, skill_tier, kind, client_id, entries, "  # noqa: S608
-                "tokens_input, tokens_output, revenue, cost) "
-                "VALUES (%(day)s, %(region_id)s, %(skill_tier)s, %(kind)s, %(client_id)s, "
-                "%(entries)s, %(tokens_input)s, %(tokens_output)s, %(revenue)s, %(cost)s) "
-                "ON CONFLICT (day, region_id, skill_tier, kind, client_id) DO UPDATE SET "
-                + ", ".join(f"{f} = {table}.{f} + EXCLUDED.{f}" for f in ROLLUP_FIELDS),
-                {**key, **deltas},
-            )
+        table = spec.model._meta.db_table
+        conflict = ", ".join(spec.key_fields)
+        updates = ", ".join(f"{f} = {table}.{f} + EXCLUDED.{f}" for f in spec.sums)
+        placeholders = "(" + ", ".join(["%s"] * len(columns)) + ")"
+        for start in range(0, len(keys), 1000):
+            chunk = keys[start : start + 1000]
+            params = [v for k in chunk for v in (*k, *(totals[k][f] for f in spec.sums))]
+            # One statement, no read: concurrent posters add to the same row safely.
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    f"INSERT INTO {table} ({', '.join(columns)}) VALUES "  # noqa: S608
+                    + ", ".join([placeholders] * len(chunk))
+                    + f" ON CONFLICT ({conflict}) DO UPDATE SET {updates}",
+                    params,
+                )
         return
-    rollup, _ = LedgerRollup.objects.select_for_update().get_or_create(**key)
-    LedgerRollup.objects.filter(pk=rollup.pk).update(
-        **{name: F(name) + value for name, value in deltas.items()}
-    )
+    for key in keys:
+        lookup = dict(zip(spec.key_fields, key, strict=True))
+        row, _ = spec.model.objects.select_for_update().get_or_create(**lookup)
+        spec.model.objects.filter(pk=row.pk).update(
+            **{name: F(name) + value for name, value in totals[key].items()}
+        )
 
 
 @dataclass(frozen=True)
 class Posted:
     entry: LedgerEntry
     created: bool
+
+
+ENTRY_FIELDS = (
+    "idempotency_key",
+    "kind",
+    "occurred_at",
+    "tokens_input",
+    "tokens_output",
+    "gpu_ms",
+    "skill_tier",
+    "region_id",
+    "client_id",
+    "workforce_id",
+    "project_id",
+    "worker_id",
+    "backend_id",
+    "revenue",
+    "cost",
+)
+
+
+def _entry_checked(fields: dict) -> LedgerEntry:
+    """A new entry from its fields, refused with the field named if any is wrong."""
+    unknown = set(fields) - set(ENTRY_FIELDS)
+    if unknown:
+        raise ValidationError({name: ["Not a ledger field."] for name in sorted(unknown)})
+    if not fields.get("idempotency_key"):
+        raise ValidationError({"idempotency_key": ["Required."]})
+    if fields.get("kind") not in LedgerEntry.Kind.values:
+        raise ValidationError({"kind": [f"Expected one of {LedgerEntry.Kind.values}."]})
+    fields = {**fields, "revenue": money(fields["revenue"]), "cost": money(fields["cost"])}
+    for name in ("revenue", "cost", "tokens_input", "tokens_output", "gpu_ms"):
+        if fields.get(name, 0) < 0:
+            raise ValidationError(
+                {name: [f"Must not be negative (got {fields[name]}); post a reversal instead."]}
+            )
+    return LedgerEntry(**fields)
 
 
 def ledger_post(
@@ -73,6 +197,7 @@ def ledger_post(
     cost,
     tokens_input: int = 0,
     tokens_output: int = 0,
+    gpu_ms: int = 0,
     skill_tier: int | None = None,
     workforce_id: int | None = None,
     project_id: int | None = None,
@@ -84,42 +209,32 @@ def ledger_post(
     Call it inside the transaction that does the work, so the work and its
     entry commit or roll back together.
     """
-    if kind not in LedgerEntry.Kind.values:
-        raise ValidationError({"kind": [f"Expected one of {LedgerEntry.Kind.values}."]})
-    revenue, cost = money(revenue), money(cost)
-    for name, value in (
-        ("revenue", revenue),
-        ("cost", cost),
-        ("tokens_input", tokens_input),
-        ("tokens_output", tokens_output),
-    ):
-        if value < 0:
-            raise ValidationError({name: ["Must not be negative; post a reversal instead."]})
-    if not idempotency_key:
-        raise ValidationError({"idempotency_key": ["Required."]})
+    entry = _entry_checked(
+        {
+            "idempotency_key": idempotency_key,
+            "kind": kind,
+            "occurred_at": occurred_at,
+            "tokens_input": tokens_input,
+            "tokens_output": tokens_output,
+            "gpu_ms": gpu_ms,
+            "skill_tier": skill_tier,
+            "region_id": region_id,
+            "client_id": client_id,
+            "workforce_id": workforce_id,
+            "project_id": project_id,
+            "worker_id": worker_id,
+            "backend_id": backend_id,
+            "revenue": revenue,
+            "cost": cost,
+        }
+    )
     existing = LedgerEntry.objects.filter(idempotency_key=idempotency_key).first()
     if existing is not None:
         return Posted(existing, False)
-    entry = LedgerEntry(
-        idempotency_key=idempotency_key,
-        kind=kind,
-        occurred_at=occurred_at,
-        tokens_input=tokens_input,
-        tokens_output=tokens_output,
-        skill_tier=skill_tier,
-        region_id=region_id,
-        client_id=client_id,
-        workforce_id=workforce_id,
-        project_id=project_id,
-        worker_id=worker_id,
-        backend_id=backend_id,
-        revenue=revenue,
-        cost=cost,
-    )
     try:
         with transaction.atomic():  # a savepoint: a lost race must not spoil the caller
             entry.save()
-            _rollup_add(entry)
+            _rollups_add([entry])
     except IntegrityError:
         winner = LedgerEntry.objects.filter(idempotency_key=idempotency_key).first()
         if winner is None:
@@ -137,103 +252,18 @@ def ledger_reverse(*, entry: LedgerEntry, reason_key: str) -> Posted:
         return Posted(existing, False)
     if LedgerEntry.objects.filter(reverses=entry).exists():
         raise ValidationError({"entry": ["This entry has already been reversed."]})
+    negated = ("tokens_input", "tokens_output", "gpu_ms", "revenue", "cost")
     mirror = LedgerEntry.objects.create(
+        **{
+            name: -getattr(entry, name) if name in negated else getattr(entry, name)
+            for name in ENTRY_FIELDS
+            if name != "idempotency_key"
+        },
         idempotency_key=key,
-        kind=entry.kind,
-        occurred_at=entry.occurred_at,
-        tokens_input=-entry.tokens_input,
-        tokens_output=-entry.tokens_output,
-        skill_tier=entry.skill_tier,
-        region_id=entry.region_id,
-        client_id=entry.client_id,
-        workforce_id=entry.workforce_id,
-        project_id=entry.project_id,
-        worker_id=entry.worker_id,
-        backend_id=entry.backend_id,
-        revenue=-entry.revenue,
-        cost=-entry.cost,
         reverses=entry,
     )
-    _rollup_add(mirror, sign=-1)
+    _rollups_add([mirror])
     return Posted(mirror, True)
-
-
-@transaction.atomic
-def rollups_reconcile(*, repair: bool = False) -> dict:
-    """Compare every rollup with the ledger, to the fen (and below); optionally repair.
-
-    Returns the number of rollup keys checked and the differences found.
-    """
-    truth = {}
-    rows = (
-        LedgerEntry.objects.values(
-            "occurred_at__date", "region_id", "skill_tier", "kind", "client_id"
-        )
-        .annotate(
-            entries=Count("pk"),
-            tokens_input=Sum("tokens_input"),
-            tokens_output=Sum("tokens_output"),
-            revenue=Sum("revenue"),
-            cost=Sum("cost"),
-        )
-        .order_by()
-    )
-    for row in rows.iterator(chunk_size=10_000):
-        key = (
-            row["occurred_at__date"],
-            row["region_id"],
-            row["skill_tier"] or 0,
-            row["kind"],
-            row["client_id"],
-        )
-        bucket = truth.setdefault(key, dict.fromkeys(ROLLUP_FIELDS, 0))
-        # Reversals count −1 entry: sign by whether the amounts are negative.
-        for name in ROLLUP_FIELDS:
-            bucket[name] += row[name] or 0
-    # Entries counted with reversals subtracted, as _rollup_add does.
-    reversals = (
-        LedgerEntry.objects.filter(reverses__isnull=False)
-        .values("occurred_at__date", "region_id", "skill_tier", "kind", "client_id")
-        .annotate(n=Count("pk"))
-        .order_by()
-    )
-    for row in reversals:
-        key = (
-            row["occurred_at__date"],
-            row["region_id"],
-            row["skill_tier"] or 0,
-            row["kind"],
-            row["client_id"],
-        )
-        truth[key]["entries"] -= 2 * row["n"]
-    stored = {
-        (r.day, r.region_id, r.skill_tier, r.kind, r.client_id): r
-        for r in LedgerRollup.objects.select_for_update().order_by("pk")
-    }
-    differences = []
-    for key in set(truth) | set(stored):
-        expected = truth.get(key, dict.fromkeys(ROLLUP_FIELDS, 0))
-        row = stored.get(key)
-        actual = {name: getattr(row, name) if row else 0 for name in ROLLUP_FIELDS}
-        if any(Decimal(expected[n]) != Decimal(actual[n]) for n in ROLLUP_FIELDS):
-            differences.append(
-                {"key": [str(k) for k in key], "expected": expected, "actual": actual}
-            )
-            if repair:
-                day, region_id, tier, kind, client_id = key
-                LedgerRollup.objects.update_or_create(
-                    day=day,
-                    region_id=region_id,
-                    skill_tier=tier,
-                    kind=kind,
-                    client_id=client_id,
-                    defaults=expected,
-                )
-    return {
-        "keys": len(set(truth) | set(stored)),
-        "differences": differences,
-        "repaired": repair and bool(differences),
-    }
 
 
 def ledger_post_many(entries: list[dict]) -> int:
@@ -241,55 +271,99 @@ def ledger_post_many(entries: list[dict]) -> int:
 
     Same guarantees as ledger_post: one entry per idempotency key, rollups in
     step, in the caller's transaction; only the entries actually inserted
-    reach the rollups.
+    reach the rollups, and each rollup row is written once per batch.
     """
     if not entries:
         return 0
-    rows = []
-    for fields in entries:
-        revenue, cost = money(fields["revenue"]), money(fields["cost"])
-        if revenue < 0 or cost < 0:
-            raise ValidationError({"revenue": ["Must not be negative."]})
-        rows.append(LedgerEntry(**{**fields, "revenue": revenue, "cost": cost}))
+    rows = [_entry_checked(fields) for fields in entries]
     keys = [row.idempotency_key for row in rows]
     existing = set(
         LedgerEntry.objects.filter(idempotency_key__in=keys).values_list(
             "idempotency_key", flat=True
         )
     )
-    fresh = [row for row in rows if row.idempotency_key not in existing]
+    fresh, seen = [], set()
+    for row in rows:
+        if row.idempotency_key not in existing and row.idempotency_key not in seen:
+            seen.add(row.idempotency_key)
+            fresh.append(row)
     try:
         with transaction.atomic():  # a savepoint
             LedgerEntry.objects.bulk_create(fresh, batch_size=1000)
-            for row in fresh:
-                _rollup_add(row)
+            _rollups_add(fresh)
         return len(fresh)
     except IntegrityError:
         # A concurrent poster took some key between our check and our insert
         # (a redelivered chunk): go one by one, each exactly once.
-        fields = [
+        return sum(
+            ledger_post(**{f: getattr(row, f) for f in ENTRY_FIELDS}).created for row in fresh
+        )
+
+
+def _rollup_truth(spec: RollupSpec) -> dict[tuple, dict]:
+    """What a rollup table should hold, summed from the ledger by the database."""
+    sums = {
+        name: Sum(Case(When(reverses__isnull=True, then=Value(1)), default=Value(-1)))
+        if name == "entries"
+        else Sum(name)
+        for name in spec.sums
+    }
+    rows = (
+        LedgerEntry.objects.filter(spec.ledger_filter)
+        .annotate(**{f"k_{name}": expr for name, expr in spec.key_exprs.items()})
+        .values(*(f"k_{name}" for name in spec.key_fields))
+        .annotate(**{f"s_{name}": expr for name, expr in sums.items()})
+        .order_by()
+    )
+    truth = {}
+    for row in rows.iterator(chunk_size=20_000):
+        key = tuple(row[f"k_{name}"] for name in spec.key_fields)
+        truth[key] = {name: row[f"s_{name}"] or 0 for name in spec.sums}
+    return truth
+
+
+def _rollup_reconcile(spec: RollupSpec, *, repair: bool) -> tuple[int, list[dict]]:
+    truth = _rollup_truth(spec)
+    stored = {}
+    for row in (
+        spec.model.objects.select_for_update()
+        .order_by("pk")
+        .values("pk", *spec.key_fields, *spec.sums)
+        .iterator(chunk_size=20_000)
+    ):
+        stored[tuple(row[f] for f in spec.key_fields)] = row
+    differences, zero = [], dict.fromkeys(spec.sums, 0)
+    for key in truth.keys() | stored.keys():
+        expected = truth.get(key, zero)
+        row = stored.get(key)
+        actual = {name: row[name] for name in spec.sums} if row else zero
+        if all(Decimal(expected[n]) == Decimal(actual[n]) for n in spec.sums):
+            continue
+        differences.append(
             {
-                f: getattr(row, f)
-                for f in (
-                    "idempotency_key",
-                    "kind",
-                    "occurred_at",
-                    "tokens_input",
-                    "tokens_output",
-                    "skill_tier",
-                    "region_id",
-                    "client_id",
-                    "workforce_id",
-                    "project_id",
-                    "worker_id",
-                    "backend_id",
-                    "revenue",
-                    "cost",
-                )
+                "table": spec.model._meta.db_table,
+                "key": dict(zip(spec.key_fields, (str(k) for k in key), strict=True)),
+                "expected": expected,
+                "actual": actual,
             }
-            for row in fresh
-        ]
-        return sum(ledger_post(**entry).created for entry in fields)
+        )
+        if repair:
+            spec.model.objects.update_or_create(
+                **dict(zip(spec.key_fields, key, strict=True)), defaults=expected
+            )
+    return len(truth.keys() | stored.keys()), differences
+
+
+@transaction.atomic
+def rollups_reconcile(*, repair: bool = False) -> dict:
+    """Compare every rollup table with the ledger, to the fen (and below); optionally
+    repair. Returns the number of rollup keys checked and the differences found."""
+    keys, differences = 0, []
+    for spec in ROLLUPS:
+        checked, found = _rollup_reconcile(spec, repair=repair)
+        keys += checked
+        differences += found
+    return {"keys": keys, "differences": differences, "repaired": repair and bool(differences)}
 
 
 # --- promotion and demotion -----------------------------------------------------------
@@ -322,7 +396,7 @@ def tiers_review(*, today=None) -> dict:
     """Daily: promote annotators who clear the next tier's bars, demote those who fall
     below their own, one step at a time, recording why. Safe to run twice a day."""
     from annotation.selectors import annotator_quality
-    from tenants.models import Membership, User
+    from tenants.models import Membership, Organization, User
 
     from .models import SkillTier, TierChange
 
@@ -339,6 +413,13 @@ def tiers_review(*, today=None) -> dict:
         .filter(pk__in=annotator_ids, is_active=True)
         .exclude(tier_changes__day=today)
         .order_by("pk")
+    )
+    centre_region = dict(
+        Membership.objects.filter(
+            role=Membership.Role.ANNOTATOR, organization__kind=Organization.Kind.WORKFORCE
+        )
+        .order_by("user_id", "pk")
+        .values_list("user_id", "organization__region_id")
     )
     for user in users:
         record = annotator_quality(annotator=user)
@@ -364,6 +445,7 @@ def tiers_review(*, today=None) -> dict:
             day=today,
             from_level=user.skill_tier,
             to_level=target,
+            region_id=centre_region.get(user.pk),
             reason=reason,
             measured={
                 k: record[k]

@@ -134,3 +134,68 @@ def test_reconcile_command_fails_on_a_gap_and_repairs_it(parties, capsys):
     call_command("reconcile", repair=True)
     assert "repaired" in capsys.readouterr().out
     call_command("reconcile")
+
+
+def test_every_rollup_table_agrees_with_the_ledger_and_is_repaired(parties):
+    from tests.factories import UserFactory
+    from valuechain.models import BackendRollup, WorkerMonthRollup
+    from valuechain.services import ledger_post_many
+
+    worker = UserFactory()
+    client, _, region = parties
+    base = {"occurred_at": timezone.now(), "region_id": region.pk, "client_id": client.pk}
+    posted = ledger_post_many(
+        [
+            {
+                **base,
+                "idempotency_key": f"m:{n}",
+                "kind": "inference",
+                "backend_id": 7,
+                "tokens_input": 100,
+                "tokens_output": 10,
+                "gpu_ms": 250,
+                "revenue": Decimal("0.01"),
+                "cost": Decimal("0.01"),
+            }
+            for n in range(5)
+        ]
+        + [{**base, "idempotency_key": "m:0", "kind": "inference", "revenue": 0, "cost": 0}]
+    )
+    assert posted == 5  # the key repeated inside the batch is one entry
+    human = post(parties, "h:1", worker_id=worker.pk).entry
+    post(parties, "h:2", worker_id=worker.pk)
+    ledger_reverse(entry=human, reason_key="rejected")
+
+    backend = BackendRollup.objects.get()
+    assert (backend.entries, backend.tokens_input, backend.gpu_ms) == (5, 500, 1250)
+    month = WorkerMonthRollup.objects.get()
+    assert (month.entries, month.cost) == (1, Decimal("0.048"))
+    assert rollups_reconcile()["differences"] == []
+
+    BackendRollup.objects.update(gpu_ms=1)
+    WorkerMonthRollup.objects.update(cost=Decimal("9"))
+    tables = {d["table"] for d in rollups_reconcile()["differences"]}
+    assert tables == {BackendRollup._meta.db_table, WorkerMonthRollup._meta.db_table}
+    rollups_reconcile(repair=True)
+    assert rollups_reconcile()["differences"] == []
+    assert BackendRollup.objects.get().gpu_ms == 1250
+
+
+def test_a_bad_entry_in_a_batch_names_its_field_and_writes_nothing(parties):
+    from valuechain.services import ledger_post_many
+
+    client, _, region = parties
+    base = {
+        "occurred_at": timezone.now(),
+        "region_id": region.pk,
+        "client_id": client.pk,
+        "kind": "inference",
+        "revenue": 0,
+        "cost": 0,
+    }
+    with pytest.raises(ValidationError) as excinfo:
+        ledger_post_many(
+            [{**base, "idempotency_key": "ok"}, {**base, "idempotency_key": "bad", "gpu_ms": -5}]
+        )
+    assert "gpu_ms" in excinfo.value.message_dict
+    assert not LedgerEntry.objects.exists() and not LedgerRollup.objects.exists()
