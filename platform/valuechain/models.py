@@ -168,14 +168,43 @@ class LedgerRollup(models.Model):
         return f"{self.day} {self.region_id} T{self.skill_tier} {self.kind}"
 
 
-class BackendRollup(models.Model):
-    """Day × backend × region × kind totals of machine work: compute per GPU-hour."""
+class RegionMonthRollup(models.Model):
+    """Month × region × tier × kind totals: what regional reports read.
 
-    day = models.DateField()
+    Small enough (a few thousand rows a year) that any report over any region
+    and period sums it in milliseconds, however large the ledger grows.
+    """
+
+    month = models.DateField()  # the first day of the month
+    region = models.ForeignKey("tenants.Region", on_delete=models.PROTECT, related_name="+")
+    skill_tier = models.PositiveSmallIntegerField(default=0)  # 0: no tier (machine work)
+    kind = models.CharField(max_length=16, choices=LedgerEntry.Kind.choices)
+    entries = models.BigIntegerField(default=0)
+    tokens_input = models.BigIntegerField(default=0)
+    tokens_output = models.BigIntegerField(default=0)
+    revenue = models.DecimalField(default=Decimal(0), **MONEY)
+    cost = models.DecimalField(default=Decimal(0), **MONEY)
+
+    tenant_path = None  # aggregate reading only, through the reports selectors
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["month", "region", "skill_tier", "kind"], name="region_month_rollup_key"
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.month:%Y-%m} {self.region_id} T{self.skill_tier} {self.kind}"
+
+
+class BackendRollup(models.Model):
+    """Month × backend × region × kind totals of machine work: compute per GPU-hour."""
+
+    month = models.DateField()  # the first day of the month
     backend_id = models.BigIntegerField()  # outlives the backend, like the ledger's
     region = models.ForeignKey("tenants.Region", on_delete=models.PROTECT, related_name="+")
     kind = models.CharField(max_length=16, choices=LedgerEntry.Kind.choices)
-    client = models.ForeignKey("tenants.Organization", on_delete=models.PROTECT, related_name="+")
     entries = models.BigIntegerField(default=0)
     tokens_input = models.BigIntegerField(default=0)
     tokens_output = models.BigIntegerField(default=0)
@@ -183,18 +212,17 @@ class BackendRollup(models.Model):
     cost = models.DecimalField(default=Decimal(0), **MONEY)
     gpu_ms = models.BigIntegerField(default=0)
 
-    tenant_path = "client"
+    tenant_path = None  # aggregate reading only, through the reports selectors
 
     class Meta:
         constraints = [
             models.UniqueConstraint(
-                fields=["day", "backend_id", "region", "kind", "client"],
-                name="backend_rollup_key",
+                fields=["month", "backend_id", "region", "kind"], name="backend_rollup_key"
             ),
         ]
 
     def __str__(self):
-        return f"{self.day} backend {self.backend_id} {self.kind}"
+        return f"{self.month:%Y-%m} backend {self.backend_id} {self.kind}"
 
 
 class WorkerMonthRollup(models.Model):

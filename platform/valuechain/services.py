@@ -10,7 +10,13 @@ from django.db.models import Case, DateField, F, Q, Sum, Value, When
 from django.db.models.functions import Coalesce, TruncDate, TruncMonth
 from django.utils import timezone
 
-from .models import BackendRollup, LedgerEntry, LedgerRollup, WorkerMonthRollup
+from .models import (
+    BackendRollup,
+    LedgerEntry,
+    LedgerRollup,
+    RegionMonthRollup,
+    WorkerMonthRollup,
+)
 
 SIX_PLACES = Decimal("0.000001")
 
@@ -44,6 +50,10 @@ def _day(entry):
     return timezone.localdate(entry.occurred_at)
 
 
+def _month(entry):
+    return _day(entry).replace(day=1)
+
+
 ROLLUPS = (
     RollupSpec(
         model=LedgerRollup,
@@ -61,17 +71,30 @@ ROLLUPS = (
         ledger_filter=Q(),
     ),
     RollupSpec(
+        model=RegionMonthRollup,
+        key_fields=("month", "region_id", "skill_tier", "kind"),
+        sums=("entries", "tokens_input", "tokens_output", "revenue", "cost"),
+        applies=lambda e: True,
+        key=lambda e: (_month(e), e.region_id, e.skill_tier or 0, e.kind),
+        key_exprs={
+            "month": TruncMonth("occurred_at", output_field=DateField()),
+            "region_id": F("region_id"),
+            "skill_tier": Coalesce("skill_tier", 0),
+            "kind": F("kind"),
+        },
+        ledger_filter=Q(),
+    ),
+    RollupSpec(
         model=BackendRollup,
-        key_fields=("day", "backend_id", "region_id", "kind", "client_id"),
+        key_fields=("month", "backend_id", "region_id", "kind"),
         sums=("entries", "tokens_input", "tokens_output", "revenue", "cost", "gpu_ms"),
         applies=lambda e: e.backend_id is not None,
-        key=lambda e: (_day(e), e.backend_id, e.region_id, e.kind, e.client_id),
+        key=lambda e: (_month(e), e.backend_id, e.region_id, e.kind),
         key_exprs={
-            "day": TruncDate("occurred_at"),
+            "month": TruncMonth("occurred_at", output_field=DateField()),
             "backend_id": F("backend_id"),
             "region_id": F("region_id"),
             "kind": F("kind"),
-            "client_id": F("client_id"),
         },
         ledger_filter=Q(backend_id__isnull=False),
     ),
@@ -80,7 +103,7 @@ ROLLUPS = (
         key_fields=("month", "region_id", "worker_id"),
         sums=("entries", "tokens_input", "tokens_output", "revenue", "cost"),
         applies=lambda e: e.worker_id is not None,
-        key=lambda e: (_day(e).replace(day=1), e.region_id, e.worker_id),
+        key=lambda e: (_month(e), e.region_id, e.worker_id),
         key_exprs={
             "month": TruncMonth("occurred_at", output_field=DateField()),
             "region_id": F("region_id"),
