@@ -1,8 +1,11 @@
 """REST endpoints for annotation jobs: clients' projects and annotators' workspace."""
 
+import csv
+import io
+
 from django.core.exceptions import ValidationError
 from django.db.models import Q
-from django.http import FileResponse, Http404, StreamingHttpResponse
+from django.http import FileResponse, Http404, HttpResponse, StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiExample,
@@ -21,6 +24,12 @@ from tenants.models import Membership, Organization
 from tenants.scoping import TenantScopedMixin
 from tenants.selectors import organization_ids_for_request, queryset_scope
 from tenants.serializers import RegionSerializer
+from valuechain.selectors import annotator_standing, project_statement
+from valuechain.serializers import (
+    AnnotatorStandingSerializer,
+    ProjectStatementSerializer,
+    StatementQuerySerializer,
+)
 
 from . import exports, imports, selectors, services
 from .models import (
@@ -224,6 +233,42 @@ class ProjectViewSet(TenantScopedMixin, viewsets.ModelViewSet):
         return response
 
     @extend_schema(
+        summary="Monthly statement: tokens and charges by kind and tier",
+        description=(
+            "What the project was charged in one calendar month (in the platform's time zone), "
+            "straight from the token ledger, grouped by kind of work and skill tier. Amounts "
+            "are CNY as exact decimal strings with six places; the totals are the exact sums "
+            "of the ledger. Rejected work appears as a reversal (-1 entry, negated tokens and "
+            "amounts). A month without activity has no lines and zero totals. `format=csv` "
+            "answers the same lines as CSV with a total row."
+        ),
+        parameters=[
+            OpenApiParameter(
+                "month", str, required=True, pattern=r"^\d{4}-\d{2}$", description="YYYY-MM"
+            ),
+            OpenApiParameter("format", enum=["json", "csv"], default="json"),
+        ],
+        responses={
+            (200, "application/json"): ProjectStatementSerializer,
+            (200, "text/csv"): OpenApiTypes.STR,
+        },
+    )
+    @action(detail=True, methods=["get"])
+    def statement(self, request, pk=None):
+        project = self.get_object()  # first: another organization's project is a 404
+        form = StatementQuerySerializer(data=request.query_params)
+        form.is_valid(raise_exception=True)
+        month = form.validated_data["month"]
+        data = ProjectStatementSerializer(project_statement(project=project, month=month)).data
+        if form.validated_data["format"] == "json":
+            return Response(data)
+        response = HttpResponse(_statement_csv(data), content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = (
+            f'attachment; filename="statement-{project.pk}-{month:%Y-%m}.csv"'
+        )
+        return response
+
+    @extend_schema(
         summary="Re-infer answers with Dawid–Skene",
         request=None,
         responses={202: OpenApiTypes.OBJECT},
@@ -238,6 +283,19 @@ class ProjectViewSet(TenantScopedMixin, viewsets.ModelViewSet):
 
         project_results_infer_task.delay_on_commit(project.pk)
         return Response({"queued": True}, status=status.HTTP_202_ACCEPTED)
+
+
+STATEMENT_COLUMNS = ("kind", "skill_tier", "entries", "tokens_input", "tokens_output", "revenue")
+
+
+def _statement_csv(data: dict) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(STATEMENT_COLUMNS)
+    for line in data["lines"]:
+        writer.writerow(["" if line[c] is None else line[c] for c in STATEMENT_COLUMNS])
+    writer.writerow(["total", "", *(data["totals"][c] for c in STATEMENT_COLUMNS[2:])])
+    return out.getvalue()
 
 
 @extend_schema_view(
@@ -525,9 +583,14 @@ class WorkspaceItemViewSet(TenantScopedMixin, mixins.RetrieveModelMixin, viewset
 class WorkspaceMeView(APIView):
     @extend_schema(
         summary="Your work record: volume, gold accuracy, review outcomes",
+        description="`standing` holds your tier, each bar of the next tier against your "
+        "measured record, your earnings (pay from the ledger, net of rejected work; CNY as "
+        "decimal strings) for this month, last month and the last 12, and your tier history.",
         responses=OpenApiTypes.OBJECT,
     )
     def get(self, request):
         record = selectors.annotator_quality(annotator=request.user)
+        standing = annotator_standing(user=request.user, record=record)
         record["skill_tier"] = request.user.skill_tier
+        record["standing"] = AnnotatorStandingSerializer(standing).data
         return Response(record)

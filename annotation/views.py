@@ -11,10 +11,12 @@ from django.contrib.auth.decorators import login_required
 from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
+from django.utils.translation import get_language
 from django.utils.translation import gettext as _
 from django.views.decorators.csrf import ensure_csrf_cookie
 
 from tenants.models import Membership
+from valuechain.selectors import annotator_standing
 
 from .models import Item, Project, TaskType
 from .schemas import SchemaError, label_schema_validate
@@ -190,6 +192,14 @@ def me(request):
     items_by_id = {item.pk: item for item in items}
     for rejection in rejections:
         rejection["item"] = items_by_id.get(rejection["item_id"])
+    standing = annotator_standing(user=request.user, record=record)
+    chinese = (get_language() or "").startswith("zh")
+    for tier in (standing["tier"], standing["next_tier"]):
+        if tier:
+            tier["name"] = tier["name_zh"] if chinese else tier["name_en"]
+    if standing["next_tier"]:
+        for requirement in standing["next_tier"]["requirements"]:
+            requirement.update(_requirement_text(requirement))
     return render(
         request,
         "annotation/me.html",
@@ -199,12 +209,43 @@ def me(request):
             "gold_accuracy": _percent(record["gold_accuracy"]),
             "review_acceptance": _percent(record["review_acceptance"]),
             "rejections": rejections,
+            "standing": standing,
         },
     )
 
 
 def _percent(share):
     return None if share is None else f"{share * 100:.1f}%"
+
+
+def _requirement_text(requirement: dict) -> dict:
+    """A bar of the next tier in words: its name, measured against required, its evidence."""
+    if requirement["bar"] == "volume_tokens":
+        return {
+            "label": _("Tokens"),
+            "measured_text": f"{requirement['measured']:,}",
+            "required_text": f"{requirement['required']:,}",
+            "evidence_text": "",
+        }
+    evidence, minimum = requirement["evidence"], requirement["evidence_required"]
+    if requirement["bar"] == "gold_accuracy":
+        label = _("Gold accuracy")
+        evidence_text = _("%(count)s gold tasks checked, %(minimum)s needed") % {
+            "count": evidence,
+            "minimum": minimum,
+        }
+    else:
+        label = _("Review acceptance")
+        evidence_text = _("%(count)s reviewed, %(minimum)s needed") % {
+            "count": evidence,
+            "minimum": minimum,
+        }
+    return {
+        "label": label,
+        "measured_text": _percent(requirement["measured"]) or "–",
+        "required_text": _percent(requirement["required"]),
+        "evidence_text": evidence_text,
+    }
 
 
 def _shortcuts(project: Project, *, review: bool) -> list[tuple[str | None, list]]:

@@ -1,7 +1,13 @@
+import csv
+import io
 import json
+from datetime import datetime
+from decimal import Decimal
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db.models import Sum
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from annotation.models import Item, Project
@@ -180,6 +186,189 @@ def test_the_schema_documents_the_annotation_api(client):
         "/api/v1/workspace/projects/{id}/next/",
         "/api/v1/dataset-versions/",
         "/api/v1/projects/{id}/export/",
+        "/api/v1/projects/{id}/statement/",
     ):
         assert path in schema
     assert "外卖评论情感" in schema  # the project example
+
+
+# --- monthly statements ---------------------------------------------------------------------
+
+
+def ledger_entry(project, *, occurred_at, revenue, worker=None, **fields):
+    from valuechain.services import ledger_post
+
+    return ledger_post(
+        idempotency_key=f"test:{project.pk}:{occurred_at.isoformat()}:{revenue}",
+        kind=fields.pop("kind", "annotation"),
+        occurred_at=occurred_at,
+        region_id=project.workforce.region_id,
+        client_id=project.organization_id,
+        workforce_id=project.workforce_id,
+        project_id=project.pk,
+        worker_id=worker.pk if worker else None,
+        skill_tier=fields.pop("skill_tier", 1),
+        tokens_input=fields.pop("tokens_input", 100),
+        tokens_output=fields.pop("tokens_output", 10),
+        revenue=Decimal(revenue),
+        cost=Decimal(fields.pop("cost", "0.5")),
+    ).entry
+
+
+def shanghai(*parts):
+    return timezone.make_aware(datetime(*parts))
+
+
+def test_the_monthly_statement_matches_the_ledger_exactly(client_api):
+    from valuechain.models import LedgerEntry
+    from valuechain.services import ledger_reverse
+
+    project = annotation_project(organization=client_api.organization)
+    annotator = worker(project, username="zhang-annotator")
+    ledger_entry(project, worker=annotator, occurred_at=shanghai(2026, 5, 1), revenue="0.000123")
+    ledger_entry(project, worker=annotator, occurred_at=shanghai(2026, 5, 2), revenue="2.5")
+    rejected = ledger_entry(
+        project, worker=annotator, occurred_at=shanghai(2026, 5, 3), revenue="0.010001"
+    )
+    ledger_reverse(entry=rejected, reason_key="review:1")
+    ledger_entry(
+        project,
+        kind="inference",
+        skill_tier=None,
+        occurred_at=shanghai(2026, 5, 31, 23, 59),
+        revenue="0.000456",
+    )
+    ledger_entry(project, worker=annotator, occurred_at=shanghai(2026, 6, 1), revenue="7")
+
+    response = client_api.get(f"/api/v1/projects/{project.pk}/statement/", {"month": "2026-05"})
+
+    assert response.status_code == 200, response.content
+    body = response.json()
+    ledger_total = LedgerEntry.objects.filter(
+        project=project, occurred_at__lt=shanghai(2026, 6, 1)
+    ).aggregate(total=Sum("revenue"))["total"]
+    assert body["totals"]["revenue"] == str(ledger_total) == "2.500579"
+    assert body["totals"]["entries"] == 3  # 4 units, one of them reversed
+    assert (body["month"], body["currency"]) == ("2026-05", "CNY")
+    assert [
+        (ln["kind"], ln["skill_tier"], ln["entries"], ln["revenue"]) for ln in body["lines"]
+    ] == [
+        ("annotation", 1, 2, "2.500123"),
+        ("inference", None, 1, "0.000456"),
+    ]
+    # No pay and no people: the client sees its charges only.
+    text = response.content.decode()
+    assert "cost" not in text and "zhang-annotator" not in text and "worker" not in text
+
+    csv_response = client_api.get(
+        f"/api/v1/projects/{project.pk}/statement/", {"month": "2026-05", "format": "csv"}
+    )
+    assert csv_response.status_code == 200
+    assert csv_response["Content-Type"].startswith("text/csv")
+    assert f"statement-{project.pk}-2026-05.csv" in csv_response["Content-Disposition"]
+    rows = list(csv.reader(io.StringIO(csv_response.content.decode())))
+    assert rows == [
+        ["kind", "skill_tier", "entries", "tokens_input", "tokens_output", "revenue"],
+        ["annotation", "1", "2", "200", "20", "2.500123"],
+        ["inference", "", "1", "100", "10", "0.000456"],
+        ["total", "", "3", "300", "30", "2.500579"],
+    ]
+
+
+@pytest.mark.parametrize(
+    "params", [{}, {"month": ""}, {"month": "2026-5"}, {"month": "2026-13"}, {"month": "May"}]
+)
+def test_a_statement_needs_a_month_as_yyyy_mm(client_api, params):
+    project = annotation_project(organization=client_api.organization)
+    response = client_api.get(f"/api/v1/projects/{project.pk}/statement/", params)
+    assert response.status_code == 400
+    (error,) = response.json()["errors"]
+    assert error["attr"] == "month"
+    assert error["detail"] == "Expected a month as YYYY-MM, e.g. 2026-05."
+
+
+def test_a_statement_in_an_unknown_format_is_refused(client_api):
+    project = annotation_project(organization=client_api.organization)
+    response = client_api.get(
+        f"/api/v1/projects/{project.pk}/statement/", {"month": "2026-05", "format": "xml"}
+    )
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["attr"] == "format"
+
+
+def test_a_month_without_activity_is_an_empty_statement(client_api):
+    project = annotation_project(organization=client_api.organization)
+    ledger_entry(project, occurred_at=shanghai(2026, 4, 30, 23, 59), revenue="1")
+    response = client_api.get(f"/api/v1/projects/{project.pk}/statement/", {"month": "2026-05"})
+    assert response.status_code == 200
+    body = response.json()
+    assert body["lines"] == []
+    assert body["totals"] == {
+        "entries": 0,
+        "tokens_input": 0,
+        "tokens_output": 0,
+        "revenue": "0.000000",
+    }
+
+
+def test_another_organizations_statement_is_not_found(client_api):
+    foreign = annotation_project()
+    ledger_entry(foreign, occurred_at=shanghai(2026, 5, 2), revenue="1")
+    for params in ({"month": "2026-05"}, {}):
+        response = client_api.get(f"/api/v1/projects/{foreign.pk}/statement/", params)
+        assert response.status_code == 404
+
+
+# --- the annotator's own record ---------------------------------------------------------------
+
+
+def test_workspace_me_includes_tier_progress_earnings_and_history():
+    from valuechain.models import TierChange
+
+    project = annotation_project()
+    annotator = worker(project, tier=2)
+    other = worker(project, tier=2)
+    today = timezone.localdate()
+    now = timezone.now()
+    ledger_entry(project, worker=annotator, occurred_at=now, revenue="1", cost="0.000123")
+    ledger_entry(project, worker=other, occurred_at=now, revenue="2", cost="9")
+    TierChange.objects.create(
+        user=annotator, day=today, from_level=1, to_level=2, reason="cleared every T2 bar"
+    )
+    api = APIClient()
+    api.force_login(annotator)
+
+    body = api.get("/api/v1/workspace/me/").json()
+
+    assert body["skill_tier"] == 2 and "gold_accuracy" in body  # the record is still there
+    standing = body["standing"]
+    assert standing["tier"] == {
+        "level": 2,
+        "name_en": "Structured annotation",
+        "name_zh": "结构化标注",
+        "pay_per_1k_tokens": "0.900000",
+    }
+    assert standing["next_tier"]["level"] == 3 and standing["next_tier"]["eligible"] is False
+    assert [r["bar"] for r in standing["next_tier"]["requirements"]] == [
+        "gold_accuracy",
+        "review_acceptance",
+        "volume_tokens",
+    ]
+    assert standing["next_tier"]["requirements"][2]["required"] == "1000000"
+    earnings = standing["earnings"]
+    assert earnings["this_month"] == {
+        "month": f"{today:%Y-%m}",
+        "entries": 1,
+        "tokens": 110,
+        "earnings": "0.000123",
+    }
+    assert earnings["total"] == "0.000123" and len(earnings["months"]) == 12
+    assert standing["history"] == [
+        {
+            "day": today.isoformat(),
+            "from_level": 1,
+            "to_level": 2,
+            "promoted": True,
+            "reason": "cleared every T2 bar",
+        }
+    ]

@@ -1,9 +1,11 @@
 """The annotator and reviewer pages: who sees which project, and how they write."""
 
 import json
+from decimal import Decimal
 
 import pytest
 from django.test import Client
+from django.utils import timezone
 
 from annotation import services
 from annotation.models import Annotation, Assignment, Item, Project
@@ -250,3 +252,63 @@ def test_me_shows_the_record_and_the_reasons_of_rejections():
     assert project.name in html
     assert "2.00" in html  # hours
     assert response.context["review_acceptance"] == "0.0%"
+
+
+def test_me_shows_the_tier_progress_earnings_and_tier_history():
+    from valuechain.models import TierChange
+    from valuechain.services import ledger_post
+
+    project = make_project()
+    annotator = worker(project, Membership.Role.ANNOTATOR)
+    annotator.skill_tier = 2
+    annotator.save(update_fields=["skill_tier"])
+    for n, cost in enumerate(["12.344999", "0.000001"]):
+        ledger_post(
+            idempotency_key=f"test:{n}",
+            kind="annotation",
+            occurred_at=timezone.now(),
+            region_id=project.workforce.region_id,
+            client_id=project.organization_id,
+            project_id=project.pk,
+            worker_id=annotator.pk,
+            skill_tier=2,
+            tokens_input=1000,
+            revenue=Decimal(cost) * 2,
+            cost=Decimal(cost),
+        )
+    TierChange.objects.create(
+        user=annotator,
+        day=timezone.localdate(),
+        from_level=1,
+        to_level=2,
+        reason="cleared every T2 bar <b>",
+    )
+
+    response = logged_in(annotator).get("/workspace/me/")
+    html = response.content.decode()
+
+    assert "T2</span> Structured annotation" in html
+    assert "Next tier: T3 Review and quality assurance" in html
+    assert html.count("<progress ") == 3
+    assert 'data-bar="gold_accuracy"' in html and "– of 90.0% required" in html
+    assert "0 gold tasks checked, 20 needed" in html
+    assert "0 of 1,000,000 required" in html  # tokens annotated (the quality record)
+    # Earnings to the fen (12.345000 rounds half up), this month and in the 12-month table.
+    assert "¥12.35" in html and html.count("¥0.00") >= 11
+    assert "Pay: ¥1.80 per 1,000 tokens" in html  # the next tier's pay
+    assert "Promoted T1 → T2" in html and "cleared every T2 bar &lt;b&gt;" in html
+    standing = response.context["standing"]
+    assert standing["earnings"]["this_month"]["earnings"] == Decimal("12.345000")
+
+
+def test_me_says_when_there_is_no_next_tier_and_no_history_in_chinese():
+    project = make_project()
+    annotator = worker(project, Membership.Role.ANNOTATOR)
+    annotator.skill_tier = 5
+    annotator.save(update_fields=["skill_tier"])
+    client = logged_in(annotator)
+    client.cookies["django_language"] = "zh-hans"
+    html = client.get("/workspace/me/").content.decode()
+    assert "模型运营" in html and "您已处于最高等级。" in html
+    assert "<progress " not in html
+    assert "暂无等级变动。" in html and "本月" in html and "¥0.00" in html

@@ -1,0 +1,119 @@
+"""API shapes of the value chain's reads. Money leaves as exact decimal strings."""
+
+import re
+from datetime import date
+
+from rest_framework import serializers
+
+from .models import LedgerEntry
+
+
+def _money():
+    # All six places, never a float: nothing is rounded away on the wire.
+    return serializers.DecimalField(max_digits=None, decimal_places=6, coerce_to_string=True)
+
+
+# --- the annotator's standing -------------------------------------------------------------
+
+
+class TierSummarySerializer(serializers.Serializer):
+    level = serializers.IntegerField()
+    name_en = serializers.CharField()
+    name_zh = serializers.CharField()
+    pay_per_1k_tokens = _money()
+
+
+class RequirementSerializer(serializers.Serializer):
+    bar = serializers.ChoiceField(choices=["gold_accuracy", "review_acceptance", "volume_tokens"])
+    # Shares (0.850) and token counts alike, as exact decimal strings.
+    required = serializers.DecimalField(max_digits=None, decimal_places=None)
+    measured = serializers.DecimalField(max_digits=None, decimal_places=None, allow_null=True)
+    evidence = serializers.IntegerField(allow_null=True)
+    evidence_required = serializers.IntegerField(allow_null=True)
+    cleared = serializers.BooleanField()
+    progress = serializers.FloatField(help_text="0 to 1; 1 only when the bar is cleared.")
+
+
+class NextTierSerializer(TierSummarySerializer):
+    eligible = serializers.BooleanField(help_text="Every bar cleared: the daily review promotes.")
+    requirements = RequirementSerializer(many=True)
+
+
+class EarningsMonthSerializer(serializers.Serializer):
+    month = serializers.DateField(format="%Y-%m")
+    entries = serializers.IntegerField()
+    tokens = serializers.IntegerField()
+    earnings = _money()
+
+
+class EarningsSerializer(serializers.Serializer):
+    this_month = EarningsMonthSerializer()
+    last_month = EarningsMonthSerializer()
+    months = EarningsMonthSerializer(many=True, help_text="The last 12 months, newest first.")
+    total_12_months = _money()
+    total = _money()
+
+
+class TierChangeSerializer(serializers.Serializer):
+    day = serializers.DateField()
+    from_level = serializers.IntegerField()
+    to_level = serializers.IntegerField()
+    promoted = serializers.BooleanField()
+    reason = serializers.CharField()
+
+
+class AnnotatorStandingSerializer(serializers.Serializer):
+    tier = TierSummarySerializer(allow_null=True)
+    next_tier = NextTierSerializer(allow_null=True, help_text="null at the top tier.")
+    earnings = EarningsSerializer()
+    history = TierChangeSerializer(many=True)
+
+
+# --- client statements ------------------------------------------------------------------
+
+MONTH_FORMAT_HELP = "Expected a month as YYYY-MM, e.g. 2026-05."
+MONTH_PATTERN = re.compile(r"^(\d{4})-(\d{2})$")
+
+
+class StatementQuerySerializer(serializers.Serializer):
+    month = serializers.CharField(
+        error_messages={"required": MONTH_FORMAT_HELP, "blank": MONTH_FORMAT_HELP}
+    )
+    format = serializers.ChoiceField(
+        choices=["json", "csv"],
+        default="json",
+        error_messages={"invalid_choice": "Expected json or csv."},
+    )
+
+    def validate_month(self, value) -> date:
+        match = MONTH_PATTERN.match(value.strip())
+        if not match or not 1 <= int(match[2]) <= 12 or int(match[1]) < 1:
+            raise serializers.ValidationError(MONTH_FORMAT_HELP, code="invalid")
+        return date(int(match[1]), int(match[2]), 1)
+
+
+class StatementLineSerializer(serializers.Serializer):
+    kind = serializers.ChoiceField(choices=LedgerEntry.Kind.choices)
+    skill_tier = serializers.IntegerField(allow_null=True, help_text="null for machine work.")
+    entries = serializers.IntegerField(help_text="Units of work; a reversal counts -1.")
+    tokens_input = serializers.IntegerField()
+    tokens_output = serializers.IntegerField()
+    revenue = _money()
+
+
+class StatementTotalsSerializer(serializers.Serializer):
+    entries = serializers.IntegerField()
+    tokens_input = serializers.IntegerField()
+    tokens_output = serializers.IntegerField()
+    revenue = _money()
+
+
+class ProjectStatementSerializer(serializers.Serializer):
+    project = serializers.IntegerField()
+    month = serializers.DateField(format="%Y-%m")
+    currency = serializers.CharField()
+    time_zone = serializers.CharField()
+    period_start = serializers.DateTimeField()
+    period_end = serializers.DateTimeField()
+    lines = StatementLineSerializer(many=True)
+    totals = StatementTotalsSerializer()
