@@ -7,6 +7,7 @@ must hold at least one row of it for the victim organization: a new model
 without a row here fails this test until it gets one.
 """
 
+import re
 from dataclasses import dataclass
 
 import pytest
@@ -15,7 +16,7 @@ from django.urls import URLPattern, URLResolver, get_resolver
 from rest_framework.test import APIClient
 
 from annotation import imports
-from tenants.models import ApiToken, Membership
+from tenants.models import ApiToken, Membership, Region
 from tests.factories import (
     OrganizationFactory,
     annotation_project,
@@ -64,7 +65,7 @@ def api_endpoints() -> list[Endpoint]:
             name=name,
             route=route,
             view_class=view_class,
-            is_detail="pk" in pattern.pattern.regex.groupindex,
+            is_detail=bool(set(pattern.pattern.regex.groupindex) - {"format"}),
         )
     return sorted(endpoints.values(), key=lambda e: e.name)
 
@@ -129,8 +130,23 @@ def world(django_capture_on_commit_callbacks):
     for role in (Membership.Role.ANNOTATOR, Membership.Role.REVIEWER):
         Membership.objects.create(user=outsider, organization=outsider_centre, role=role)
     _, outsider_secret = api_token(organization=outsider_org, user=outsider)
+    # Regional offices: the victim's in Henan, the outsider's in Guizhou.
+    victim_office = OrganizationFactory(
+        name="Victim Office",
+        kind=Organization.Kind.GOVERNMENT,
+        region=Region.objects.get(code="410000"),
+    )
+    Membership.objects.create(user=owner, organization=victim_office, role=Membership.Role.OFFICIAL)
+    outsider_office = OrganizationFactory(
+        name="Outsider Office",
+        kind=Organization.Kind.GOVERNMENT,
+        region=Region.objects.get(code="520000"),
+    )
+    Membership.objects.create(
+        user=outsider, organization=outsider_office, role=Membership.Role.OFFICIAL
+    )
     return {
-        "victim_ids": [victim.pk, victim_centre.pk],
+        "victim_ids": [victim.pk, victim_centre.pk, victim_office.pk],
         "victim_dev": owner,
         "outsider": outsider,
         "outsider_secret": outsider_secret,
@@ -194,6 +210,12 @@ def _victim_rows(endpoint, world):
         return None
     if getattr(endpoint.view_class, "public_directory", False):
         return None  # a deliberate directory (e.g. annotation centres' names and cities)
+    rows_of = getattr(endpoint.view_class, "isolation_rows", None)
+    if rows_of is not None:
+        # Scoped by something other than a tenant path (a jurisdiction).
+        rows = list(rows_of(world["victim_ids"]))
+        assert rows, f"the isolation world has no rows of the victim for {endpoint.name}"
+        return rows
     model = queryset.model
     assert hasattr(model, "tenant_path"), f"{model.__name__} must declare tenant_path"
     path = getattr(endpoint.view_class, "tenant_path", None) or model.tenant_path
@@ -247,9 +269,9 @@ def test_details_of_another_organizations_rows_are_not_found(world, endpoint, au
     owner.force_login(world["victim_dev"])
     reachable = 0
     for row in rows:
-        url = "/" + endpoint.route.replace("(?P<pk>[^/.]+)", str(row.pk)).replace("^", "").replace(
-            "$", ""
-        )
+        lookup = getattr(endpoint.view_class, "lookup_field", "pk")
+        url = "/" + re.sub(r"\(\?P<\w+>[^)]*\)", str(getattr(row, lookup)), endpoint.route)
+        url = url.replace("^", "").replace("$", "")
         # The same URL reaches the row for the owner (200; 400 for missing
         # parameters; 405 where it takes another method), so a 404 below means
         # isolation, not a malformed URL.

@@ -8,6 +8,7 @@ from annotation import api as annotation_api
 from compute import api as compute_api
 from compute import views as compute_views
 from eventhooks import api as eventhooks_api
+from kpireports import api as kpireports_api
 from sitehealth.views import healthz
 from tenants import api as tenants_api
 from tenants import views as tenants_views
@@ -36,6 +37,7 @@ router.register("webhooks", eventhooks_api.WebhookEndpointViewSet, basename="web
 router.register(
     "webhook-deliveries", eventhooks_api.WebhookDeliveryViewSet, basename="webhook-delivery"
 )
+router.register("reports/regions", kpireports_api.ReportRegionViewSet, basename="report-region")
 router.register(
     "workspace/projects", annotation_api.WorkspaceProjectViewSet, basename="workspace-project"
 )
@@ -62,6 +64,7 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("i18n/", include("django.conf.urls.i18n")),
     path("workspace/", include("annotation.urls")),
+    path("reports/", include("kpireports.urls")),
     path("admin/", admin.site.urls),
     path("api/v1/", include((api_v1, "api"), namespace="v1")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),

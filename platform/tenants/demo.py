@@ -48,6 +48,14 @@ PEOPLE = [
     ("manager", "陈静 Chen Jing", Membership.Role.PROJECT_MANAGER, "guiyang-data-centre", False),
     ("client", "赵敏 Zhao Min", Membership.Role.CLIENT_DEVELOPER, "qianfan-ai", False),
     ("official", "刘洋 Liu Yang", Membership.Role.OFFICIAL, "guizhou-bigdata-bureau", False),
+    # A city's office: sees Guiyang only, never the rest of the province.
+    (
+        "official-city",
+        "周丹 Zhou Dan",
+        Membership.Role.OFFICIAL,
+        "guiyang-bigdata-office",
+        False,
+    ),
     ("admin", "平台管理员 Platform admin", Membership.Role.ADMIN, "guiyang-data-centre", True),
 ]
 

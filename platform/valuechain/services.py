@@ -141,7 +141,7 @@ def _rollup_upsert(spec: RollupSpec, totals: dict[tuple, dict]) -> None:
     # order, so two concurrent batches cannot deadlock on them.
     keys = sorted(totals, key=lambda k: tuple(str(part) for part in k))
     columns = (*spec.key_fields, *spec.sums)
-    if connection.vendor == "postgresql":
+    if connection.vendor in ("postgresql", "sqlite"):  # both speak INSERT … ON CONFLICT
         table = spec.model._meta.db_table
         conflict = ", ".join(spec.key_fields)
         updates = ", ".join(f"{f} = {table}.{f} + EXCLUDED.{f}" for f in spec.sums)
@@ -323,6 +323,13 @@ def ledger_post_many(entries: list[dict]) -> int:
         )
 
 
+def _exact(name: str, value):
+    # SQLite (the demo database) sums decimals as floats; PostgreSQL exactly.
+    if name in ("revenue", "cost"):
+        return Decimal(value or 0).quantize(SIX_PLACES, rounding=ROUND_HALF_UP)
+    return value or 0
+
+
 def _rollup_truth(spec: RollupSpec) -> dict[tuple, dict]:
     """What a rollup table should hold, summed from the ledger by the database."""
     sums = {
@@ -341,7 +348,7 @@ def _rollup_truth(spec: RollupSpec) -> dict[tuple, dict]:
     truth = {}
     for row in rows.iterator(chunk_size=20_000):
         key = tuple(row[f"k_{name}"] for name in spec.key_fields)
-        truth[key] = {name: row[f"s_{name}"] or 0 for name in spec.sums}
+        truth[key] = {name: _exact(name, row[f"s_{name}"]) for name in spec.sums}
     return truth
 
 

@@ -50,6 +50,7 @@ INSTALLED_APPS = [
     "sitehealth",
     "eventhooks",
     "valuechain",
+    "kpireports",
     # Tokenworks, product apps (repository root)
     "annotation",
     "compute",
@@ -251,6 +252,12 @@ COMPUTE_BACKOFF_BASE = env.float("COMPUTE_BACKOFF_BASE", default=0.5)
 # Bearer token Prometheus sends to /metrics; empty leaves it open (keep it
 # on an internal network then).
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+
+# --- Regional KPI reports -------------------------------------------------------
+# The low-end trap: a region's value-chain index (share of tiered revenue at
+# T3+) under this threshold for this many consecutive months raises a warning.
+KPI_TRAP_THRESHOLD = env.str("KPI_TRAP_THRESHOLD", default="0.30")
+KPI_TRAP_MONTHS = env.int("KPI_TRAP_MONTHS", default=6)
 
 # --- Webhooks -----------------------------------------------------------------
 # Client-supplied URLs: https only and public addresses only (no SSRF into the

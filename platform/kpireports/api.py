@@ -1,0 +1,98 @@
+"""REST for officials' own systems: the same reports as the dashboard, as JSON."""
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import mixins, permissions, serializers, viewsets
+from rest_framework.response import Response
+
+from tenants.models import Region
+
+from .selectors import (
+    jurisdiction_regions,
+    jurisdiction_roots,
+    provinces_map,
+    region_in_jurisdiction,
+    region_report,
+)
+from .serializers import ReportQuerySerializer, jsonable, report_kwargs
+
+
+class IsOfficial(permissions.BasePermission):
+    message = "Regional reports are for officials of a regional office (or its API tokens)."
+
+    def has_permission(self, request, view):
+        roots = jurisdiction_roots(request)
+        request._report_roots = roots
+        return bool(roots)
+
+
+class ReportRegionSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Region
+        fields = ["id", "code", "level", "name_en", "name_zh", "parent"]
+
+
+REPORT_PARAMETERS = [
+    OpenApiParameter(
+        "start", str, description="First month, YYYY-MM (default: 11 months before end)."
+    ),
+    OpenApiParameter(
+        "end", str, description="Last month, YYYY-MM (default: the last closed month)."
+    ),
+    OpenApiParameter("compare", str, enum=["none", "previous", "year"]),
+    OpenApiParameter("kind", str, enum=["human", "machine"]),
+    OpenApiParameter("tier", int, description="0 (untiered machine work) to 5."),
+    OpenApiParameter("trap_threshold", str, description="Override of KPI_TRAP_THRESHOLD."),
+    OpenApiParameter("trap_months", int, description="Override of KPI_TRAP_MONTHS."),
+]
+
+
+class ReportRegionViewSet(
+    mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
+):
+    """Regions in the caller's jurisdiction, and each one's KPI report.
+
+    A province's office sees the province and its cities, a city's office its
+    city; any other region answers 404. Reports hold aggregates only: no
+    person is ever named.
+    """
+
+    queryset = Region.objects.all()
+    serializer_class = ReportRegionSerializer
+    permission_classes = [permissions.IsAuthenticated, IsOfficial]
+    lookup_field = "code"
+    pagination_class = None
+
+    @classmethod
+    def isolation_rows(cls, organization_ids):
+        """The regions these organizations' offices report on (for the isolation test)."""
+        from tenants.models import Organization
+
+        roots = Region.objects.filter(
+            pk__in=Organization.objects.filter(
+                pk__in=organization_ids, kind=Organization.Kind.GOVERNMENT
+            ).values("region_id")
+        )
+        return jurisdiction_regions(list(roots))
+
+    def get_queryset(self):
+        ids = [r.pk for r in jurisdiction_regions(self.request._report_roots)]
+        return Region.objects.filter(pk__in=ids).order_by("code")
+
+    def _query(self):
+        query = ReportQuerySerializer(data=self.request.query_params)
+        query.is_valid(raise_exception=True)
+        return query.validated_data
+
+    @extend_schema(
+        summary="A region's KPI report for a period",
+        parameters=REPORT_PARAMETERS,
+        responses=OpenApiTypes.OBJECT,
+    )
+    def retrieve(self, request, code=None):
+        region = region_in_jurisdiction(code=code, roots=request._report_roots)
+        query = self._query()
+        report = region_report(region=region, **report_kwargs(query))
+        # The map's provinces: only those within the caller's jurisdiction.
+        report["map"] = provinces_map(roots=request._report_roots, period=query["period"])
+        return Response(jsonable(report))

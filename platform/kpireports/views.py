@@ -1,0 +1,94 @@
+"""The officials' dashboard and its CSV/XLSX/PDF files, scoped to a jurisdiction."""
+
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpResponse
+from django.shortcuts import redirect, render
+from django.utils.translation import gettext as _
+
+from .report_files import REPORT_FILES
+from .report_tables import report_sections, report_title, tier_label, trap_sentence
+from .selectors import (
+    Period,
+    jurisdiction_regions,
+    jurisdiction_roots,
+    provinces_map,
+    region_in_jurisdiction,
+    region_report,
+)
+from .serializers import ReportQuerySerializer, jsonable, report_kwargs
+
+
+def _roots(request):
+    roots = jurisdiction_roots(request)
+    if not roots:
+        raise PermissionDenied(_("Regional reports are for officials of a regional office."))
+    return roots
+
+
+@login_required
+def reports_home(request):
+    """The first region of the jurisdiction, or the one the picker chose."""
+    roots = _roots(request)
+    query = request.GET.copy()
+    code = query.pop("region", [roots[0].code])[-1]
+    target = redirect("kpireports:region", code=code)
+    if query:
+        target["Location"] += "?" + query.urlencode()
+    return target
+
+
+def _report_or_errors(request, region):
+    query = ReportQuerySerializer(data=request.GET)
+    if not query.is_valid():
+        return None, query.errors
+    return region_report(region=region, **report_kwargs(query.validated_data)), None
+
+
+@login_required
+def region_dashboard(request, code):
+    roots = _roots(request)
+    region = region_in_jurisdiction(code=code, roots=roots)
+    report, errors = _report_or_errors(request, region)
+    context = {
+        "region": region,
+        "regions": jurisdiction_regions(roots),
+        "errors": errors,
+        "query": request.GET,
+        "query_string": request.GET.urlencode(),
+    }
+    if report is not None:
+        chart_data = {
+            "report": jsonable(report),
+            "map": jsonable(provinces_map(roots=roots, period=_period(report))),
+            "tiers": {str(level): tier_label(level) for level in (1, 2, 3, 4, 5, 0)},
+        }
+        context.update(
+            report=report,
+            title=report_title(report),
+            trap=trap_sentence(report),
+            sections=report_sections(report),
+            chart_data=chart_data,
+        )
+    return render(request, "kpireports/dashboard.html", context, status=400 if errors else 200)
+
+
+def _period(report):
+    return Period(report["period"]["start"], report["period"]["end"])
+
+
+@login_required
+def region_export(request, code, file_format):
+    if file_format not in REPORT_FILES:
+        raise Http404
+    region = region_in_jurisdiction(code=code, roots=_roots(request))
+    report, errors = _report_or_errors(request, region)
+    if errors:
+        detail = "; ".join(f"{field}: {' '.join(map(str, msgs))}" for field, msgs in errors.items())
+        return HttpResponse(detail, status=400, content_type="text/plain; charset=utf-8")
+    content_type, writer = REPORT_FILES[file_format]
+    response = HttpResponse(writer(report), content_type=content_type)
+    period = report["period"]
+    filename = f"tokenworks-{region.code}-{period['start']:%Y%m}-{period['end']:%Y%m}.{file_format}"
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
