@@ -96,8 +96,9 @@ MEASURES = {
             _(
                 "Consecutive months, ending with the period's last month, in which the "
                 "value-chain index stayed under the low-end-trap threshold. A month without "
-                "tiered revenue ends the streak. The warning shows when the streak reaches "
-                "the configured number of months."
+                "tiered revenue ends the streak, and it is counted back no further than the "
+                "period's first month (or the configured number of months, if that reaches "
+                "further). The warning shows when the streak reaches that number of months."
             ),
             _("months"),
         ),

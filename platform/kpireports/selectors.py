@@ -403,7 +403,9 @@ def region_report(
                 compare_totals.add(row)
                 compare_by_tier[row["skill_tier"]].add(row)
 
-    trap_rows = [r for r in rows if r["month"] > add_months(period.end, -months_required)]
+    # The streak is counted back through the period, or N months if that is longer.
+    trap_start = min(period.start, add_months(period.end, -months_required + 1))
+    trap_rows = [r for r in rows if r["month"] >= trap_start]
     summary = totals.summary()
     compare_summary = compare_totals.summary() if compare_totals else None
 
