@@ -15,6 +15,14 @@ class SkillTierAdmin(admin.ModelAdmin):
         "min_review_acceptance",
         "min_volume_tokens",
     ]
+    # Five fixed tiers: edited (and checked against each other), never added or removed.
+    readonly_fields = ["level"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):

@@ -8,6 +8,7 @@ see migration 0002), and a correction is a reversing entry.
 from decimal import Decimal
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
@@ -50,6 +51,48 @@ class SkillTier(models.Model):
 
     def __str__(self):
         return f"T{self.level} {self.name_en}"
+
+    # Each bar and price must rise (or stay) from one tier to the next: a
+    # higher tier that is easier to enter, or pays less, contradicts the ladder.
+    RISING = (
+        "min_gold_accuracy",
+        "min_review_acceptance",
+        "min_volume_tokens",
+        "pay_per_1k_tokens",
+        "price_per_1k_tokens",
+    )
+
+    def clean(self):
+        errors = {}
+        for name in ("min_gold_accuracy", "min_review_acceptance"):
+            value = getattr(self, name)
+            if value is not None and not (0 <= value <= 1):
+                errors[name] = [f"A share between 0 and 1 is expected, not {value}."]
+        if (
+            self.pay_per_1k_tokens is not None
+            and self.price_per_1k_tokens is not None
+            and self.pay_per_1k_tokens > self.price_per_1k_tokens
+        ):
+            errors["pay_per_1k_tokens"] = [
+                f"Pay ({self.pay_per_1k_tokens}) exceeds the list price "
+                f"({self.price_per_1k_tokens}): the tier would lose money on every token."
+            ]
+        neighbours = SkillTier.objects.filter(level__in=[self.level - 1, self.level + 1])
+        for other in neighbours.exclude(pk=self.pk):
+            for name in self.RISING:
+                mine, theirs = getattr(self, name), getattr(other, name)
+                if mine is None or name in errors:
+                    continue
+                if other.level < self.level and mine < theirs:
+                    errors[name] = [
+                        f"Below T{other.level}'s {theirs}: a higher tier cannot ask less."
+                    ]
+                elif other.level > self.level and mine > theirs:
+                    errors[name] = [
+                        f"Above T{other.level}'s {theirs}: a lower tier cannot ask more."
+                    ]
+        if errors:
+            raise ValidationError(errors)
 
 
 class LedgerEntry(models.Model):

@@ -491,3 +491,27 @@ def tiers_review(*, today=None) -> dict:
         changed["promoted" if target > user.skill_tier else "demoted"] += 1
         User.objects.filter(pk=user.pk).update(skill_tier=target)
     return changed
+
+
+@transaction.atomic
+def skill_tier_update(*, level: int, **changes):
+    """Change a tier's pay, price or entry bars; refused, with the field named and
+    nothing written, when the ladder would contradict itself."""
+    from .models import SkillTier
+
+    # Every tier locked, in level order: two edits of neighbours cannot both pass.
+    tiers = {t.level: t for t in SkillTier.objects.select_for_update().order_by("level")}
+    if level not in tiers:
+        raise ValidationError({"level": [f"No tier T{level}; expected 1 to 5."]})
+    tier = tiers[level]
+    editable = {"name_en", "name_zh", "description", *SkillTier.RISING}
+    unknown = set(changes) - editable
+    if unknown:
+        raise ValidationError({name: ["Not editable."] for name in sorted(unknown)})
+    for name, value in changes.items():
+        if isinstance(value, float):
+            raise ValidationError({name: ["Give an exact decimal, not a float."]})
+        setattr(tier, name, value)
+    tier.full_clean()
+    tier.save()
+    return tier

@@ -199,3 +199,36 @@ def test_a_bad_entry_in_a_batch_names_its_field_and_writes_nothing(parties):
         )
     assert "gpu_ms" in excinfo.value.message_dict
     assert not LedgerEntry.objects.exists() and not LedgerRollup.objects.exists()
+
+
+def test_a_tier_change_that_keeps_the_ladder_rising_is_saved():
+    from valuechain.services import skill_tier_update
+
+    tier = skill_tier_update(level=3, price_per_1k_tokens=Decimal("4.00"))
+    assert (
+        SkillTier.objects.get(level=3).price_per_1k_tokens
+        == Decimal("4.00")
+        == (tier.price_per_1k_tokens)
+    )
+
+
+@pytest.mark.parametrize(
+    ("level", "changes", "field"),
+    [
+        (3, {"min_gold_accuracy": Decimal("0.80")}, "min_gold_accuracy"),  # under T2's 0.85
+        (2, {"min_volume_tokens": 2_000_000}, "min_volume_tokens"),  # over T3's 1,000,000
+        (4, {"pay_per_1k_tokens": Decimal("9.00")}, "pay_per_1k_tokens"),  # over its price
+        (1, {"min_review_acceptance": Decimal("1.5")}, "min_review_acceptance"),
+        (5, {"price_per_1k_tokens": 20.0}, "price_per_1k_tokens"),  # a float
+        (6, {"name_en": "Wizard"}, "level"),
+        (2, {"pk": 9}, "pk"),  # not editable
+    ],
+)
+def test_a_contradictory_tier_configuration_is_refused_and_nothing_written(level, changes, field):
+    from valuechain.services import skill_tier_update
+
+    before = list(SkillTier.objects.order_by("level").values())
+    with pytest.raises(ValidationError) as excinfo:
+        skill_tier_update(level=level, **changes)
+    assert field in excinfo.value.message_dict
+    assert list(SkillTier.objects.order_by("level").values()) == before
