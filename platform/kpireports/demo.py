@@ -16,9 +16,9 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
 
-from kpireports.selectors import add_months
 from tenants.models import Membership, Organization, Region
 from valuechain.models import LedgerEntry, SkillTier, TierChange
+from valuechain.selectors import month_add
 from valuechain.services import ledger_post_many
 
 SEED = 20261122
@@ -105,8 +105,8 @@ GPU_SECONDS_PER_MILLION = 40
 
 
 def _history_months(today) -> list:
-    last = add_months(today.replace(day=1), -1)
-    return [add_months(last, -n) for n in range(11, -1, -1)]
+    last = month_add(today.replace(day=1), -1)
+    return [month_add(last, -n) for n in range(11, -1, -1)]
 
 
 def _working_days(month) -> list:

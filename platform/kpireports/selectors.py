@@ -21,6 +21,7 @@ from django.http import Http404
 from tenants.models import Membership, Organization, Region
 from tenants.selectors import organization_ids_for_request
 from valuechain.models import BackendRollup, RegionMonthRollup, TierChange, WorkerMonthRollup
+from valuechain.selectors import month_add
 
 from .definitions import definitions
 
@@ -90,22 +91,17 @@ class Period:
         return month_range(self.start, self.end)
 
     def shifted(self, months: int) -> Period:
-        return Period(add_months(self.start, months), add_months(self.end, months))
+        return Period(month_add(self.start, months), month_add(self.end, months))
 
     def __str__(self):
         return f"{self.start:%Y-%m} – {self.end:%Y-%m}"
-
-
-def add_months(month: date, n: int) -> date:
-    index = month.year * 12 + month.month - 1 + n
-    return date(index // 12, index % 12 + 1, 1)
 
 
 def month_range(start: date, end: date) -> list[date]:
     months, month = [], start
     while month <= end:
         months.append(month)
-        month = add_months(month, 1)
+        month = month_add(month, 1)
     return months
 
 
@@ -212,13 +208,13 @@ def _trap(monthly_vci: dict[date, Decimal | None], end: date, threshold, months_
         if vci is None or vci >= threshold:
             break
         streak += 1
-        month = add_months(month, -1)
+        month = month_add(month, -1)
     return {
         "threshold": threshold,
         "months_required": months_required,
         "streak": streak,
         "warning": streak >= months_required,
-        "since": add_months(end, -streak + 1) if streak else None,
+        "since": month_add(end, -streak + 1) if streak else None,
     }
 
 
@@ -279,7 +275,7 @@ def _employment(region_ids, period: Period) -> dict:
             }
     changes = (
         TierChange.objects.filter(
-            region_id__in=region_ids, day__gte=period.start, day__lt=add_months(period.end, 1)
+            region_id__in=region_ids, day__gte=period.start, day__lt=month_add(period.end, 1)
         )
         .annotate(month=TruncMonth("day"))
         .values("month")
@@ -375,7 +371,7 @@ def region_report(
     # One read covers the period, the comparison and the trap's look-back.
     first = min(
         period.start,
-        add_months(period.end, -months_required + 1),
+        month_add(period.end, -months_required + 1),
         other.start if other else period.start,
     )
     rows = _rollup_rows(region_ids, month_range(first, period.end), kind=kind, tier=tier)
@@ -404,7 +400,7 @@ def region_report(
                 compare_by_tier[row["skill_tier"]].add(row)
 
     # The streak is counted back through the period, or N months if that is longer.
-    trap_start = min(period.start, add_months(period.end, -months_required + 1))
+    trap_start = min(period.start, month_add(period.end, -months_required + 1))
     trap_rows = [r for r in rows if r["month"] >= trap_start]
     summary = totals.summary()
     compare_summary = compare_totals.summary() if compare_totals else None

@@ -8,7 +8,9 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from rest_framework import serializers
 
-from .selectors import Period, add_months
+from valuechain.selectors import month_add
+
+from .selectors import Period
 
 MONTH = re.compile(r"^(\d{4})-(\d{2})$")
 LONGEST_PERIOD_MONTHS = 60
@@ -63,8 +65,8 @@ class ReportQuerySerializer(serializers.Serializer):
     def validate(self, attrs):
         # By default the last twelve closed months: a month still under way
         # would read as a slump (and end every low-end-trap streak).
-        end = attrs.get("end") or add_months(timezone.localdate().replace(day=1), -1)
-        start = attrs.get("start") or add_months(end, -11)
+        end = attrs.get("end") or month_add(timezone.localdate().replace(day=1), -1)
+        start = attrs.get("start") or month_add(end, -11)
         if start > end:
             raise serializers.ValidationError(
                 {

@@ -7,10 +7,11 @@ from django.db import transaction
 from django.utils import timezone
 
 from kpireports import demo
-from kpireports.selectors import Period, add_months, region_report
+from kpireports.selectors import Period, region_report
 from tenants.demo import demo_seed as tenants_seed
 from tenants.models import Region
 from valuechain.models import LedgerEntry
+from valuechain.selectors import month_add
 from valuechain.services import rollups_reconcile
 
 pytestmark = pytest.mark.django_db
@@ -20,8 +21,8 @@ pytestmark = pytest.mark.django_db
 def history():
     tenants_seed()
     created = demo.demo_seed()
-    last = add_months(timezone.localdate().replace(day=1), -1)
-    return created, Period(add_months(last, -11), last)
+    last = month_add(timezone.localdate().replace(day=1), -1)
+    return created, Period(month_add(last, -11), last)
 
 
 def _report(code, period):
