@@ -184,7 +184,20 @@ class LedgerEntry(models.Model):
         return f"{self.kind} {self.idempotency_key}"
 
 
-class LedgerRollup(models.Model):
+class RollupSums(models.Model):
+    """What every rollup adds up; reversals count −1 entry with negated amounts."""
+
+    entries = models.BigIntegerField(default=0)
+    tokens_input = models.BigIntegerField(default=0)
+    tokens_output = models.BigIntegerField(default=0)
+    revenue = models.DecimalField(default=Decimal(0), **MONEY)
+    cost = models.DecimalField(default=Decimal(0), **MONEY)
+
+    class Meta:
+        abstract = True
+
+
+class LedgerRollup(RollupSums):
     """Day × region × tier × kind × client totals, kept current as entries post."""
 
     day = models.DateField()
@@ -192,11 +205,6 @@ class LedgerRollup(models.Model):
     skill_tier = models.PositiveSmallIntegerField(default=0)  # 0: no tier (machine work)
     kind = models.CharField(max_length=16, choices=LedgerEntry.Kind.choices)
     client = models.ForeignKey("tenants.Organization", on_delete=models.PROTECT, related_name="+")
-    entries = models.BigIntegerField(default=0)
-    tokens_input = models.BigIntegerField(default=0)
-    tokens_output = models.BigIntegerField(default=0)
-    revenue = models.DecimalField(default=Decimal(0), **MONEY)
-    cost = models.DecimalField(default=Decimal(0), **MONEY)
 
     tenant_path = "client"
 
@@ -211,7 +219,7 @@ class LedgerRollup(models.Model):
         return f"{self.day} {self.region_id} T{self.skill_tier} {self.kind}"
 
 
-class RegionMonthRollup(models.Model):
+class RegionMonthRollup(RollupSums):
     """Month × region × tier × kind totals: what regional reports read.
 
     Small enough (a few thousand rows a year) that any report over any region
@@ -222,11 +230,6 @@ class RegionMonthRollup(models.Model):
     region = models.ForeignKey("tenants.Region", on_delete=models.PROTECT, related_name="+")
     skill_tier = models.PositiveSmallIntegerField(default=0)  # 0: no tier (machine work)
     kind = models.CharField(max_length=16, choices=LedgerEntry.Kind.choices)
-    entries = models.BigIntegerField(default=0)
-    tokens_input = models.BigIntegerField(default=0)
-    tokens_output = models.BigIntegerField(default=0)
-    revenue = models.DecimalField(default=Decimal(0), **MONEY)
-    cost = models.DecimalField(default=Decimal(0), **MONEY)
 
     tenant_path = None  # aggregate reading only, through the reports selectors
 
@@ -241,18 +244,13 @@ class RegionMonthRollup(models.Model):
         return f"{self.month:%Y-%m} {self.region_id} T{self.skill_tier} {self.kind}"
 
 
-class BackendRollup(models.Model):
+class BackendRollup(RollupSums):
     """Month × backend × region × kind totals of machine work: compute per GPU-hour."""
 
     month = models.DateField()  # the first day of the month
     backend_id = models.BigIntegerField()  # outlives the backend, like the ledger's
     region = models.ForeignKey("tenants.Region", on_delete=models.PROTECT, related_name="+")
     kind = models.CharField(max_length=16, choices=LedgerEntry.Kind.choices)
-    entries = models.BigIntegerField(default=0)
-    tokens_input = models.BigIntegerField(default=0)
-    tokens_output = models.BigIntegerField(default=0)
-    revenue = models.DecimalField(default=Decimal(0), **MONEY)
-    cost = models.DecimalField(default=Decimal(0), **MONEY)
     gpu_ms = models.BigIntegerField(default=0)
 
     tenant_path = None  # aggregate reading only, through the reports selectors
@@ -268,7 +266,7 @@ class BackendRollup(models.Model):
         return f"{self.month:%Y-%m} backend {self.backend_id} {self.kind}"
 
 
-class WorkerMonthRollup(models.Model):
+class WorkerMonthRollup(RollupSums):
     """Month × region × worker totals of human work: employment and earnings.
 
     Read only in aggregate (counts and medians); a person is never shown.
@@ -277,11 +275,7 @@ class WorkerMonthRollup(models.Model):
     month = models.DateField()  # the first day of the month
     region = models.ForeignKey("tenants.Region", on_delete=models.PROTECT, related_name="+")
     worker = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
-    entries = models.BigIntegerField(default=0)
-    tokens_input = models.BigIntegerField(default=0)
-    tokens_output = models.BigIntegerField(default=0)
-    revenue = models.DecimalField(default=Decimal(0), **MONEY)
-    cost = models.DecimalField(default=Decimal(0), **MONEY)  # the worker's earnings
+    # cost: the worker's earnings
 
     tenant_path = None  # aggregate reading only, through the reports selectors
 
