@@ -232,3 +232,47 @@ def test_a_contradictory_tier_configuration_is_refused_and_nothing_written(level
         skill_tier_update(level=level, **changes)
     assert field in excinfo.value.message_dict
     assert list(SkillTier.objects.order_by("level").values()) == before
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_batches_with_overlapping_keys_post_each_key_once(parties):
+    from valuechain.services import ledger_post_many
+
+    client, _, region = parties
+    barrier = threading.Barrier(4)
+    posted = []
+
+    def batch(offset):
+        return [
+            {
+                "idempotency_key": f"call:{n}",
+                "kind": "inference",
+                "occurred_at": timezone.now(),
+                "region_id": region.pk,
+                "client_id": client.pk,
+                "backend_id": 3,
+                "tokens_input": 10,
+                "revenue": Decimal("0.000123"),
+                "cost": Decimal("0.000100"),
+            }
+            for n in range(offset, offset + 300)
+        ]
+
+    def racer(offset):
+        try:
+            barrier.wait()
+            with transaction.atomic():
+                posted.append(ledger_post_many(batch(offset)))
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=racer, args=(o,)) for o in (0, 100, 200, 0)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sum(posted) == 500 == LedgerEntry.objects.count()  # keys 0..499, each once
+    rollup = LedgerRollup.objects.get()
+    assert (rollup.entries, rollup.tokens_input, rollup.revenue) == (500, 5000, Decimal("0.0615"))
+    assert rollups_reconcile()["differences"] == []
