@@ -91,6 +91,13 @@ def start_server(workers: int) -> subprocess.Popen:
     env = _common.bench_env()
     env["PYTHONPATH"] = f"{_common.REPO}:{_common.REPO / 'platform'}"
     env["ALLOWED_HOSTS"] = "127.0.0.1,localhost"
+    # Pages name their static files through the manifest, as in production.
+    subprocess.run(
+        [sys.executable, "manage.py", "collectstatic", "--noinput", "--verbosity", "0"],
+        cwd=_common.REPO,
+        env=env,
+        check=True,
+    )
     server = subprocess.Popen(
         [
             str(_common.REPO / ".venv" / "bin" / "gunicorn"),
@@ -215,8 +222,6 @@ def main() -> None:
         server.wait(timeout=10)
 
     _common.print_header("KPI dashboard and API latency")
-    print(f"command: {_common.command_line()}")
-    print(f"machine: {_common.machine()}")
     print(
         f"ledger rows: {ledger_rows:,}; region-month rollup rows: {rollup_rows:,}; "
         f"period {start} to {end} compared with the previous 12 months; "
