@@ -1,5 +1,6 @@
 """REST for officials' own systems: the same reports as the dashboard, as JSON."""
 
+from django.utils.translation import gettext_lazy as _
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, permissions, serializers, viewsets
@@ -18,7 +19,7 @@ from .serializers import ReportQuerySerializer, jsonable, report_kwargs
 
 
 class IsOfficial(permissions.BasePermission):
-    message = "Regional reports are for officials of a regional office (or its API tokens)."
+    message = _("Regional reports are for officials of a regional office (or its API tokens).")
 
     def has_permission(self, request, view):
         roots = jurisdiction_roots(request)

@@ -31,7 +31,7 @@ class Cell:
         if self.kind == "rate":
             return f"{Decimal(value) * 100:.2f}%"
         if self.kind == "points":
-            return f"{Decimal(value) * 100:+.2f} pt"
+            return _("%(points)s pt") % {"points": f"{Decimal(value) * 100:+.2f}"}
         if self.kind == "per1k":
             return f"¥{value:.4f}" if grouping else f"{value:.4f}"
         if self.kind == "decimal":

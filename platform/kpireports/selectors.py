@@ -17,6 +17,7 @@ from django.db import connection
 from django.db.models import Count, F, Q, Sum
 from django.db.models.functions import TruncMonth
 from django.http import Http404
+from django.utils.translation import gettext as _
 
 from tenants.models import Membership, Organization, Region
 from tenants.selectors import organization_ids_for_request
@@ -70,7 +71,7 @@ def region_in_jurisdiction(*, code: str, roots: list[Region]) -> Region:
     (whether or not it exists: other regions are not disclosed)."""
     region = Region.objects.select_related("parent").filter(code=code).first()
     if region is None or not any(_within(region, root) for root in roots):
-        raise Http404("No such region in your jurisdiction.")
+        raise Http404(_("No such region in your jurisdiction."))
     return region
 
 
