@@ -22,6 +22,7 @@ from valuechain.selectors import month_add
 from valuechain.services import ledger_post_many
 
 SEED = 20261122
+DEMO_ANNOTATORS = ("annotator", "annotator2")
 KEY_PREFIX = "demo-history:"
 
 
@@ -172,10 +173,21 @@ def demo_seed() -> int:
             ]
         )
         created += 2 * len(people)
+        # The demo annotators' logins have a year of work behind them too, at
+        # their own tier (their earnings show on their personal page).
+        logins = list(
+            user_model.objects.filter(
+                memberships__organization=org,
+                memberships__role=Membership.Role.ANNOTATOR,
+                username__in=DEMO_ANNOTATORS,
+            ).distinct()
+        )
+        people += [[user, user.skill_tier] for user in logins]
         for month_index, month in enumerate(months):
             for person in people:
                 user, level = person
-                if month_index and level < 4 and rng.random() < centre.monthly_promotion:
+                promotable = user.username not in DEMO_ANNOTATORS and level < 4
+                if month_index and promotable and rng.random() < centre.monthly_promotion:
                     changes.append(
                         TierChange(
                             user=user,
@@ -193,8 +205,9 @@ def demo_seed() -> int:
                 )
             entries += _machine_month(rng, centre, region, month, clients, backends)
         for user, level in people:
-            user.skill_tier = level
-            everyone.append(user)
+            if user.username not in DEMO_ANNOTATORS:
+                user.skill_tier = level
+                everyone.append(user)
     for start in range(0, len(entries), 2000):
         created += ledger_post_many(entries[start : start + 2000])
     TierChange.objects.bulk_create(changes)

@@ -89,7 +89,8 @@
   });
 
   if (report.league.length) {
-    var league = report.league.slice().reverse();
+    // The chart shows the regions with work (the table below lists them all).
+    var league = report.league.filter(function (r) { return r.tokens_total > 0; }).reverse();
     draw("chart-league", {
       grid: { left: 110, right: 24, top: 16, bottom: 28 },
       tooltip: { trigger: "axis", axisPointer: { type: "shadow" } },

@@ -81,3 +81,14 @@ def test_the_history_is_deterministic():
     assert not _digest()
     demo.demo_seed()
     assert _digest() == first
+
+
+def test_the_demo_annotators_log_in_to_a_year_of_earnings_at_their_own_tier(history):
+    from tenants.models import User
+    from valuechain.selectors import annotator_standing
+
+    annotator = User.objects.get(username="annotator")
+    standing = annotator_standing(user=annotator)
+    assert standing["earnings"]["last_month"]["earnings"] > 0
+    assert standing["earnings"]["total_12_months"] > 0
+    assert annotator.skill_tier == 1 and not annotator.tier_changes.exists()
