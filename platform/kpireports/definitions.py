@@ -91,6 +91,16 @@ MEASURES = {
             "%",
         ),
         Measure(
+            "value_chain_trend",
+            _("Value-chain index trend"),
+            _(
+                "The value-chain index of the period's last month with tiered revenue minus "
+                "that of its first such month, in percentage points: positive when the "
+                "region climbs the value chain, negative when it slides."
+            ),
+            _("percentage points"),
+        ),
+        Measure(
             "trap_streak",
             _("Months under the threshold"),
             _(

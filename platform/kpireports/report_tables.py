@@ -76,8 +76,15 @@ SUMMARY_KINDS = {
     "margin_rate": "rate",
     "revenue_per_1k": "per1k",
     "value_chain_index": "rate",
+    "value_chain_trend": "points",
 }
-RATE_KEYS = {"human_share", "margin_rate", "value_chain_index", "revenue_per_1k"}
+RATE_KEYS = {
+    "human_share",
+    "margin_rate",
+    "value_chain_index",
+    "value_chain_trend",
+    "revenue_per_1k",
+}
 
 
 def _name(item: dict) -> str:

@@ -226,6 +226,13 @@ def _monthly_vci(rows) -> dict[date, Decimal | None]:
     return {month: totals.value_chain_index for month, totals in by_month.items()}
 
 
+def _vci_trend(rows, months: list[date]) -> Decimal | None:
+    """Last month's index minus the first's, over the months with tiered revenue."""
+    vci = _monthly_vci([r for r in rows if months[0] <= r["month"] <= months[-1]])
+    points = [vci[m] for m in months if vci.get(m) is not None]
+    return points[-1] - points[0] if len(points) >= 2 else None
+
+
 def _children(region: Region) -> list[Region]:
     if region.level == Region.Level.COUNTRY:
         return list(Region.objects.filter(level=Region.Level.PROVINCE).order_by("code"))
@@ -404,7 +411,11 @@ def region_report(
     trap_start = min(period.start, month_add(period.end, -months_required + 1))
     trap_rows = [r for r in rows if r["month"] >= trap_start]
     summary = totals.summary()
-    compare_summary = compare_totals.summary() if compare_totals else None
+    summary["value_chain_trend"] = _vci_trend(rows, period.months)
+    compare_summary = None
+    if compare_totals:
+        compare_summary = compare_totals.summary()
+        compare_summary["value_chain_trend"] = _vci_trend(rows, other.months)
 
     tier_rows = []
     for level in (*TIERS, 0):
@@ -511,7 +522,13 @@ def _changes(now: dict, before: dict) -> dict:
     changes = {}
     for key in ("tokens_total", "tokens_human", "tokens_machine", "revenue", "cost", "margin"):
         changes[key] = _ratio(Decimal(now[key]) - Decimal(before[key]), before[key])
-    for key in ("value_chain_index", "revenue_per_1k", "human_share", "margin_rate"):
+    for key in (
+        "value_chain_index",
+        "value_chain_trend",
+        "revenue_per_1k",
+        "human_share",
+        "margin_rate",
+    ):
         # A rate's change is in points, not a ratio of ratios.
         changes[key] = (
             now[key] - before[key] if now[key] is not None and before[key] is not None else None

@@ -84,7 +84,12 @@ def test_the_low_end_trap_warns_after_n_months_under_the_threshold(history):
     league = {row["code"]: row for row in two["league"]}
     assert league["410100"]["trap_warning"] is True
     climbing = region_report(region=history["regions"]["520100"], period=AUTUMN, trap_months=1)
-    assert climbing["trap"]["warning"] is False  # October's index is 0.90
+    assert climbing["trap"]["warning"] is False  # October's index is 1.00
+    # From all T1 in September to all T3 in October: +100 points; Henan stays flat.
+    assert climbing["summary"]["value_chain_trend"] == Decimal("1.0000")
+    assert two["summary"]["value_chain_trend"] == Decimal("0.0000")
+    one_month = Period(date(2026, 10, 1), date(2026, 10, 1))
+    assert region_report(region=henan, period=one_month)["summary"]["value_chain_trend"] is None
 
 
 def test_comparison_with_the_previous_period(history):
