@@ -9,7 +9,6 @@ from django.utils.translation import gettext as _
 from .report_files import REPORT_FILES
 from .report_tables import report_sections, report_title, tier_label, trap_sentence
 from .selectors import (
-    Period,
     jurisdiction_regions,
     jurisdiction_roots,
     provinces_map,
@@ -39,17 +38,19 @@ def reports_home(request):
 
 
 def _report_or_errors(request, region):
+    """(report, period, None), or (None, None, errors naming each bad parameter)."""
     query = ReportQuerySerializer(data=request.GET)
     if not query.is_valid():
-        return None, query.errors
-    return region_report(region=region, **report_kwargs(query.validated_data)), None
+        return None, None, query.errors
+    kwargs = report_kwargs(query.validated_data)
+    return region_report(region=region, **kwargs), kwargs["period"], None
 
 
 @login_required
 def region_dashboard(request, code):
     roots = _roots(request)
     region = region_in_jurisdiction(code=code, roots=roots)
-    report, errors = _report_or_errors(request, region)
+    report, period, errors = _report_or_errors(request, region)
     context = {
         "region": region,
         "regions": jurisdiction_regions(roots),
@@ -60,7 +61,7 @@ def region_dashboard(request, code):
     if report is not None:
         chart_data = {
             "report": jsonable(report),
-            "map": jsonable(provinces_map(roots=roots, period=_period(report))),
+            "map": jsonable(provinces_map(roots=roots, period=period)),
             "tiers": {str(level): tier_label(level) for level in (1, 2, 3, 4, 5, 0)},
         }
         context.update(
@@ -73,16 +74,12 @@ def region_dashboard(request, code):
     return render(request, "kpireports/dashboard.html", context, status=400 if errors else 200)
 
 
-def _period(report):
-    return Period(report["period"]["start"], report["period"]["end"])
-
-
 @login_required
 def region_export(request, code, file_format):
     if file_format not in REPORT_FILES:
         raise Http404
     region = region_in_jurisdiction(code=code, roots=_roots(request))
-    report, errors = _report_or_errors(request, region)
+    report, _period, errors = _report_or_errors(request, region)
     if errors:
         detail = "; ".join(f"{field}: {' '.join(map(str, msgs))}" for field, msgs in errors.items())
         return HttpResponse(detail, status=400, content_type="text/plain; charset=utf-8")
