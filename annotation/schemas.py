@@ -293,6 +293,15 @@ def answer_text(task_type: str, answer: dict) -> str:
     return ""
 
 
+# Each task type's text fields in reading order, looked up once: imports call
+# item_text for every row.
+_TEXT_FIELDS = {
+    task_type: (*optional, *required) for task_type, (required, optional) in ITEM_FIELDS.items()
+}
+
+
 def item_text(task_type: str, data: dict) -> str:
-    required, optional = ITEM_FIELDS[task_type]
-    return "\n".join(str(data.get(name) or "") for name in (*optional, *required))
+    fields = _TEXT_FIELDS[task_type]
+    if len(fields) == 1:
+        return str(data.get(fields[0]) or "")
+    return "\n".join([str(data.get(name) or "") for name in fields])

@@ -8,7 +8,8 @@ high-water mark) is that size's alone. The JSONL file is generated first (not
 timed, cached under VAR_DIR) from ../shared/data/waimai_10k.csv reviews when
 present; every --gold-every'th row carries a gold answer. The timed path is
 import_job_create(..., enqueue=False) (stores the upload) + import_job_run (read,
-validate, COPY into the UNLOGGED staging table, then one merge transaction).
+validate, COPY into the UNLOGGED staging table on a thread of its own, overlapping
+the reading, then one merge transaction).
 A fresh project is made for each size and deleted afterwards (--keep keeps it).
 """
 
@@ -56,17 +57,18 @@ def child(rows: int, path: Path, keep: bool) -> dict:
     fixture = _common.Fixture("import")
     project = fixture.project
 
-    # Time the COPY separately from reading + validating: wrap the staging
-    # function for this process only.
+    # Time the COPY (the wait on PostgreSQL, on the staging thread) apart from the
+    # staging phase as a whole: wrap the COPY function for this process only. The
+    # two overlap, so the COPY is not a part of the phase to subtract.
     copy_seconds = [0.0]
-    real_stage = imports._stage
+    real_copy_in = imports._copy_in
 
-    def timed_stage(job, batch):
+    def timed_copy_in(text):
         start = time.perf_counter()
-        real_stage(job, batch)
+        real_copy_in(text)
         copy_seconds[0] += time.perf_counter() - start
 
-    imports._stage = timed_stage
+    imports._copy_in = timed_copy_in
     marks = {}
 
     def on_progress(job):
@@ -164,8 +166,8 @@ def main() -> None:
             "items/s end to end",
             "total s",
             "store upload s",
-            "read+validate s",
-            "COPY s",
+            "read+validate+COPY s",
+            "COPY s (overlapped)",
             "merge s",
             "RSS after setup MiB",
             "peak RSS MiB",
@@ -177,7 +179,7 @@ def main() -> None:
                 f"{r['rows'] / r['total_s']:,.0f}",
                 f"{r['total_s']:.1f}",
                 f"{r['store_s']:.2f}",
-                f"{r['stage_s'] - r['copy_s']:.1f}",
+                f"{r['stage_s']:.1f}",
                 f"{r['copy_s']:.1f}",
                 f"{r['merge_s']:.1f}",
                 f"{r['baseline_rss']:.0f}",

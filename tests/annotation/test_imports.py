@@ -197,3 +197,43 @@ def test_a_retried_run_starts_over_without_duplicating():
     finished = import_job_run(job_id=job.pk)
     assert finished.status == ImportJob.Status.SUCCEEDED
     assert sorted(Item.objects.values_list("data__text", flat=True)) == ["一", "二"]
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_outside_a_transaction_rows_are_staged_on_a_second_connection(monkeypatch):
+    """As in the worker: COPY runs on a thread of its own while the file is read."""
+    import threading
+
+    from annotation import imports
+
+    monkeypatch.setattr(imports, "STAGE_BATCH_ROWS", 3)  # several batches in flight
+    stagers = []
+    original = imports._Stager.__init__
+
+    def spy(self, job):
+        original(self, job)
+        stagers.append(self.thread is not None)
+
+    monkeypatch.setattr(imports._Stager, "__init__", spy)
+    project = annotation_project()
+    tricky = "tab\there, newline\nthere, backslash \\ and \\N, \\.; 中文"
+    rows = [{"external_id": f"r{n}", "text": f"{tricky} {n}"} for n in range(10)]
+    rows.append({"external_id": "r3", "text": "the later row wins"})
+    job = run_import(project, jsonl(*rows, {"external_id": "x\ty", "text": "好"}))
+    assert stagers == [True], "the threaded path did not run"
+    assert job.status == ImportJob.Status.SUCCEEDED, job.error
+    assert Item.objects.get(external_id="r1").data == {"text": f"{tricky} 1"}
+    assert Item.objects.get(external_id="r3").data == {"text": "the later row wins"}
+    assert Item.objects.get(external_id="x\ty").token_count == 1
+    assert job.created_count == 11 and not ImportStagingRow.objects.exists()
+
+    # A bad row after staged batches: nothing is merged, nothing stays staged.
+    bad = [{"external_id": f"b{n}", "text": "好"} for n in range(7)] + [{"external_id": "b7"}]
+    job = run_import(project, jsonl(*bad))
+    assert job.status == ImportJob.Status.FAILED
+    assert not Item.objects.filter(external_id__startswith="b").exists()
+    assert not ImportStagingRow.objects.exists()
+    skipped = run_import(project, jsonl(*bad), on_error=ImportJob.OnError.SKIP)
+    assert skipped.status == ImportJob.Status.SUCCEEDED and skipped.created_count == 7
+    assert not [t for t in threading.enumerate() if t.name == "import-stage"]
