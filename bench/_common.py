@@ -218,3 +218,36 @@ def vacuum_analyze(*tables: str) -> None:
     with connection.cursor() as c:
         for table in tables:
             c.execute(f"VACUUM ANALYZE {table}")
+
+
+def gunicorn_start(port: int, *, workers: int, options: tuple[str, ...] = ()) -> subprocess.Popen:
+    """The production server on 127.0.0.1:port with the bench settings, once it answers."""
+    import httpx
+
+    env = bench_env()
+    # As in docker/Dockerfile: both source roots on the path (the editable
+    # install's package list can lag behind new apps).
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(REPO), str(REPO / "platform"), env.get("PYTHONPATH", "")]
+    ).rstrip(os.pathsep)
+    command = [
+        str(REPO / ".venv/bin/gunicorn"),
+        "config.wsgi",
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--workers",
+        str(workers),
+        *options,
+    ]
+    server = subprocess.Popen(command, cwd=REPO, env=env)
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
+            return server
+        except httpx.TransportError:
+            if server.poll() is not None:
+                sys.exit(f"gunicorn exited with status {server.returncode}")
+            time.sleep(0.3)
+    server.terminate()
+    sys.exit("gunicorn did not answer within 60 s")

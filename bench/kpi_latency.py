@@ -88,39 +88,14 @@ def data_period() -> tuple[str, str]:
 
 
 def start_server(workers: int) -> subprocess.Popen:
-    env = _common.bench_env()
-    env["PYTHONPATH"] = f"{_common.REPO}:{_common.REPO / 'platform'}"
-    env["ALLOWED_HOSTS"] = "127.0.0.1,localhost"
     # Pages name their static files through the manifest, as in production.
     subprocess.run(
         [sys.executable, "manage.py", "collectstatic", "--noinput", "--verbosity", "0"],
         cwd=_common.REPO,
-        env=env,
+        env=_common.bench_env(),
         check=True,
     )
-    server = subprocess.Popen(
-        [
-            str(_common.REPO / ".venv" / "bin" / "gunicorn"),
-            "config.wsgi",
-            "--bind",
-            f"127.0.0.1:{PORT}",
-            "--workers",
-            str(workers),
-            "--log-level",
-            "warning",
-        ],
-        cwd=_common.REPO,
-        env=env,
-    )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            httpx.get(f"http://127.0.0.1:{PORT}/accounts/login/", timeout=1)
-            return server
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    server.kill()
-    sys.exit("gunicorn did not start")
+    return _common.gunicorn_start(PORT, workers=workers, options=("--log-level", "warning"))
 
 
 def session(username: str) -> httpx.Client:

@@ -164,46 +164,24 @@ def free_port() -> int:
 
 
 def start_gunicorn(port: int, workers: int, threads: int, log: Path) -> subprocess.Popen:
-    command = [
-        str(_common.REPO / ".venv/bin/gunicorn"),
-        "config.wsgi",
-        "--bind",
-        f"127.0.0.1:{port}",
-        "--workers",
-        str(workers),
-        "--worker-class",
-        "gthread",
-        "--threads",
-        str(threads),
-        "--keep-alive",
-        "5",
-        "--access-logfile",
-        str(log),
-        "--access-logformat",
-        "%(m)s %(U)s %(s)s %(D)s",
-        "--error-logfile",
-        str(log.with_suffix(".err")),
-    ]
-    env = _common.bench_env()
-    # As in docker/Dockerfile: both source roots on the path (the editable
-    # install's package list can lag behind new apps).
-    env["PYTHONPATH"] = os.pathsep.join(
-        [str(_common.REPO), str(_common.REPO / "platform"), env.get("PYTHONPATH", "")]
-    ).rstrip(os.pathsep)
-    server = subprocess.Popen(command, cwd=_common.REPO, env=env)
-    import httpx
-
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        try:
-            httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
-            return server
-        except httpx.TransportError:
-            if server.poll() is not None:
-                sys.exit(f"gunicorn exited: see {log.with_suffix('.err')}")
-            time.sleep(0.3)
-    server.terminate()
-    sys.exit("gunicorn did not answer within 60 s")
+    return _common.gunicorn_start(
+        port,
+        workers=workers,
+        options=(
+            "--worker-class",
+            "gthread",
+            "--threads",
+            str(threads),
+            "--keep-alive",
+            "5",
+            "--access-logfile",
+            str(log),
+            "--access-logformat",
+            "%(m)s %(U)s %(s)s %(D)s",
+            "--error-logfile",
+            str(log.with_suffix(".err")),
+        ),
+    )
 
 
 def _cpu_ticks(pid: int) -> int:
