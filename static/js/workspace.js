@@ -23,6 +23,7 @@
   const doneEl = document.getElementById("done-count");
   const taskTimerEl = document.getElementById("task-timer");
   const sessionTimerEl = document.getElementById("session-timer");
+  const leaseTimerEl = document.getElementById("lease-timer");
 
   const url = (template, id) => template.replace("{id}", encodeURIComponent(id));
 
@@ -93,6 +94,10 @@
   function tick() {
     taskTimerEl.textContent = TW.clock(elapsed());
     sessionTimerEl.textContent = TW.clock(Date.now() - sessionStart);
+    // The lease's countdown: past it the server may hand the task to someone else.
+    const left = current && Number.isFinite(current.deadline) ? current.deadline - performance.now() : null;
+    leaseTimerEl.textContent = left === null ? "—" : TW.clock(Math.max(0, left));
+    leaseTimerEl.classList.toggle("is-ending", left !== null && left < 60000);
   }
 
   // Time on a task counts while the page is visible only.
@@ -148,7 +153,7 @@
   }
 
   function handle(outcome) {
-    if (outcome.kind === "lease") show(outcome.lease);
+    if (outcome.kind === "lease") show(outcome.lease, outcome.deadline);
     else if (outcome.kind === "empty") showEmpty();
     else showFailure(outcome.result);
   }
@@ -185,7 +190,7 @@
     suggestionEl.dataset.confidence = String(confidence);
   }
 
-  function show(lease) {
+  function show(lease, deadline) {
     const suggestion =
       lease.item.suggestion && typeof lease.item.suggestion === "object" ? lease.item.suggestion : null;
     const editor = TW.createEditor({
@@ -208,6 +213,7 @@
       lease,
       editor,
       shownAt: performance.now(),
+      deadline,
       hiddenMs: 0,
       hiddenAt: document.hidden ? performance.now() : null,
     };

@@ -91,6 +91,10 @@ def test_classification_with_digits_and_enter_and_the_next_task_is_prefetched(pa
     open_workspace(page, project, annotator)
     wait_for_item(page, items[0])
     assert page.text_content(".item-text") == REVIEWS[0]
+    # The lease counts down from the project's lease length (15 minutes here).
+    minutes, seconds = page.text_content("#lease-timer").split(":")
+    assert 14 * 60 <= int(minutes) * 60 + int(seconds) <= project.lease_seconds
+    assert "is-ending" not in (page.get_attribute("#lease-timer", "class") or "")
     assert "Ask your team lead when unsure." in page.inner_html("#instructions")
     assert "<br>" in page.inner_html("#instructions")
 
@@ -584,3 +588,14 @@ def test_review_correct_uses_the_answer_editor(page):
     assert review.verdict == "correct"
     assert review.corrected_answer == {"rating": 3}
     assert Item.objects.get(pk=items[0].pk).result.answer == {"rating": 3}
+
+
+def test_the_lease_countdown_warns_in_its_last_minute(page):
+    project, annotator, items = make_project(
+        "classification", SENTIMENT, [{"text": t} for t in REVIEWS], lease_seconds=45
+    )
+    open_workspace(page, project, annotator)
+    wait_for_item(page, items[0])
+    page.wait_for_selector("#lease-timer.is-ending")
+    minutes, seconds = page.text_content("#lease-timer").split(":")
+    assert minutes == "0" and 0 < int(seconds) <= 45
