@@ -20,7 +20,7 @@ from django.http import Http404
 from django.utils.translation import gettext as _
 
 from tenants.models import Membership, Organization, Region
-from tenants.selectors import organization_ids_for_request
+from tenants.selectors import organization_ids_for_request, region_descendant_ids
 from valuechain.models import BackendRollup, RegionMonthRollup, TierChange, WorkerMonthRollup
 from valuechain.selectors import month_add
 
@@ -54,15 +54,8 @@ def jurisdiction_roots(request) -> list[Region]:
     return list(Region.objects.filter(pk__in=offices.values("region_id")).order_by("level", "code"))
 
 
-def region_subtree_ids(region: Region) -> list[int]:
-    """The region and everything under it (a province includes its cities)."""
-    if region.level == Region.Level.COUNTRY:
-        return list(Region.objects.values_list("pk", flat=True))
-    return [region.pk, *Region.objects.filter(parent=region).values_list("pk", flat=True)]
-
-
 def jurisdiction_regions(roots: list[Region]) -> list[Region]:
-    ids = {pk for root in roots for pk in region_subtree_ids(root)}
+    ids = {pk for root in roots for pk in region_descendant_ids(region=root)}
     return list(Region.objects.filter(pk__in=ids).order_by("code"))
 
 
@@ -372,7 +365,7 @@ def region_report(
         str(trap_threshold if trap_threshold is not None else settings.KPI_TRAP_THRESHOLD)
     )
     months_required = trap_months or settings.KPI_TRAP_MONTHS
-    region_ids = region_subtree_ids(region)
+    region_ids = region_descendant_ids(region=region)
     children = _children(region)
     other = comparison_period(period, compare)
 
