@@ -118,19 +118,31 @@ PROJECTS = [
 ]
 
 
-def _items_for(project: Project) -> list[tuple[str, dict, dict | None]]:
-    if project.task_type == "classification":
-        # Every fifth review is a gold item with its known label.
-        return [
-            (f"review-{n}", {"text": text}, {"label": label} if n % 5 == 0 else None)
-            for n, (text, label) in enumerate(REVIEWS)
-        ]
-    if project.task_type == "preference":
-        return [
-            (f"pair-{n}", {"prompt": p, "response_a": a, "response_b": b}, None)
-            for n, (p, a, b) in enumerate(SUPPORT_PAIRS)
-        ]
+def _review_items() -> list[tuple[str, dict, dict | None]]:
+    # Every fifth review is a gold item with its known label.
+    return [
+        (f"review-{n}", {"text": text}, {"label": label} if n % 5 == 0 else None)
+        for n, (text, label) in enumerate(REVIEWS)
+    ]
+
+
+def _pair_items() -> list[tuple[str, dict, dict | None]]:
+    return [
+        (f"pair-{n}", {"prompt": p, "response_a": a, "response_b": b}, None)
+        for n, (p, a, b) in enumerate(SUPPORT_PAIRS)
+    ]
+
+
+def _entity_items() -> list[tuple[str, dict, dict | None]]:
     return [(f"entity-{n}", {"text": text}, None) for n, text in enumerate(ENTITY_TEXTS)]
+
+
+# The demo's items for each of its projects' task types.
+DEMO_ITEMS = {"classification": _review_items, "preference": _pair_items, "spans": _entity_items}
+
+
+def _items_for(project: Project) -> list[tuple[str, dict, dict | None]]:
+    return DEMO_ITEMS[project.task_type]()
 
 
 @transaction.atomic

@@ -31,18 +31,17 @@ from .models import (
     ExportJob,
     ItemResult,
     Project,
-    TaskType,
 )
 from .services import PROJECT_EDITOR_ROLES, roles_require
+from .task_types import task_type_spec, task_types_where
 from .token_estimate import estimate_tokens
 
 CHUNK = 2000
 
-# Which formats make sense for which task types.
+# Which formats make sense for which task types: each type names the formats it fills.
 TRAINING_FORMATS = {
-    ExportFormat.OPENAI_CHAT: {TaskType.TEXT, TaskType.CLASSIFICATION},
-    ExportFormat.DPO: {TaskType.PREFERENCE},
-    ExportFormat.OPENAI_PREFERENCE: {TaskType.PREFERENCE},
+    fmt: task_types_where(lambda spec, fmt=fmt: fmt in spec.training_formats)
+    for fmt in (ExportFormat.OPENAI_CHAT, ExportFormat.DPO, ExportFormat.OPENAI_PREFERENCE)
 }
 CONTENT_TYPES = {
     ExportFormat.RESULTS_CSV: "text/csv; charset=utf-8",
@@ -89,60 +88,9 @@ def _results(project: Project, approved_only: bool):
     ).iterator(chunk_size=CHUNK)
 
 
-def _system_prompt(project: Project) -> str | None:
-    if project.task_type == TaskType.CLASSIFICATION:
-        labels = ", ".join(label["value"] for label in project.label_schema.get("labels", []))
-        instructions = project.instructions.strip()
-        return (f"{instructions}\n\n" if instructions else "") + (
-            f"Answer with exactly one label: {labels}."
-        )
-    return None
-
-
-def chat_record(project: Project, data: dict, answer: dict) -> dict | None:
-    """One OpenAI chat fine-tuning example: {"messages": [...]}."""
-    messages = []
-    if project.task_type == TaskType.TEXT:
-        if data.get("system"):
-            messages.append({"role": "system", "content": data["system"]})
-        messages += [
-            {"role": "user", "content": data["prompt"]},
-            {"role": "assistant", "content": answer["text"]},
-        ]
-    elif project.task_type == TaskType.CLASSIFICATION:
-        messages += [
-            {"role": "system", "content": _system_prompt(project)},
-            {"role": "user", "content": data["text"]},
-            {"role": "assistant", "content": answer["label"]},
-        ]
-    else:
-        return None
-    return {"messages": messages}
-
-
-def preference_pair(data: dict, answer: dict) -> tuple[str, str, str] | None:
-    """(prompt, chosen, rejected), or None for a tie (no preference to learn)."""
-    if answer.get("choice") == "a":
-        return data["prompt"], data["response_a"], data["response_b"]
-    if answer.get("choice") == "b":
-        return data["prompt"], data["response_b"], data["response_a"]
-    return None
-
-
 def training_record(project: Project, fmt: str, data: dict, answer: dict) -> dict | None:
-    if fmt == ExportFormat.OPENAI_CHAT:
-        return chat_record(project, data, answer)
-    pair = preference_pair(data, answer)
-    if pair is None:
-        return None
-    prompt, chosen, rejected = pair
-    if fmt == ExportFormat.DPO:
-        return {"prompt": prompt, "chosen": chosen, "rejected": rejected}
-    return {  # OpenAI's preference (DPO) fine-tuning format
-        "input": {"messages": [{"role": "user", "content": prompt}]},
-        "preferred_output": [{"role": "assistant", "content": chosen}],
-        "non_preferred_output": [{"role": "assistant", "content": rejected}],
-    }
+    """One fine-tuning example in fmt, as the project's task type writes it."""
+    return task_type_spec(project.task_type).training_record(project, fmt, data, answer)
 
 
 def export_lines(project: Project, fmt: str, *, approved_only: bool = True) -> Iterator[str]:
@@ -197,12 +145,11 @@ def export_lines(project: Project, fmt: str, *, approved_only: bool = True) -> I
             ]
         )
         yield buffer.getvalue()
+        spec = task_type_spec(project.task_type)
         for result in _results(project, approved_only):
             buffer.seek(0)
             buffer.truncate()
-            label = result.answer.get(
-                "label", result.answer.get("choice", result.answer.get("rating", ""))
-            )
+            label = spec.results_label(result.answer)
             writer.writerow(
                 [
                     result.item__external_id,
@@ -339,11 +286,7 @@ def dataset_version_create(
     """Freeze the project's approved answers into a new, immutable dataset version."""
     roles_require(created_by, project.organization, PROJECT_EDITOR_ROLES, "create datasets")
     if fmt is None:
-        fmt = (
-            ExportFormat.DPO
-            if project.task_type == TaskType.PREFERENCE
-            else ExportFormat.OPENAI_CHAT
-        )
+        fmt = task_type_spec(project.task_type).default_dataset_format or ExportFormat.OPENAI_CHAT
     if fmt not in TRAINING_FORMATS:
         raise ValidationError({"format": [f"Expected one of {', '.join(TRAINING_FORMATS)}."]})
     export_format_check(project, fmt)

@@ -36,10 +36,10 @@ from .models import (
     ImportStagingRow,
     Item,
     Project,
-    TaskType,
 )
 from .schemas import SchemaError, answer_validate, item_data_validate, item_text
 from .services import PROJECT_EDITOR_ROLES, roles_require
+from .task_types import task_type_spec
 from .token_estimate import estimate_tokens
 
 MAX_STORED_ERRORS = 1000
@@ -85,21 +85,7 @@ def _gold_from_shorthand(task_type: str, value):
     """CSV cells and simple files give gold as a bare value: accept the obvious forms."""
     if value is None or value == "" or isinstance(value, dict):
         return value or None
-    if task_type == TaskType.CLASSIFICATION:
-        return {"label": str(value)}
-    if task_type == TaskType.MULTI_LABEL:
-        labels = value if isinstance(value, list) else str(value).split("|")
-        return {"labels": [str(v).strip() for v in labels if str(v).strip()]}
-    if task_type == TaskType.RATING:
-        try:
-            return {"rating": int(value)}
-        except (TypeError, ValueError):
-            return {"rating": value}
-    if task_type == TaskType.PREFERENCE:
-        return {"choice": str(value).strip().lower()}
-    if task_type == TaskType.TEXT:
-        return {"text": str(value)}
-    return value
+    return task_type_spec(task_type).gold_from_shorthand(value)
 
 
 def row_normalize(project: Project, raw: dict, *, row: int, job_key: str) -> dict:

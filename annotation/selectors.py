@@ -5,8 +5,9 @@ from django.db.models import Avg, Count, Q, QuerySet, Sum
 from tenants.models import Membership, User
 
 from . import agreement
-from .models import Annotation, Assignment, Item, ItemResult, Project, Review, TaskType
+from .models import Annotation, Assignment, Item, ItemResult, Project, Review
 from .schemas import answer_key
+from .task_types import task_type_spec
 
 
 def projects_for_worker(*, user: User, role: str = Membership.Role.ANNOTATOR) -> QuerySet[Project]:
@@ -163,28 +164,52 @@ def agreement_report(*, project: Project, max_items: int = 100_000) -> dict:
         "annotations": sum(len(u) for u in multi.values()),
         "gold_accuracy_by_annotator": gold_accuracy_by_annotator(project=project),
     }
-    keyed = [[answer_key(task_type, ans) for _, ans in u] for u in multi.values()]
-    if task_type in (TaskType.CLASSIFICATION, TaskType.PREFERENCE, TaskType.MULTI_LABEL):
-        report["krippendorff_alpha_nominal"] = agreement.krippendorff_alpha(keyed, level="nominal")
-        report["pairwise_agreement"] = agreement.pairwise_agreement(keyed)
-        report["fleiss_kappa"] = agreement.fleiss_kappa_from_units(keyed)
-        annotators = sorted({a for u in multi.values() for a, _ in u})
-        if len(annotators) == 2:
-            by_annotator = [{a: answer_key(task_type, ans) for a, ans in u} for u in multi.values()]
-            report["cohen_kappa"] = agreement.cohen_kappa(
-                [u.get(annotators[0]) for u in by_annotator],
-                [u.get(annotators[1]) for u in by_annotator],
-            )
-    elif task_type == TaskType.RATING:
-        report["krippendorff_alpha_interval"] = agreement.krippendorff_alpha(
-            keyed, level="interval"
-        )
-        report["krippendorff_alpha_ordinal"] = agreement.krippendorff_alpha(keyed, level="ordinal")
-        report["pairwise_agreement"] = agreement.pairwise_agreement(keyed)
-    elif task_type == TaskType.SPANS:
-        report["pairwise_span_f1"] = agreement.pairwise_span_f1(
-            [[ans["spans"] for _, ans in u] for u in multi.values()]
-        )
-    else:  # free text: exact agreement is all that is meaningful without a model
-        report["pairwise_exact_agreement"] = agreement.pairwise_agreement(keyed)
+    measure = _AGREEMENT_MEASURES[task_type_spec(task_type).agreement]
+    report.update(measure(task_type, multi))
     return report
+
+
+def _nominal_agreement(task_type: str, multi: dict) -> dict:
+    keyed = [[answer_key(task_type, ans) for _, ans in u] for u in multi.values()]
+    report = {
+        "krippendorff_alpha_nominal": agreement.krippendorff_alpha(keyed, level="nominal"),
+        "pairwise_agreement": agreement.pairwise_agreement(keyed),
+        "fleiss_kappa": agreement.fleiss_kappa_from_units(keyed),
+    }
+    annotators = sorted({a for u in multi.values() for a, _ in u})
+    if len(annotators) == 2:
+        by_annotator = [{a: answer_key(task_type, ans) for a, ans in u} for u in multi.values()]
+        report["cohen_kappa"] = agreement.cohen_kappa(
+            [u.get(annotators[0]) for u in by_annotator],
+            [u.get(annotators[1]) for u in by_annotator],
+        )
+    return report
+
+
+def _interval_agreement(task_type: str, multi: dict) -> dict:
+    keyed = [[answer_key(task_type, ans) for _, ans in u] for u in multi.values()]
+    return {
+        "krippendorff_alpha_interval": agreement.krippendorff_alpha(keyed, level="interval"),
+        "krippendorff_alpha_ordinal": agreement.krippendorff_alpha(keyed, level="ordinal"),
+        "pairwise_agreement": agreement.pairwise_agreement(keyed),
+    }
+
+
+def _span_agreement(task_type: str, multi: dict) -> dict:
+    spans = [[ans["spans"] for _, ans in u] for u in multi.values()]
+    return {"pairwise_span_f1": agreement.pairwise_span_f1(spans)}
+
+
+def _exact_agreement(task_type: str, multi: dict) -> dict:
+    # Free text: exact agreement is all that is meaningful without a model.
+    keyed = [[answer_key(task_type, ans) for _, ans in u] for u in multi.values()]
+    return {"pairwise_exact_agreement": agreement.pairwise_agreement(keyed)}
+
+
+# The measures a task type's spec names in its `agreement` attribute.
+_AGREEMENT_MEASURES = {
+    "nominal": _nominal_agreement,
+    "interval": _interval_agreement,
+    "span_f1": _span_agreement,
+    "exact": _exact_agreement,
+}

@@ -23,7 +23,6 @@ from .models import (
     ItemResult,
     Project,
     Review,
-    TaskType,
 )
 from .schemas import (
     SchemaError,
@@ -33,6 +32,7 @@ from .schemas import (
     item_text,
     label_schema_validate,
 )
+from .task_types import task_types_where
 from .token_estimate import estimate_tokens
 
 PROJECT_EDITOR_ROLES = {
@@ -459,12 +459,8 @@ def project_completion_check(*, project: Project) -> bool:
     return True
 
 
-VOTABLE_TYPES = {
-    TaskType.CLASSIFICATION,
-    TaskType.MULTI_LABEL,
-    TaskType.PREFERENCE,
-    TaskType.RATING,
-}
+# Task types whose answers are votes Dawid–Skene may weigh (see annotation/task_types/).
+VOTABLE_TYPES = task_types_where(lambda spec: spec.votable)
 
 
 @transaction.atomic

@@ -18,9 +18,10 @@ from django.views.decorators.csrf import ensure_csrf_cookie
 from tenants.models import Membership
 from valuechain.selectors import annotator_standing
 
-from .models import Item, Project, TaskType
+from .models import Item, Project
 from .schemas import SchemaError, label_schema_validate
 from .selectors import annotator_quality, projects_for_worker
+from .task_types import task_type_spec
 
 # Reviewers and project managers may review (as the API allows).
 REVIEW_ROLES = (Membership.Role.REVIEWER, Membership.Role.PROJECT_MANAGER)
@@ -162,6 +163,7 @@ def workspace(request, pk: int):
         {
             "project": project,
             "config": _page_config(project),
+            "editor": _editor(project),
             "shortcuts": _shortcuts(project, review=False),
         },
     )
@@ -178,6 +180,7 @@ def review(request, pk: int):
         {
             "project": project,
             "config": _page_config(project),
+            "editor": _editor(project),
             "shortcuts": _shortcuts(project, review=True),
         },
     )
@@ -248,28 +251,20 @@ def _requirement_text(requirement: dict) -> dict:
     }
 
 
+def _editor(project: Project) -> dict:
+    """The task type's editor component and how its submit key reads."""
+    spec = task_type_spec(project.task_type)
+    return {
+        "script": spec.editor_script,
+        "submit_keys": spec.submit_keys[0],
+        "submit_kbd": spec.submit_keys[1],
+    }
+
+
 def _shortcuts(project: Project, *, review: bool) -> list[tuple[str | None, list]]:
     """The keyboard map shown beside the task: (group title, [(keys, what they do)])."""
-    task_type = project.task_type
-    digits = "1–9"
-    if task_type == TaskType.RATING:
-        schema = _label_schema(project)
-        low, high = schema.get("min", 1), schema.get("max", 5)
-        digits = f"{low}–{min(high, 9)}"
-        if high >= 10 and low > 0:  # 0 stands for 10 on such a scale
-            digits += ", 0 = 10"
-    picks = {
-        TaskType.CLASSIFICATION: (digits, _("Pick a label")),
-        TaskType.MULTI_LABEL: (digits, _("Turn a label on or off")),
-        TaskType.SPANS: (digits, _("Mark the selected text with a label")),
-        TaskType.PREFERENCE: ("1 / 2 / 3", _("Response A / response B / tie")),
-        TaskType.RATING: (digits, _("Pick a score")),
-    }
-    editing = []
-    if task_type in picks:
-        editing.append(picks[task_type])
-    if task_type == TaskType.SPANS:
-        editing.append((_("Click"), _("Remove a marked span")))
+    spec = task_type_spec(project.task_type)
+    editing = spec.editor_shortcuts(_label_schema(project))
     if review:
         verdicts = [
             ("A", _("Accept")),
@@ -283,7 +278,7 @@ def _shortcuts(project: Project, *, review: bool) -> list[tuple[str | None, list
             ("Z", _("Undo the last change")),
         ]
         return [(None, verdicts), (_("While correcting"), editing)]
-    if task_type in (TaskType.TEXT, TaskType.PREFERENCE):
+    if spec.has_text_box:
         editing += [
             ("Ctrl+Enter", _("Submit while typing")),
             ("Esc", _("Leave the text box")),

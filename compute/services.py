@@ -212,9 +212,9 @@ def prompt_template_create(
     *, project: Project, created_by: User, system: str = "", user: str = "{text}"
 ) -> PromptTemplate:
     _require_run_permission(created_by, project)
-    from annotation.schemas import ITEM_FIELDS
+    from annotation.task_types import task_type_spec
 
-    required, _optional = ITEM_FIELDS[project.task_type]
+    required = task_type_spec(project.task_type).item_required
     try:
         used = prompt_fields(user)
     except InvalidAnswer as exc:

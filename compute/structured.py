@@ -2,74 +2,23 @@
 
 The JSON schema goes out as `response_format: {"type": "json_schema", ...}`,
 the form current vLLM, SGLang and OpenAI honour (the older `guided_json`
-extra field is ignored by new vLLM servers). Whatever comes back is parsed
-and validated against both the JSON schema and the project's own answer
-rules; an invalid reply never becomes a suggestion.
+extra field is ignored by new vLLM servers). The schema is the task type's
+own (annotation/task_types/), and whatever comes back is checked by the same
+`answer_validate` that checks human submits: one compiled schema, then the
+type's own checks; an invalid reply never becomes a suggestion.
 """
 
-import functools
 import json
 import string
 
-import jsonschema
-
-from annotation.models import Project, TaskType
-from annotation.schemas import SchemaError, answer_validate, label_values
+from annotation.models import Project
+from annotation.task_types import MODEL, SchemaError, answer_json_schema, answer_validate
 
 from .models import PromptTemplate
 
 
 class InvalidAnswer(ValueError):
     pass
-
-
-def answer_json_schema(task_type: str, label_schema: dict) -> dict:
-    labels = label_values(label_schema)
-    if task_type == TaskType.CLASSIFICATION:
-        properties = {"label": {"type": "string", "enum": labels}}
-    elif task_type == TaskType.MULTI_LABEL:
-        properties = {
-            "labels": {
-                "type": "array",
-                "items": {"type": "string", "enum": labels},
-                "uniqueItems": True,
-            }
-        }
-    elif task_type == TaskType.SPANS:
-        properties = {
-            "spans": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "properties": {
-                        "start": {"type": "integer", "minimum": 0},
-                        "end": {"type": "integer", "minimum": 1},
-                        "label": {"type": "string", "enum": labels},
-                    },
-                    "required": ["start", "end", "label"],
-                    "additionalProperties": False,
-                },
-            }
-        }
-    elif task_type == TaskType.PREFERENCE:
-        choices = ["a", "b", "tie"] if label_schema.get("allow_tie", True) else ["a", "b"]
-        properties = {"choice": {"type": "string", "enum": choices}}
-    elif task_type == TaskType.RATING:
-        properties = {
-            "rating": {
-                "type": "integer",
-                "minimum": label_schema.get("min", 1),
-                "maximum": label_schema.get("max", 5),
-            }
-        }
-    else:
-        properties = {"text": {"type": "string"}}
-    return {
-        "type": "object",
-        "properties": properties,
-        "required": list(properties),
-        "additionalProperties": False,
-    }
 
 
 def response_format(project: Project) -> dict:
@@ -83,13 +32,6 @@ def response_format(project: Project) -> dict:
     }
 
 
-@functools.lru_cache(maxsize=256)
-def _validator(task_type: str, label_schema_json: str) -> jsonschema.Draft202012Validator:
-    """Compiled once per schema: checking the schema itself costs more than using it."""
-    schema = answer_json_schema(task_type, json.loads(label_schema_json))
-    return jsonschema.Draft202012Validator(schema)
-
-
 def answer_parse(project: Project, content: str, item_data: dict) -> dict:
     """The validated answer in a reply's content, or InvalidAnswer saying what is wrong."""
     text = content.strip()
@@ -99,16 +41,10 @@ def answer_parse(project: Project, content: str, item_data: dict) -> dict:
         value = json.loads(text)
     except ValueError as exc:
         raise InvalidAnswer(f"the reply is not JSON ({exc.msg} at position {exc.pos})") from exc
-    error = jsonschema.exceptions.best_match(
-        _validator(project.task_type, json.dumps(project.label_schema, sort_keys=True)).iter_errors(
-            value
-        )
-    )
-    if error is not None:
-        where = "/".join(str(p) for p in error.absolute_path) or "the answer"
-        raise InvalidAnswer(f"{where}: {error.message}")
     try:
-        return answer_validate(project.task_type, project.label_schema, value, item_data=item_data)
+        return answer_validate(
+            project.task_type, project.label_schema, value, item_data=item_data, source=MODEL
+        )
     except SchemaError as exc:
         raise InvalidAnswer(str(exc)) from exc
 

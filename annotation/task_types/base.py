@@ -1,0 +1,294 @@
+"""What every task type provides, and the validation machinery they share.
+
+One JSON Schema per (task type, label schema) is the single source for
+checking answers, whoever gives them:
+
+- ``TaskTypeSpec.answer_schema`` is the *canonical* schema: every property an
+  answer may carry, the required ones in ``required``, ``additionalProperties:
+  false`` on every object.
+- ``model_answer_schema`` is derived from it for ``response_format`` with
+  OpenAI ``strict: true``: strict mode wants every property required, so it
+  keeps only the required ones (a model never writes the optional extras,
+  e.g. a preference rationale).
+- Human submits (``source="human"``) tolerate extra keys, as they always did:
+  keys the canonical schema does not name are dropped before validation.
+  Model replies (``source="model"``) are checked as sent, against exactly the
+  schema the model was given, so an extra key is refused.
+
+Both go through ``answer_validate``: the compiled validator (built once per
+task type and label schema), its first error turned into
+``SchemaError(field, message)`` with the type's own wording, then the type's
+``answer_check`` for what JSON Schema cannot say (span ends past the text,
+duplicate spans, blank text) and normalisation.
+"""
+
+import functools
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import jsonschema
+
+MAX_LABELS = 200
+MAX_TEXT_CHARS = 200_000
+
+HUMAN = "human"
+MODEL = "model"
+
+
+@dataclass
+class SchemaError(Exception):
+    field: str
+    message: str
+
+    def __str__(self):
+        return f"{self.field}: {self.message}"
+
+
+def fail(field: str, message: str):
+    raise SchemaError(field, message)
+
+
+def require_text(value, field: str, *, allow_empty: bool = False) -> str:
+    if not isinstance(value, str):
+        fail(field, f"expected a string, got {type(value).__name__}")
+    if not allow_empty and not value.strip():
+        fail(field, "must not be empty")
+    if len(value) > MAX_TEXT_CHARS:
+        fail(field, f"is {len(value):,} characters long; at most {MAX_TEXT_CHARS:,} allowed")
+    return value
+
+
+def label_values(schema: dict) -> list[str]:
+    return [label["value"] for label in schema.get("labels", [])]
+
+
+def not_a_label(value, label_schema: dict) -> str:
+    return f"{value!r} is not one of the project's labels: {', '.join(label_values(label_schema))}"
+
+
+def normalize_labels(raw, *, minimum: int) -> list[dict]:
+    if not isinstance(raw, list):
+        fail("label_schema.labels", "expected a list of labels")
+    labels, seen_values, seen_hotkeys = [], set(), set()
+    for index, entry in enumerate(raw):
+        path = f"label_schema.labels[{index}]"
+        if isinstance(entry, str):
+            entry = {"value": entry}
+        if not isinstance(entry, dict):
+            fail(path, "expected a string or an object with 'value'")
+        value = entry.get("value")
+        if not isinstance(value, str) or not value.strip():
+            fail(f"{path}.value", "expected a non-empty string")
+        if value in seen_values:
+            fail(f"{path}.value", f"duplicate label {value!r}")
+        seen_values.add(value)
+        label = {"value": value, "title": str(entry.get("title") or value)}
+        hotkey = entry.get("hotkey")
+        if hotkey is not None:
+            if not isinstance(hotkey, str) or len(hotkey) != 1:
+                fail(f"{path}.hotkey", "expected a single character")
+            if hotkey in seen_hotkeys:
+                fail(f"{path}.hotkey", f"hotkey {hotkey!r} is used twice")
+            seen_hotkeys.add(hotkey)
+            label["hotkey"] = hotkey
+        labels.append(label)
+    if len(labels) < minimum:
+        fail("label_schema.labels", f"needs at least {minimum} label(s)")
+    if len(labels) > MAX_LABELS:
+        fail("label_schema.labels", f"at most {MAX_LABELS} labels")
+    # Digits 1-9 pick labels in the workspace unless a label names its own key.
+    free = [str(d) for d in range(1, 10) if str(d) not in seen_hotkeys]
+    for label in labels:
+        if "hotkey" not in label and free:
+            label["hotkey"] = free.pop(0)
+    return labels
+
+
+def strict_object(properties: dict, *, optional: tuple[str, ...] = ()) -> dict:
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": [name for name in properties if name not in optional],
+        "additionalProperties": False,
+    }
+
+
+# What a JSON Schema error says, by the path of the failing value ("*" for any
+# list index) and the keyword that failed; None stands for any keyword. A
+# message is a callable (value, label_schema) -> str.
+Messages = dict[tuple[tuple, str | None], Callable[[object, dict], str]]
+
+
+class TaskTypeSpec:
+    """Everything one task type means. Subclasses set the attributes and override
+    the methods whose defaults do not fit."""
+
+    name: str = ""
+    # Item data: the text fields an item needs and may have, in reading order.
+    item_required: tuple[str, ...] = ()
+    item_optional: tuple[str, ...] = ()
+    # Agreement: the measure agreement_report computes (see selectors) and
+    # whether answers are votes that majority vote and Dawid–Skene may weigh.
+    agreement: str = "exact"
+    votable: bool = False
+    # Training exports this type can fill, and the one a dataset version defaults to.
+    training_formats: frozenset[str] = frozenset()
+    default_dataset_format: str | None = None
+    # The workspace editor: its component script (static/js/task-types/), whether
+    # it has a text box (where only Ctrl+Enter and Esc act as shortcuts), and the
+    # submit key as aria-keyshortcuts and as shown.
+    editor_script: str = ""
+    has_text_box: bool = False
+    submit_keys: tuple[str, str] = ("Enter", "Enter")
+
+    messages: Messages = {}
+
+    # --- label schema ---------------------------------------------------------
+
+    def label_schema_validate(self, schema: dict) -> dict:
+        raise NotImplementedError
+
+    # --- item data ------------------------------------------------------------
+
+    def item_data_validate(self, data) -> dict:
+        """Item data: the required text fields present; extras kept."""
+        if not isinstance(data, dict):
+            fail("data", "expected an object")
+        for name in self.item_required:
+            if name not in data:
+                fail(
+                    f"data.{name}",
+                    f"missing; a {self.name} item needs {', '.join(self.item_required)}",
+                )
+            require_text(data[name], f"data.{name}")
+        for name in self.item_optional:
+            if data.get(name) is not None:
+                require_text(data[name], f"data.{name}", allow_empty=True)
+        return data
+
+    @functools.cached_property
+    def text_fields(self) -> tuple[str, ...]:
+        return (*self.item_optional, *self.item_required)
+
+    def item_text(self, data: dict) -> str:
+        """The item's text, for token counts and prompts."""
+        fields = self.text_fields
+        if len(fields) == 1:
+            return str(data.get(fields[0]) or "")
+        return "\n".join([str(data.get(name) or "") for name in fields])
+
+    # --- answers --------------------------------------------------------------
+
+    def answer_schema(self, label_schema: dict) -> dict:
+        """The canonical JSON Schema of an answer (see the module docstring)."""
+        raise NotImplementedError
+
+    def answer_check(self, answer: dict, label_schema: dict, item_data, field: str) -> dict:
+        """What JSON Schema cannot check, on a schema-valid answer; the normalized answer."""
+        return answer
+
+    def answer_key(self, answer: dict):
+        """The hashable part of an answer that agreement and voting compare."""
+        raise NotImplementedError
+
+    def answer_text(self, answer: dict) -> str:
+        """The text an answer adds, for token counting."""
+        return ""
+
+    def gold_from_shorthand(self, value):
+        """A gold answer given as a bare value in a CSV cell or simple file."""
+        return value
+
+    # --- exports --------------------------------------------------------------
+
+    def results_label(self, answer: dict):
+        """The answer's headline value for the results CSV's label column."""
+        return ""
+
+    def training_record(self, project, fmt: str, data: dict, answer: dict) -> dict | None:
+        """One fine-tuning example in fmt, or None when this answer teaches nothing."""
+        return None
+
+    # --- workspace ------------------------------------------------------------
+
+    def editor_shortcuts(self, label_schema: dict) -> list[tuple[str, str]]:
+        """(keys, what they do) for the editor's own controls."""
+        return []
+
+
+def model_answer_schema(schema: dict) -> dict:
+    """The canonical schema as a model gets it: only the required properties (strict mode)."""
+    required = schema["required"]
+    return {**schema, "properties": {k: schema["properties"][k] for k in required}}
+
+
+def _prune(schema: dict, value):
+    """value without the object keys schema does not name (humans' extra keys)."""
+    if isinstance(value, dict) and "properties" in schema:
+        properties = schema["properties"]
+        return {k: _prune(properties[k], v) for k, v in value.items() if k in properties}
+    if isinstance(value, list) and "items" in schema:
+        return [_prune(schema["items"], v) for v in value]
+    return value
+
+
+class _Compiled:
+    """One task type's validators for one label schema."""
+
+    def __init__(self, spec: TaskTypeSpec, label_schema: dict):
+        self.schema = spec.answer_schema(label_schema)
+        self.model_schema = model_answer_schema(self.schema)
+        cls = jsonschema.Draft202012Validator
+        self.human = cls(self.schema, format_checker=None)
+        self.model = cls(self.model_schema, format_checker=None)
+
+
+@functools.lru_cache(maxsize=512)
+def _compiled(spec: TaskTypeSpec, label_schema_json: str) -> _Compiled:
+    # Compiled once per schema: building a validator costs more than using it.
+    return _Compiled(spec, json.loads(label_schema_json))
+
+
+def compiled(spec: TaskTypeSpec, label_schema: dict) -> _Compiled:
+    return _compiled(spec, json.dumps(label_schema, sort_keys=True))
+
+
+def _field_path(field: str, path) -> str:
+    return field + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path)
+
+
+def _schema_error(spec: TaskTypeSpec, error, label_schema: dict, field: str) -> SchemaError:
+    path = list(error.absolute_path)
+    if error.validator == "required":
+        missing = next(n for n in error.validator_value if n not in error.instance)
+        field = _field_path(field, [*path, missing])
+        return SchemaError(field, f"{missing!r} is a required property")
+    pattern = tuple("*" if isinstance(p, int) else p for p in path)
+    message = spec.messages.get((pattern, error.validator)) or spec.messages.get((pattern, None))
+    text = message(error.instance, label_schema) if message else error.message
+    return SchemaError(_field_path(field, path), text)
+
+
+def answer_validate(
+    spec: TaskTypeSpec,
+    label_schema: dict,
+    answer,
+    *,
+    item_data: dict | None = None,
+    field: str = "answer",
+    source: str = HUMAN,
+) -> dict:
+    """The normalized answer, or SchemaError naming the field and what was expected."""
+    if not isinstance(answer, dict):
+        fail(field, "expected an object")
+    validators = compiled(spec, label_schema)
+    if source == HUMAN:
+        answer = _prune(validators.schema, answer)
+        validator = validators.human
+    else:
+        validator = validators.model
+    error = jsonschema.exceptions.best_match(validator.iter_errors(answer))
+    if error is not None:
+        raise _schema_error(spec, error, label_schema, field)
+    return spec.answer_check(answer, label_schema, item_data, field)
