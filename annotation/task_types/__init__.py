@@ -5,6 +5,12 @@ JSON Schema, checks, key, exports, the workspace editor) lives in its module;
 the rest of the code asks ``task_type_spec(project.task_type)`` instead of
 branching on the type. ``base`` holds the shared machinery and explains how
 one JSON Schema checks both human submits and model replies.
+
+A new task type: a ``TaskType`` value (and its migration), a module here with
+a ``TaskTypeSpec`` subclass registered in ``TASK_TYPES`` below, and an editor
+component ``static/js/task-types/<name>.js`` that calls
+``TW.registerTaskType``; tests/annotation/task_types/test_registry.py checks
+that every type has all three.
 """
 
 from .base import HUMAN, MODEL, SchemaError, TaskTypeSpec, label_values

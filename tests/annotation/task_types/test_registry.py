@@ -131,3 +131,30 @@ def test_no_code_outside_the_registry_branches_on_task_types():
         and not line.startswith("annotation/models.py:")
     ]
     assert outside == []
+
+
+ODD_VALUES = [None, True, 0, 1, 3.0, -1, "", "pos", "tie", [], ["pos", "pos"], {}, {"x": 1}]
+
+
+@pytest.mark.parametrize("task_type", sorted(VALID))
+def test_the_fast_check_never_passes_what_json_schema_refuses(task_type):
+    raw, answer, _data = VALID[task_type]
+    compiled = base.compiled(task_type_spec(task_type), schema_for(task_type, raw))
+    (name,) = answer
+    candidates = [answer, {}, {**answer, "extra": 1}]
+    candidates += [{name: odd} for odd in ODD_VALUES]
+    if name == "spans":
+        span = answer["spans"][0]
+        candidates += [{"spans": [{**span, key: odd}]} for key in span for odd in ODD_VALUES]
+    for validator, fast in [
+        (compiled.human, compiled.human_fast),
+        (compiled.model, compiled.model_fast),
+    ]:
+        assert fast is not None
+        for candidate in candidates:
+            assert fast(candidate) == validator.is_valid(candidate), candidate
+
+
+def test_whole_numbers_only():
+    error = refused("rating", schema_for("rating", {}), {"rating": 3.0})
+    assert error.field == "answer.rating"
