@@ -35,14 +35,6 @@ def _may_manage_api_tokens(*, user: User, organization: Organization) -> bool:
 
 
 @transaction.atomic
-def organization_create(*, name: str, slug: str, kind: str, region: Region) -> Organization:
-    organization = Organization(name=name, slug=slug, kind=kind, region=region)
-    organization.full_clean()
-    organization.save()
-    return organization
-
-
-@transaction.atomic
 def membership_grant(*, user: User, organization: Organization, role: str) -> Membership:
     if role not in Membership.Role.values:
         raise ValidationError(
@@ -52,6 +44,12 @@ def membership_grant(*, user: User, organization: Organization, role: str) -> Me
         user=user, organization=organization, role=role
     )
     return membership
+
+
+@transaction.atomic
+def user_skill_tier_set(*, user_id: int, level: int) -> int:
+    """Move a person to a skill tier (the value chain's tier review decides which)."""
+    return User.objects.filter(pk=user_id).update(skill_tier=level)
 
 
 @transaction.atomic
