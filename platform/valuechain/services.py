@@ -11,7 +11,7 @@ from django.db.models.functions import Coalesce, TruncDate, TruncMonth
 from django.utils import timezone
 
 from tenants.models import Membership, Organization, User
-from tenants.services import user_skill_tier_set
+from tenants.services import users_skill_tier_set
 
 from .models import (
     BackendRollup,
@@ -559,8 +559,20 @@ def tiers_review(*, today=None) -> dict:
             },
         )
         changed["promoted" if target > user.skill_tier else "demoted"] += 1
-        user_skill_tier_set(user_id=user.pk, level=target)
+        users_skill_tier_set(levels={user.pk: target})
     return changed
+
+
+@transaction.atomic
+def tier_changes_record(*, changes: list[dict]) -> int:
+    """Record tier changes decided elsewhere (e.g. a seeded history), all at once.
+
+    Each dict holds TierChange's fields (user or user_id, day, from_level,
+    to_level, region or region_id, reason, measured); people's own tiers are
+    tenants' to set.
+    """
+    created = TierChange.objects.bulk_create([TierChange(**change) for change in changes])
+    return len(created)
 
 
 @transaction.atomic
