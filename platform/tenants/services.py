@@ -35,18 +35,6 @@ def _may_manage_api_tokens(*, user: User, organization: Organization) -> bool:
 
 
 @transaction.atomic
-def membership_grant(*, user: User, organization: Organization, role: str) -> Membership:
-    if role not in Membership.Role.values:
-        raise ValidationError(
-            {"role": f"Unknown role {role!r}; expected one of {Membership.Role.values}."}
-        )
-    membership, _ = Membership.objects.get_or_create(
-        user=user, organization=organization, role=role
-    )
-    return membership
-
-
-@transaction.atomic
 def organization_get_or_create(
     *, slug: str, name: str, kind: str, region: Region
 ) -> tuple[Organization, bool]:

@@ -52,15 +52,6 @@ def test_revoking_twice_keeps_the_first_revocation_time():
     assert first is not None and token.revoked_at == first
 
 
-def test_membership_grant_is_idempotent_and_rejects_unknown_roles():
-    organization, user = OrganizationFactory(), UserFactory()
-    services.membership_grant(user=user, organization=organization, role="reviewer")
-    services.membership_grant(user=user, organization=organization, role="reviewer")
-    assert Membership.objects.filter(user=user).count() == 1
-    with pytest.raises(ValidationError):
-        services.membership_grant(user=user, organization=organization, role="overlord")
-
-
 def test_regions_are_seeded_with_every_provincial_division_and_the_named_cities():
     assert Region.objects.filter(level="province").count() == 34
     cities = set(Region.objects.filter(level="city").values_list("name_en", flat=True))
