@@ -8,6 +8,7 @@ the humans go to review.
 """
 
 import asyncio
+import logging
 from decimal import Decimal
 
 from django.core.exceptions import ValidationError
@@ -25,6 +26,8 @@ from .api_key_cipher import api_key_decrypt
 from .backend_client import BackendClient, BackendRejected, BackendUnavailable
 from .models import Backend, FineTuneRun, Prediction, PrelabelRun
 from .routing import backends_for_project
+
+logger = logging.getLogger(__name__)
 
 METHOD_FORMATS = {
     FineTuneRun.Method.SUPERVISED: {ExportFormat.OPENAI_CHAT},
@@ -83,6 +86,10 @@ def finetune_run_start(
     from .tasks import finetune_run_submit_task
 
     finetune_run_submit_task.delay_on_commit(run.pk)
+    logger.info(
+        "fine-tune run started",
+        extra={"finetune_run_id": run.pk, "project_id": project.pk, "backend_id": backend.pk},
+    )
     return run
 
 
@@ -91,6 +98,7 @@ def _fail(run: FineTuneRun, message: str) -> FineTuneRun:
         status=FineTuneRun.Status.FAILED, error=message[:2000], finished_at=timezone.now()
     )
     run.refresh_from_db()
+    logger.warning("fine-tune run failed", extra={"finetune_run_id": run.pk, "error": message})
     return run
 
 
@@ -146,6 +154,10 @@ def finetune_run_submit(*, run_id: int) -> FineTuneRun:
         remote_job=job["id"], status=FineTuneRun.Status.QUEUED
     )
     run.refresh_from_db()
+    logger.info(
+        "fine-tune run submitted",
+        extra={"finetune_run_id": run.pk, "remote_job": run.remote_job, "status": run.status},
+    )
     return run
 
 
@@ -171,6 +183,7 @@ def finetune_run_poll(*, run_id: int) -> FineTuneRun:
     except BackendUnavailable:
         return run  # try again at the next poll
     remote = job.get("status")
+    previous = run.status
     updates = {"events": events[:KEEP_EVENTS]}
     if remote in REMOTE_STATUS:
         updates["status"] = REMOTE_STATUS[remote]
@@ -204,6 +217,18 @@ def finetune_run_poll(*, run_id: int) -> FineTuneRun:
 
             finetune_run_evaluate_task.delay_on_commit(run.pk)
     run.refresh_from_db()
+    if run.status != previous:
+        logger.info(
+            "fine-tune run %s -> %s",
+            previous,
+            run.status,
+            extra={
+                "finetune_run_id": run.pk,
+                "status_from": previous,
+                "status_to": run.status,
+                "remote_status": remote,
+            },
+        )
     return run
 
 
@@ -271,6 +296,14 @@ def finetune_run_evaluate(*, run_id: int) -> FineTuneRun:
         status=FineTuneRun.Status.SUCCEEDED, evaluation=evaluation, finished_at=timezone.now()
     )
     run.refresh_from_db()
+    logger.info(
+        "fine-tune run evaluated",
+        extra={
+            "finetune_run_id": run.pk,
+            "items": evaluation["items"],
+            "disagreements": evaluation.get("disagreements", 0),
+        },
+    )
     return run
 
 
