@@ -201,6 +201,8 @@ def membership_role_change(*, membership: Membership, role: str, actor: User | N
 
 @transaction.atomic
 def membership_delete(*, membership: Membership, actor: User | None) -> None:
+    # Fresh and locked: the caller's copy may predate a role change.
+    membership = Membership.objects.select_for_update().get(pk=membership.pk)
     _require_membership_manager(actor, membership.organization)
     # Recorded first: the row keeps the membership's id and description.
     audit_event_record(
