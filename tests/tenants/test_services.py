@@ -1,8 +1,12 @@
+from types import SimpleNamespace
+
 import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import DatabaseError, transaction
 
 from tenants import services
-from tenants.models import ApiToken, Membership, Region
+from tenants.models import ApiToken, AuditEvent, Membership, Region
+from tenants.request_context import api_token_bind
 from tests.factories import OrganizationFactory, UserFactory, api_token, member
 
 pytestmark = pytest.mark.django_db
@@ -97,13 +101,6 @@ def test_regions_sync_twice_changes_nothing():
 
 
 # --- audit trail -----------------------------------------------------------------------
-
-from types import SimpleNamespace  # noqa: E402
-
-from django.db import DatabaseError, transaction  # noqa: E402
-
-from tenants.models import AuditEvent  # noqa: E402
-from tenants.request_context import api_token_bind  # noqa: E402
 
 
 def test_audit_changes_lists_changed_fields_and_redacts_secrets():
