@@ -167,6 +167,10 @@ def membership_create(
         changes={"role": [None, role]},
         extra={"user": user.pk},
     )
+    logger.info(
+        "membership created",
+        extra={"membership_id": membership.pk, "organization_id": organization.pk, "role": role},
+    )
     return membership
 
 
@@ -196,6 +200,10 @@ def membership_role_change(*, membership: Membership, role: str, actor: User | N
         changes={"role": [previous, role]},
         extra={"user": membership.user_id},
     )
+    logger.info(
+        "membership role changed",
+        extra={"membership_id": membership.pk, "role_from": previous, "role_to": role},
+    )
     return membership
 
 
@@ -212,6 +220,10 @@ def membership_delete(*, membership: Membership, actor: User | None) -> None:
         actor=actor,
         changes={"role": [membership.role, None]},
         extra={"user": membership.user_id},
+    )
+    logger.info(
+        "membership deleted",
+        extra={"membership_id": membership.pk, "organization_id": membership.organization_id},
     )
     membership.delete()
 
