@@ -115,11 +115,53 @@ def audit_event_record(
 
 
 @transaction.atomic
-def organization_create(*, name: str, slug: str, kind: str, region: Region) -> Organization:
+def organization_get_or_create(
+    *, slug: str, name: str, kind: str, region: Region
+) -> tuple[Organization, bool]:
+    """The organization with this slug, created (name, kind, region) when missing."""
+    organization = Organization.objects.filter(slug=slug).first()
+    if organization is not None:
+        return organization, False
     organization = Organization(name=name, slug=slug, kind=kind, region=region)
     organization.full_clean()
     organization.save()
-    return organization
+    return organization, True
+
+
+@transaction.atomic
+def annotators_create(*, organization: Organization, people: list[tuple[str, str]]) -> list[User]:
+    """Many (username, display name) people at once, each an annotator of organization.
+
+    They get no usable password: an admin sets one, or they only carry history.
+    """
+    users = []
+    for username, display_name in people:
+        user = User(username=username, display_name=display_name)
+        user.set_unusable_password()
+        users.append(user)
+    User.objects.bulk_create(users)
+    Membership.objects.bulk_create(
+        [
+            Membership(user=user, organization=organization, role=Membership.Role.ANNOTATOR)
+            for user in users
+        ]
+    )
+    return users
+
+
+@transaction.atomic
+def users_skill_tier_set(*, levels: dict[int, int]) -> int:
+    """Move people (user id -> level) to skill tiers; the value chain decides which.
+
+    One UPDATE per level, in id order, however many people move.
+    """
+    by_level: dict[int, list[int]] = {}
+    for user_id, level in sorted(levels.items()):
+        by_level.setdefault(level, []).append(user_id)
+    return sum(
+        User.objects.filter(pk__in=user_ids).update(skill_tier=level)
+        for level, user_ids in sorted(by_level.items())
+    )
 
 
 def _role_checked(role: str) -> str:
@@ -136,18 +178,6 @@ def _require_membership_manager(actor: User | None, organization: Organization) 
         return
     if Membership.Role.ADMIN not in roles_for_user(user=actor, organization=organization):
         raise PermissionDenied("Only an admin of the organization may change its members.")
-
-
-@transaction.atomic
-def membership_grant(
-    *, user: User, organization: Organization, role: str, actor: User | None = None
-) -> Membership:
-    """Give user role unless they have it already (idempotent, for seeding)."""
-    _role_checked(role)
-    existing = Membership.objects.filter(user=user, organization=organization, role=role).first()
-    if existing is not None:
-        return existing
-    return membership_create(user=user, organization=organization, role=role, actor=actor)
 
 
 @transaction.atomic

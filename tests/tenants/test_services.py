@@ -5,9 +5,9 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import DatabaseError, transaction
 
 from tenants import services
-from tenants.models import ApiToken, AuditEvent, Membership, Region
+from tenants.models import ApiToken, AuditEvent, Membership, Organization, Region, User
 from tenants.request_context import api_token_bind
-from tests.factories import OrganizationFactory, UserFactory, api_token, member
+from tests.factories import OrganizationFactory, RegionFactory, UserFactory, api_token, member
 
 pytestmark = pytest.mark.django_db
 
@@ -54,15 +54,6 @@ def test_revoking_twice_keeps_the_first_revocation_time():
     first = token.revoked_at
     services.api_token_revoke(token=token, revoked_by=token.created_by)
     assert first is not None and token.revoked_at == first
-
-
-def test_membership_grant_is_idempotent_and_rejects_unknown_roles():
-    organization, user = OrganizationFactory(), UserFactory()
-    services.membership_grant(user=user, organization=organization, role="reviewer")
-    services.membership_grant(user=user, organization=organization, role="reviewer")
-    assert Membership.objects.filter(user=user).count() == 1
-    with pytest.raises(ValidationError):
-        services.membership_grant(user=user, organization=organization, role="overlord")
 
 
 def test_regions_are_seeded_with_every_provincial_division_and_the_named_cities():
@@ -244,3 +235,31 @@ def test_the_database_refuses_to_rewrite_the_audit_trail_but_lets_an_actor_go():
     admin.delete()
     event.refresh_from_db()
     assert (event.actor_user, event.actor_label) == (None, admin.username)
+
+
+def test_organization_get_or_create_finds_by_slug_and_creates_once():
+    region = RegionFactory()
+    first, created = services.organization_get_or_create(
+        slug="acme", name="Acme", kind=Organization.Kind.CLIENT, region=region
+    )
+    again, created_again = services.organization_get_or_create(
+        slug="acme", name="Other name", kind=Organization.Kind.WORKFORCE, region=region
+    )
+    assert (created, created_again) == (True, False)
+    assert again.pk == first.pk and again.name == "Acme"
+
+
+def test_annotators_create_makes_people_without_passwords_as_annotators():
+    centre = OrganizationFactory(kind=Organization.Kind.WORKFORCE)
+    users = services.annotators_create(organization=centre, people=[("a1", "A 1"), ("a2", "A 2")])
+    assert [u.username for u in users] == ["a1", "a2"]
+    assert not any(User.objects.get(pk=u.pk).has_usable_password() for u in users)
+    assert set(
+        Membership.objects.filter(organization=centre).values_list("user__username", "role")
+    ) == {("a1", Membership.Role.ANNOTATOR), ("a2", Membership.Role.ANNOTATOR)}
+
+
+def test_users_skill_tier_set_moves_each_person_to_their_level():
+    a, b, c = UserFactory(), UserFactory(), UserFactory()
+    assert services.users_skill_tier_set(levels={a.pk: 3, b.pk: 3, c.pk: 2}) == 3
+    assert dict(User.objects.values_list("pk", "skill_tier")) == {a.pk: 3, b.pk: 3, c.pk: 2}
