@@ -10,6 +10,7 @@ import csv
 import hashlib
 import io
 import json
+import logging
 import tempfile
 from collections.abc import Iterator
 from decimal import Decimal
@@ -35,6 +36,8 @@ from .models import (
 from .services import PROJECT_EDITOR_ROLES, roles_require
 from .task_types import task_type_spec, task_types_where
 from .token_estimate import estimate_tokens
+
+logger = logging.getLogger(__name__)
 
 CHUNK = 2000
 
@@ -263,6 +266,15 @@ def export_job_run(*, job_id) -> ExportJob:
                 "download_url": f"/api/v1/export-jobs/{job.pk}/download/",
             },
         )
+    logger.info(
+        "export finished",
+        extra={
+            "export_job_id": str(job.pk),
+            "project_id": job.project_id,
+            "format": job.format,
+            "rows": job.row_count,
+        },
+    )
     return job
 
 

@@ -25,6 +25,7 @@ A bad value is reported for its row and field, like any other invalid row.
 
 import io
 import json
+import logging
 import queue
 import re
 import threading
@@ -52,6 +53,8 @@ from .schemas import SchemaError, answer_validate, item_data_validate, item_text
 from .services import PROJECT_EDITOR_ROLES, roles_require
 from .task_types import task_type_spec
 from .token_estimate import estimate_tokens
+
+logger = logging.getLogger(__name__)
 
 MAX_STORED_ERRORS = 1000
 STAGE_BATCH_ROWS = 5000
@@ -218,6 +221,16 @@ def _fail(job: ImportJob, message: str) -> ImportJob:
         job.finished_at = timezone.now()
         job.save()
         _announce(job)
+    logger.warning(
+        "import failed",
+        extra={
+            "import_job_id": str(job.pk),
+            "project_id": job.project_id,
+            "rows_read": job.rows_read,
+            "rows_invalid": job.rows_invalid,
+            "error": message,
+        },
+    )
     return job
 
 
@@ -455,6 +468,10 @@ def import_job_run(*, job_id, on_progress: Callable[[ImportJob], None] | None = 
     ):
         setattr(job, counter, 0)
     job.save()
+    logger.info(
+        "import started",
+        extra={"import_job_id": str(job.pk), "project_id": project.pk, "file_name": job.filename},
+    )
 
     job_key = job.pk.hex[:12]
     batch: list[dict] = []
@@ -525,6 +542,20 @@ def import_job_run(*, job_id, on_progress: Callable[[ImportJob], None] | None = 
             # New work: the project is not complete any more.
             Project.objects.filter(pk=project.pk).update(completed_at=None)
         _announce(job)
+    logger.info(
+        "import finished",
+        extra={
+            "import_job_id": str(job.pk),
+            "project_id": project.pk,
+            "rows_read": job.rows_read,
+            "rows_valid": job.rows_valid,
+            "rows_invalid": job.rows_invalid,
+            "created_count": job.created_count,
+            "updated_count": job.updated_count,
+            "skipped_count": job.skipped_count,
+            "duplicate_count": job.duplicate_count,
+        },
+    )
     if on_progress:
         on_progress(job)
     return job

@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import logging
 from datetime import timedelta
 
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -12,8 +13,9 @@ from django.utils import timezone
 
 from eventhooks.models import Event
 from eventhooks.services import webhook_event_emit
-from tenants.models import Membership, Organization, User
+from tenants.models import AuditEvent, Membership, Organization, User
 from tenants.selectors import roles_for_user
+from tenants.services import audit_changes, audit_event_record, audit_snapshot
 from valuechain import postings
 
 from . import agreement
@@ -45,6 +47,8 @@ PROJECT_EDITOR_ROLES = {
 REVIEWER_ROLES = {Membership.Role.REVIEWER, Membership.Role.PROJECT_MANAGER}
 # An annotator holds the task on screen and the prefetched next one.
 MAX_ACTIVE_LEASES = 2
+
+logger = logging.getLogger(__name__)
 
 
 def schema_error_to_validation(error: SchemaError) -> ValidationError:
@@ -86,6 +90,17 @@ def project_create(*, organization: Organization, created_by: User, **fields) ->
     project = Project(organization=organization, created_by=created_by, **fields)
     _project_clean(project)
     project.save()
+    audit_event_record(
+        event_type=AuditEvent.EventType.PROJECT_CREATED,
+        organization=organization,
+        target=project,
+        actor=created_by,
+        extra={"task_type": project.task_type, "status": project.status},
+    )
+    logger.info(
+        "project created",
+        extra={"project_id": project.pk, "organization_id": organization.pk},
+    )
     return project
 
 
@@ -119,10 +134,13 @@ def project_update(*, project: Project, updated_by: User, **fields) -> Project:
                     ]
                 }
             )
+    before = audit_snapshot(project, fields)
     for name, value in fields.items():
         setattr(project, name, value)
     _project_clean(project)
     project.save()
+    changes = audit_changes(before, audit_snapshot(project, fields))
+    _project_changes_record(project, updated_by, changes)
     if "overlap" in fields:
         # Open items follow the new overlap, but never below what is already
         # reserved: leases in flight stay valid.
@@ -130,6 +148,31 @@ def project_update(*, project: Project, updated_by: User, **fields) -> Project:
             target_annotations=Greatest(F("reserved_count"), project.overlap)
         )
     return project
+
+
+def _project_changes_record(project: Project, actor: User, changes: dict) -> None:
+    """A status transition is its own event (it is what people look for); the rest is an update."""
+    status = changes.pop("status", None)
+    if status is not None:
+        audit_event_record(
+            event_type=AuditEvent.EventType.PROJECT_STATUS_CHANGED,
+            organization=project.organization,
+            target=project,
+            actor=actor,
+            changes={"status": status},
+        )
+        logger.info(
+            "project status changed",
+            extra={"project_id": project.pk, "from": status[0], "to": status[1]},
+        )
+    if changes:
+        audit_event_record(
+            event_type=AuditEvent.EventType.PROJECT_UPDATED,
+            organization=project.organization,
+            target=project,
+            actor=actor,
+            changes=changes,
+        )
 
 
 # --- distribution ---------------------------------------------------------------
@@ -309,6 +352,7 @@ def assignment_expire_stale(*, now=None, limit: int = 5000) -> int:
         per_item[item_id] = per_item.get(item_id, 0) + 1
     for item_id, count in sorted(per_item.items()):
         Item.objects.filter(pk=item_id).update(reserved_count=F("reserved_count") - count)
+    logger.info("stale leases expired", extra={"count": len(stale), "items": len(per_item)})
     return len(stale)
 
 
@@ -448,6 +492,7 @@ def project_completion_check(*, project: Project) -> bool:
     ):
         return False
     stats = project_counts(project=project)
+    logger.info("project completed", extra={"project_id": project.pk, "items": stats["total"]})
     webhook_event_emit(
         organization_id=project.organization_id,
         event=Event.PROJECT_COMPLETED,
@@ -650,6 +695,17 @@ def review_submit(
     postings.review_posted(review, item)
     if review.annotation is not None:
         postings.annotation_rejected(review.annotation, review_id=review.pk)
+    logger.info(
+        "item reviewed",
+        extra={
+            "review_id": review.pk,
+            "item_id": item.pk,
+            "project_id": project.pk,
+            "verdict": verdict,
+            "reviewer_id": reviewer.pk,
+            "annotation_id": review.annotation_id,
+        },
+    )
     if item.status == Item.Status.DONE:
         project_completion_check(project=project)
     return review

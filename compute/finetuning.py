@@ -8,6 +8,7 @@ the humans go to review.
 """
 
 import asyncio
+import logging
 from decimal import Decimal
 
 from django.core.exceptions import ValidationError
@@ -27,6 +28,8 @@ from .backend_client import BackendClient, BackendRejected, BackendUnavailable
 from .models import Backend, FineTuneRun, Prediction, PrelabelRun
 from .routing import backends_for_project
 from .selectors import FEN
+
+logger = logging.getLogger(__name__)
 
 METHOD_FORMATS = {
     FineTuneRun.Method.SUPERVISED: {ExportFormat.OPENAI_CHAT},
@@ -85,6 +88,10 @@ def finetune_run_start(
     from .tasks import finetune_run_submit_task
 
     finetune_run_submit_task.delay_on_commit(run.pk)
+    logger.info(
+        "fine-tune run started",
+        extra={"finetune_run_id": run.pk, "project_id": project.pk, "backend_id": backend.pk},
+    )
     return run
 
 
@@ -93,6 +100,7 @@ def _fail(run: FineTuneRun, message: str) -> FineTuneRun:
         status=FineTuneRun.Status.FAILED, error=message[:2000], finished_at=timezone.now()
     )
     run.refresh_from_db()
+    logger.warning("fine-tune run failed", extra={"finetune_run_id": run.pk, "error": message})
     return run
 
 
@@ -148,6 +156,10 @@ def finetune_run_submit(*, run_id: int) -> FineTuneRun:
         remote_job=job["id"], status=FineTuneRun.Status.QUEUED
     )
     run.refresh_from_db()
+    logger.info(
+        "fine-tune run submitted",
+        extra={"finetune_run_id": run.pk, "remote_job": run.remote_job, "status": run.status},
+    )
     return run
 
 
@@ -173,6 +185,7 @@ def finetune_run_poll(*, run_id: int) -> FineTuneRun:
     except BackendUnavailable:
         return run  # try again at the next poll
     remote = job.get("status")
+    previous = run.status
     updates = {"events": events[:KEEP_EVENTS]}
     if remote in REMOTE_STATUS:
         updates["status"] = REMOTE_STATUS[remote]
@@ -206,6 +219,18 @@ def finetune_run_poll(*, run_id: int) -> FineTuneRun:
 
             finetune_run_evaluate_task.delay_on_commit(run.pk)
     run.refresh_from_db()
+    if run.status != previous:
+        logger.info(
+            "fine-tune run %s -> %s",
+            previous,
+            run.status,
+            extra={
+                "finetune_run_id": run.pk,
+                "status_from": previous,
+                "status_to": run.status,
+                "remote_status": remote,
+            },
+        )
     return run
 
 
@@ -267,6 +292,14 @@ def finetune_run_evaluate(*, run_id: int) -> FineTuneRun:
         status=FineTuneRun.Status.SUCCEEDED, evaluation=evaluation, finished_at=timezone.now()
     )
     run.refresh_from_db()
+    logger.info(
+        "fine-tune run evaluated",
+        extra={
+            "finetune_run_id": run.pk,
+            "items": evaluation["items"],
+            "disagreements": evaluation.get("disagreements", 0),
+        },
+    )
     return run
 
 

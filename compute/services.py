@@ -1,6 +1,7 @@
 """Writes for compute: backends, pre-labeling runs, metering, fine-tuning."""
 
 import asyncio
+import logging
 import time
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
@@ -14,8 +15,9 @@ from django.utils import timezone
 
 from annotation.models import Item, Project
 from annotation.services import PROJECT_EDITOR_ROLES, item_suggestions_apply
-from tenants.models import Membership, Organization, User
+from tenants.models import AuditEvent, Membership, Organization, User
 from tenants.selectors import roles_for_user
+from tenants.services import audit_changes, audit_event_record, audit_snapshot
 from valuechain import postings
 
 from . import rate_limits
@@ -32,6 +34,8 @@ CIRCUIT_FAILURE_THRESHOLD = 5
 # tail of a chunk is small, few enough that cancelling takes effect quickly.
 CHUNK_SIZE = 500
 RUN_MANAGER_ROLES = {*PROJECT_EDITOR_ROLES, Membership.Role.PROJECT_MANAGER}
+
+logger = logging.getLogger(__name__)
 
 
 # --- permissions -------------------------------------------------------------------
@@ -109,7 +113,11 @@ def backend_save(
     unknown = set(fields) - BACKEND_FIELDS
     if unknown:
         raise ValidationError({name: ["Unknown field."] for name in sorted(unknown)})
+    creating = backend is None
     backend = backend or Backend(organization=organization)
+    before = {} if creating else audit_snapshot(backend, fields)
+    # Rotating means replacing a key the backend had, or giving it a first one later.
+    key_rotated = not creating and api_key is not None
     for name, value in fields.items():
         setattr(backend, name, value)
     if api_key is not None:
@@ -119,6 +127,34 @@ def backend_save(
         raise ValidationError({"models_served": ["Expected a list of model names."]})
     backend.full_clean()
     backend.save()
+    changes = audit_changes(before, audit_snapshot(backend, fields))
+    audit = {"organization": backend.organization, "target": backend, "actor": user}
+    if creating:
+        audit_event_record(
+            event_type=AuditEvent.EventType.BACKEND_CREATED,
+            changes=changes,
+            extra={"api_key_set": api_key is not None},
+            **audit,
+        )
+        logger.info(
+            "backend created",
+            extra={"backend_id": backend.pk, "organization_id": backend.organization_id},
+        )
+    elif changes:
+        audit_event_record(
+            event_type=AuditEvent.EventType.BACKEND_UPDATED, changes=changes, **audit
+        )
+    if key_rotated:
+        # Recorded as changed, never with a value: not even the ciphertext.
+        audit_event_record(
+            event_type=AuditEvent.EventType.BACKEND_KEY_ROTATED,
+            changes=audit_changes({"api_key": 0}, {"api_key": 1}, redact={"api_key"}),
+            **audit,
+        )
+        logger.info(
+            "backend key rotated",
+            extra={"backend_id": backend.pk, "organization_id": backend.organization_id},
+        )
     return backend
 
 
@@ -126,6 +162,17 @@ def backend_save(
 def backend_delete(*, backend: Backend, user: User) -> None:
     """Runs that used it fail over; its metered calls keep its name."""
     _require_backend_manager(user, backend.organization)
+    audit_event_record(
+        event_type=AuditEvent.EventType.BACKEND_DELETED,
+        organization=backend.organization,
+        target=backend,
+        actor=user,
+        extra={"name": backend.name, "base_url": backend.base_url},
+    )
+    logger.info(
+        "backend deleted",
+        extra={"backend_id": backend.pk, "organization_id": backend.organization_id},
+    )
     backend.delete()
 
 
@@ -138,6 +185,7 @@ def backend_record_outcome(
         backend = Backend.objects.select_for_update().filter(pk=backend_id).first()
         if backend is None:  # deleted while a run was using it
             return
+        was = (backend.circuit, backend.health)
         if ok:
             backend.consecutive_failures = 0
             backend.circuit = Backend.Circuit.CLOSED
@@ -169,6 +217,22 @@ def backend_record_outcome(
                 "last_latency_ms",
                 "last_error",
             ]
+        )
+    if (backend.circuit, backend.health) != was:
+        # Transitions only: a steady state would log on every call.
+        log = logger.warning if backend.circuit == Backend.Circuit.OPEN else logger.info
+        log(
+            "backend circuit %s, health %s",
+            backend.circuit,
+            backend.health,
+            extra={
+                "backend_id": backend.pk,
+                "circuit_from": was[0],
+                "circuit_to": backend.circuit,
+                "health_from": was[1],
+                "health_to": backend.health,
+                "consecutive_failures": backend.consecutive_failures,
+            },
         )
 
 
@@ -278,6 +342,10 @@ def prelabel_run_start(
     from .tasks import prelabel_run_dispatch_task
 
     prelabel_run_dispatch_task.delay_on_commit(run.pk)
+    logger.info(
+        "pre-label run started",
+        extra={"prelabel_run_id": run.pk, "project_id": project.pk, "items": run.total_items},
+    )
     return run
 
 
@@ -305,6 +373,7 @@ def prelabel_run_dispatch(*, run_id: int, chunk_size: int = CHUNK_SIZE) -> int:
         chunks += 1
     if chunks == 0:
         prelabel_run_refresh(run_id=run.pk)
+    logger.info("pre-label run dispatched", extra={"prelabel_run_id": run.pk, "chunks": chunks})
     return chunks
 
 
@@ -315,6 +384,7 @@ def prelabel_run_cancel(*, run: PrelabelRun, user: User) -> PrelabelRun:
         pk=run.pk, status__in=[PrelabelRun.Status.PENDING, PrelabelRun.Status.RUNNING]
     ).update(status=PrelabelRun.Status.CANCELLED, finished_at=timezone.now())
     run.refresh_from_db()
+    logger.info("pre-label run cancelled", extra={"prelabel_run_id": run.pk, "user_id": user.pk})
     return run
 
 
@@ -335,6 +405,7 @@ def prelabel_run_resume(*, run: PrelabelRun, user: User) -> PrelabelRun:
         from .tasks import prelabel_run_dispatch_task
 
         prelabel_run_dispatch_task.delay_on_commit(run.pk)
+        logger.info("pre-label run resumed", extra={"prelabel_run_id": run.pk, "user_id": user.pk})
     return run
 
 
@@ -347,9 +418,19 @@ def prelabel_run_refresh(*, run_id: int) -> PrelabelRun:
         for k in ("done_items", "failed_items", "prompt_tokens", "completion_tokens", "cost")
     }
     PrelabelRun.objects.filter(pk=run.pk).update(**fields)
-    if totals["done_items"] + totals["failed_items"] >= run.total_items:
+    if totals["done_items"] + totals["failed_items"] >= run.total_items and (
         PrelabelRun.objects.filter(pk=run.pk, status=PrelabelRun.Status.RUNNING).update(
             status=PrelabelRun.Status.SUCCEEDED, finished_at=timezone.now()
+        )
+    ):
+        logger.info(
+            "pre-label run finished",
+            extra={
+                "prelabel_run_id": run.pk,
+                "done_items": totals["done_items"],
+                "failed_items": totals["failed_items"],
+                "calls": totals["calls"],
+            },
         )
     run.refresh_from_db()
     return run
@@ -542,6 +623,7 @@ def prelabel_chunk_process(*, run_id: int, item_ids: list[int]) -> dict:
         PrelabelRun.objects.filter(pk=run.pk).update(
             error="No active backend could serve the run; resume it when one is back."
         )
+        logger.warning("pre-label chunk found no backend", extra={"prelabel_run_id": run.pk})
         raise BackendUnavailable("no backend available for the run", retryable=True)
     work = [
         (
@@ -554,6 +636,7 @@ def prelabel_chunk_process(*, run_id: int, item_ids: list[int]) -> dict:
     ]
     outcomes = asyncio.run(_label_items(project, project_response_format(project), plans, work))
     summary = _record_outcomes(run, outcomes)
+    logger.info("pre-label chunk processed", extra={"prelabel_run_id": run.pk, **summary})
     prelabel_run_refresh(run_id=run.pk)
     return summary
 

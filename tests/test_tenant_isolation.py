@@ -85,6 +85,8 @@ def world(django_capture_on_commit_callbacks):
     victim = OrganizationFactory(name="Victim Co", kind=Organization.Kind.CLIENT)
     victim_centre = OrganizationFactory(name="Victim Centre", kind=Organization.Kind.WORKFORCE)
     owner = member(organization=victim, role=Membership.Role.CLIENT_DEVELOPER)
+    # An admin too, so the owner reads the victim's audit trail (projects below add to it).
+    Membership.objects.create(user=owner, organization=victim, role=Membership.Role.ADMIN)
     for role in (Membership.Role.ANNOTATOR, Membership.Role.REVIEWER):
         Membership.objects.create(user=owner, organization=victim_centre, role=role)
     api_token(organization=victim, user=owner)

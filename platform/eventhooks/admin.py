@@ -1,13 +1,49 @@
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.utils.translation import gettext_lazy as _
 
+from . import services
 from .models import WebhookDelivery, WebhookEndpoint
 
 
 @admin.register(WebhookEndpoint)
 class WebhookEndpointAdmin(admin.ModelAdmin):
+    """Changes go through the services, so they are checked and audited like the API's."""
+
     list_display = ["url", "organization", "events", "is_active", "created_at"]
     list_filter = ["is_active"]
     exclude = ["secret"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return ["organization"] if obj is not None else []
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            services.webhook_endpoint_update(
+                endpoint=obj,
+                updated_by=request.user,
+                **{name: form.cleaned_data[name] for name in form.changed_data},
+            )
+            return
+        endpoint, secret = services.webhook_endpoint_create(
+            organization=obj.organization, created_by=request.user, url=obj.url, events=obj.events
+        )
+        obj.pk = endpoint.pk
+        self.message_user(
+            request,
+            _(
+                "Endpoint created. Copy its signing secret now, it will not be shown again: "
+                "%(secret)s"
+            )
+            % {"secret": secret},
+            messages.WARNING,
+        )
+
+    def delete_model(self, request, obj):
+        services.webhook_endpoint_delete(endpoint=obj, deleted_by=request.user)
+
+    def delete_queryset(self, request, queryset):
+        for endpoint in queryset:
+            services.webhook_endpoint_delete(endpoint=endpoint, deleted_by=request.user)
 
 
 @admin.register(WebhookDelivery)

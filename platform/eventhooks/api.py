@@ -1,6 +1,7 @@
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 
 from tenants.scoping import TenantScopedMixin
@@ -36,6 +37,18 @@ class WebhookEndpointViewSet(
     def get_serializer(self, *args, **kwargs):
         kwargs.setdefault("organization_ids", self.tenant_organization_ids())
         return super().get_serializer(*args, **kwargs)
+
+    def perform_update(self, serializer):
+        fields = dict(serializer.validated_data)
+        organization = fields.pop("organization", serializer.instance.organization)
+        if organization != serializer.instance.organization:
+            raise ValidationError({"organization": ["An endpoint cannot move to another one."]})
+        serializer.instance = services.webhook_endpoint_update(
+            endpoint=serializer.instance, updated_by=self.request.user, **fields
+        )
+
+    def perform_destroy(self, instance):
+        services.webhook_endpoint_delete(endpoint=instance, deleted_by=self.request.user)
 
     @extend_schema(
         summary="Add a webhook endpoint",

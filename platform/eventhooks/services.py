@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import ipaddress
 import json
+import logging
 import secrets
 import socket
 import time
@@ -24,10 +25,13 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from tenants.models import Membership, Organization, User
+from tenants.models import AuditEvent, Membership, Organization, User
 from tenants.selectors import roles_for_user
+from tenants.services import audit_changes, audit_event_record, audit_snapshot
 
 from .models import Event, WebhookDelivery, WebhookEndpoint
+
+logger = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 8
 TIMEOUT_SECONDS = 10.0
@@ -67,29 +71,100 @@ def _check_destination(url: str) -> None:
             raise ValueError(f"{host} resolves to a non-public address ({address})")
 
 
-@transaction.atomic
-def webhook_endpoint_create(
-    *, organization: Organization, created_by: User, url: str, events: list[str] | None = None
-) -> tuple[WebhookEndpoint, str]:
-    if not created_by.is_superuser and not (
-        roles_for_user(user=created_by, organization=organization) & MANAGER_ROLES
+def _require_manager(user: User, organization: Organization) -> None:
+    if not user.is_superuser and not (
+        roles_for_user(user=user, organization=organization) & MANAGER_ROLES
     ):
         raise PermissionDenied(
             "Only an admin, client developer or project manager of the "
             "organization may manage its webhooks."
         )
-    _check_url(url)
+
+
+def _events_checked(events) -> list[str]:
     events = list(events or [])
     unknown = sorted(set(events) - set(Event.values))
     if unknown:
         raise ValidationError(
             {"events": [f"Unknown events {unknown}; expected {', '.join(Event.values)}."]}
         )
+    return events
+
+
+# What a caller may change; the secret is not among them and never audited.
+ENDPOINT_FIELDS = ("url", "events", "is_active")
+
+
+@transaction.atomic
+def webhook_endpoint_create(
+    *, organization: Organization, created_by: User, url: str, events: list[str] | None = None
+) -> tuple[WebhookEndpoint, str]:
+    _require_manager(created_by, organization)
+    _check_url(url)
+    events = _events_checked(events)
     secret = "whsec_" + secrets.token_urlsafe(32)
     endpoint = WebhookEndpoint.objects.create(
         organization=organization, url=url, secret=secret, events=events
     )
+    audit_event_record(
+        event_type=AuditEvent.EventType.WEBHOOK_ENDPOINT_CREATED,
+        organization=organization,
+        target=endpoint,
+        actor=created_by,
+        changes=audit_changes({}, audit_snapshot(endpoint, ENDPOINT_FIELDS)),
+    )
+    logger.info(
+        "webhook endpoint created",
+        extra={"endpoint_id": endpoint.pk, "organization_id": organization.pk},
+    )
     return endpoint, secret
+
+
+@transaction.atomic
+def webhook_endpoint_update(
+    *, endpoint: WebhookEndpoint, updated_by: User, **fields
+) -> WebhookEndpoint:
+    endpoint = WebhookEndpoint.objects.select_for_update().get(pk=endpoint.pk)
+    _require_manager(updated_by, endpoint.organization)
+    unknown = set(fields) - set(ENDPOINT_FIELDS)
+    if unknown:
+        raise ValidationError({name: ["Not editable."] for name in sorted(unknown)})
+    if "url" in fields:
+        _check_url(fields["url"])
+    if "events" in fields:
+        fields["events"] = _events_checked(fields["events"])
+    before = audit_snapshot(endpoint, fields)
+    for name, value in fields.items():
+        setattr(endpoint, name, value)
+    endpoint.save(update_fields=list(fields) or None)
+    changes = audit_changes(before, audit_snapshot(endpoint, fields))
+    if changes:
+        audit_event_record(
+            event_type=AuditEvent.EventType.WEBHOOK_ENDPOINT_UPDATED,
+            organization=endpoint.organization,
+            target=endpoint,
+            actor=updated_by,
+            changes=changes,
+        )
+        logger.info(
+            "webhook endpoint updated",
+            extra={"endpoint_id": endpoint.pk, "fields": sorted(changes)},
+        )
+    return endpoint
+
+
+@transaction.atomic
+def webhook_endpoint_delete(*, endpoint: WebhookEndpoint, deleted_by: User) -> None:
+    _require_manager(deleted_by, endpoint.organization)
+    audit_event_record(
+        event_type=AuditEvent.EventType.WEBHOOK_ENDPOINT_DELETED,
+        organization=endpoint.organization,
+        target=endpoint,
+        actor=deleted_by,
+        changes=audit_changes(audit_snapshot(endpoint, ENDPOINT_FIELDS), {}),
+    )
+    logger.info("webhook endpoint deleted", extra={"endpoint_id": endpoint.pk})
+    endpoint.delete()
 
 
 def webhook_event_emit(*, organization_id: int, event: str, payload: dict) -> int:
@@ -166,6 +241,19 @@ def webhook_deliver(*, delivery_id, client: httpx.Client | None = None) -> Webho
         delivery.next_attempt_at = None
     else:
         delivery.next_attempt_at = now + timedelta(seconds=backoff_seconds(delivery.attempts))
+    log_fields = {
+        "delivery_id": str(delivery.pk),
+        "endpoint_id": endpoint.pk,
+        "event": delivery.event,
+        "attempt": delivery.attempts,
+        "status_code": status_code,
+    }
+    if not error:
+        logger.info("webhook delivered", extra=log_fields)
+    elif delivery.status == WebhookDelivery.Status.FAILED:
+        logger.warning("webhook delivery gave up", extra={**log_fields, "error": error})
+    else:
+        logger.info("webhook delivery attempt failed", extra={**log_fields, "error": error})
     delivery.save(
         update_fields=[
             "status",

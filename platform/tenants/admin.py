@@ -3,13 +3,36 @@ from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.utils.translation import gettext_lazy as _
 
 from . import services
-from .models import ApiToken, Membership, Organization, Region, User
+from .models import ApiToken, AuditEvent, Membership, Organization, Region, User
 
 
 class MembershipInline(admin.TabularInline):
     model = Membership
     extra = 0
     autocomplete_fields = ["organization"]
+
+
+def _membership_save(request, membership: Membership) -> Membership:
+    """An admin form's membership, saved through the services so it is audited."""
+    if membership.pk is None:
+        return services.membership_create(
+            user=membership.user,
+            organization=membership.organization,
+            role=membership.role,
+            actor=request.user,
+        )
+    original = Membership.objects.get(pk=membership.pk)
+    if (original.user_id, original.organization_id) != (
+        membership.user_id,
+        membership.organization_id,
+    ):
+        # Another person or organization is another membership.
+        services.membership_delete(membership=original, actor=request.user)
+        membership.pk = None
+        return _membership_save(request, membership)
+    return services.membership_role_change(
+        membership=original, role=membership.role, actor=request.user
+    )
 
 
 @admin.register(User)
@@ -20,6 +43,17 @@ class UserAdmin(DjangoUserAdmin):
     )
     inlines = [MembershipInline]
     list_display = ["username", "display_name", "email", "is_staff", "is_active"]
+
+    def save_formset(self, request, form, formset, change):
+        if formset.model is not Membership:
+            return super().save_formset(request, form, formset, change)
+        memberships = formset.save(commit=False)
+        for membership in formset.deleted_objects:
+            services.membership_delete(membership=membership, actor=request.user)
+        for membership in memberships:
+            membership.user = form.instance
+            saved = _membership_save(request, membership)
+            membership.pk = saved.pk
 
 
 @admin.register(Region)
@@ -45,6 +79,16 @@ class MembershipAdmin(admin.ModelAdmin):
     list_filter = ["role", "organization__kind"]
     search_fields = ["user__username", "organization__name"]
     autocomplete_fields = ["user", "organization"]
+
+    def save_model(self, request, obj, form, change):
+        obj.pk = _membership_save(request, obj).pk
+
+    def delete_model(self, request, obj):
+        services.membership_delete(membership=obj, actor=request.user)
+
+    def delete_queryset(self, request, queryset):
+        for membership in queryset:
+            services.membership_delete(membership=membership, actor=request.user)
 
 
 @admin.register(ApiToken)
@@ -94,3 +138,30 @@ class ApiTokenAdmin(admin.ModelAdmin):
         for token in tokens:
             services.api_token_revoke(token=token, revoked_by=request.user)
         self.message_user(request, _("%(count)d token(s) revoked.") % {"count": len(tokens)})
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(admin.ModelAdmin):
+    """The audit trail, read-only: the services write it, nobody edits it."""
+
+    list_display = [
+        "created_at",
+        "event_type",
+        "organization",
+        "actor_label",
+        "target_type",
+        "target_repr",
+    ]
+    list_filter = ["event_type", "organization"]
+    search_fields = ["target_repr", "target_type", "target_id", "actor_label"]
+    date_hierarchy = "created_at"
+    list_select_related = ["organization"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

@@ -2,17 +2,19 @@
 
 from django_filters import rest_framework as filters
 from drf_spectacular.utils import OpenApiExample, extend_schema, extend_schema_view
-from rest_framework import mixins, status, viewsets
+from rest_framework import mixins, permissions, status, viewsets
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from . import selectors, services
-from .models import ApiToken, Membership, Organization, Region
+from .models import ApiToken, AuditEvent, Membership, Organization, Region
+from .permissions import can_read_audit_log
 from .scoping import TenantScopedMixin
 from .serializers import (
     ApiTokenCreatedSerializer,
     ApiTokenCreateSerializer,
     ApiTokenSerializer,
+    AuditEventSerializer,
     MembershipSerializer,
     MeSerializer,
     OrganizationSerializer,
@@ -113,3 +115,67 @@ class ApiTokenViewSet(
     def destroy(self, request, *args, **kwargs):
         services.api_token_revoke(token=self.get_object(), revoked_by=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class AuditEventFilter(filters.FilterSet):
+    event_type = filters.MultipleChoiceFilter(
+        choices=AuditEvent.EventType.choices, help_text="Repeat to match any of several."
+    )
+    target_type = filters.CharFilter(help_text='"app_label.model", e.g. "annotation.project".')
+    target_id = filters.CharFilter()
+    since = filters.IsoDateTimeFilter(
+        field_name="created_at", lookup_expr="gte", help_text="From this time on (ISO 8601)."
+    )
+    until = filters.IsoDateTimeFilter(
+        field_name="created_at", lookup_expr="lt", help_text="Before this time (ISO 8601)."
+    )
+
+    class Meta:
+        model = AuditEvent
+        fields = ["organization", "event_type", "target_type", "target_id", "since", "until"]
+
+
+class CanReadAuditLog(permissions.BasePermission):
+    message = "Only an admin of the organization may read its audit trail."
+
+    def has_permission(self, request, view):
+        return view.sees_everything() or bool(view.audit_organization_ids())
+
+
+@extend_schema_view(
+    list=extend_schema(
+        summary="Your organizations' audit trail",
+        description="Who changed what and when, newest first: projects, API tokens, "
+        "memberships, backends, webhooks, tier changes. For the organizations you are an "
+        "admin of (platform superusers: all, including platform-wide events). Secrets "
+        "never appear: a rotated key is shown as changed, with both values redacted.",
+    ),
+)
+class AuditEventViewSet(TenantScopedMixin, mixins.ListModelMixin, viewsets.GenericViewSet):
+    queryset = AuditEvent.objects.all()
+    serializer_class = AuditEventSerializer
+    filterset_class = AuditEventFilter
+    permission_classes = [permissions.IsAuthenticated, CanReadAuditLog]
+    ordering_fields = ["created_at"]
+
+    def sees_everything(self) -> bool:
+        # A token acts for its one organization, even a superuser's token.
+        return self.request.user.is_superuser and not isinstance(self.request.auth, ApiToken)
+
+    def audit_organization_ids(self) -> list[int]:
+        cached = getattr(self, "_audit_organization_ids", None)
+        if cached is None:
+            cached = self._audit_organization_ids = [
+                organization.pk
+                for organization in Organization.objects.filter(
+                    pk__in=self.tenant_organization_ids()
+                )
+                if can_read_audit_log(self.request.user, organization)
+            ]
+        return cached
+
+    def get_queryset(self):
+        if self.sees_everything():
+            return AuditEvent.objects.all()
+        # Scoped to the caller's organizations, then to those they administer.
+        return super().get_queryset().filter(organization_id__in=self.audit_organization_ids())

@@ -1,6 +1,7 @@
 from django.utils.translation import gettext_lazy as _
 from rest_framework import authentication, exceptions
 
+from .request_context import api_token_bind
 from .selectors import api_token_get_by_digest
 from .services import API_TOKEN_PREFIX, api_token_digest, api_token_touch
 
@@ -39,6 +40,8 @@ class ApiTokenAuthentication(authentication.BaseAuthentication):
         ):
             raise exceptions.AuthenticationFailed(_("Invalid or revoked token."))
         api_token_touch(token=token)
+        # The audit trail records which token acted, not only whose it is.
+        api_token_bind(token)
         return token.created_by, token
 
     def authenticate_header(self, request):

@@ -7,9 +7,11 @@ role; an API token acts for exactly one organization.
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser
+from django.core.serializers.json import DjangoJSONEncoder
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 
@@ -162,3 +164,89 @@ class ApiToken(models.Model):
     @property
     def is_active(self) -> bool:
         return self.revoked_at is None
+
+
+class AuditEvent(models.Model):
+    """Who changed what, when: one append-only row per change (after Zulip's RealmAuditLog).
+
+    Written by the service that makes the change, in its transaction, so the
+    change and its record commit or roll back together. A PostgreSQL trigger
+    refuses to rewrite or delete rows; the only update allowed is the
+    database's own SET NULL when an actor user or token is deleted, and
+    `actor_label` keeps who it was. Secrets never appear in `changes`.
+    """
+
+    class EventType(models.TextChoices):
+        PROJECT_CREATED = "project.created", _("Project created")
+        PROJECT_UPDATED = "project.updated", _("Project updated")
+        PROJECT_STATUS_CHANGED = "project.status_changed", _("Project status changed")
+        API_TOKEN_CREATED = "api_token.created", _("API token created")
+        API_TOKEN_REVOKED = "api_token.revoked", _("API token revoked")
+        BACKEND_CREATED = "backend.created", _("Backend created")
+        BACKEND_UPDATED = "backend.updated", _("Backend updated")
+        BACKEND_KEY_ROTATED = "backend.key_rotated", _("Backend key rotated")
+        BACKEND_DELETED = "backend.deleted", _("Backend deleted")
+        MEMBERSHIP_CREATED = "membership.created", _("Membership created")
+        MEMBERSHIP_ROLE_CHANGED = "membership.role_changed", _("Membership role changed")
+        MEMBERSHIP_DELETED = "membership.deleted", _("Membership deleted")
+        TIER_CHANGED = "tier.changed", _("Skill tier changed")
+        SKILL_TIER_UPDATED = "skill_tier.updated", _("Tier ladder updated")
+        LEDGER_REPAIRED = "ledger.repaired", _("Ledger rollups repaired")
+        WEBHOOK_ENDPOINT_CREATED = "webhook_endpoint.created", _("Webhook endpoint created")
+        WEBHOOK_ENDPOINT_UPDATED = "webhook_endpoint.updated", _("Webhook endpoint updated")
+        WEBHOOK_ENDPOINT_DELETED = "webhook_endpoint.deleted", _("Webhook endpoint deleted")
+
+    created_at = models.DateTimeField(_("when"), default=timezone.now, db_index=True)
+    # Null only for platform-wide objects (e.g. a platform backend, the tier
+    # ladder). PROTECT: an organization with history is deactivated, not deleted.
+    organization = models.ForeignKey(
+        Organization,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="audit_events",
+        verbose_name=_("organization"),
+    )
+    # Null for system actors (beat, the daily tier review, a management command).
+    actor_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("actor"),
+    )
+    actor_token = models.ForeignKey(
+        ApiToken,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("actor API token"),
+    )
+    # Who acted, as text, so the history reads the same after deletions.
+    actor_label = models.CharField(_("actor label"), max_length=200)
+    event_type = models.CharField(_("event type"), max_length=64, choices=EventType.choices)
+    # "app_label.model_name", a string rather than a content type so that
+    # filtering is plain and rows outlive the models they name.
+    target_type = models.CharField(_("target type"), max_length=100, blank=True)
+    target_id = models.CharField(_("target id"), max_length=64, blank=True)
+    target_repr = models.CharField(_("target"), max_length=200, blank=True)
+    changes = models.JSONField(
+        _("changes"), default=dict, blank=True, encoder=DjangoJSONEncoder
+    )  # {field: [before, after]}
+    extra = models.JSONField(_("extra"), default=dict, blank=True, encoder=DjangoJSONEncoder)
+
+    tenant_path = "organization"
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        verbose_name = _("audit event")
+        verbose_name_plural = _("audit events")
+        indexes = [
+            models.Index(fields=["organization", "-created_at"], name="audit_org_created"),
+            models.Index(fields=["target_type", "target_id"], name="audit_target"),
+        ]
+
+    def __str__(self):
+        return f"{self.event_type} {self.target_repr} by {self.actor_label}"

@@ -1,7 +1,7 @@
 from django.utils.translation import gettext_lazy as _
 from rest_framework import serializers
 
-from .models import ApiToken, Membership, Organization, Region, User
+from .models import ApiToken, AuditEvent, Membership, Organization, Region, User
 
 
 class RegionSerializer(serializers.ModelSerializer):
@@ -93,4 +93,38 @@ class ApiTokenCreatedSerializer(ApiTokenSerializer):
 
     class Meta(ApiTokenSerializer.Meta):
         fields = [*ApiTokenSerializer.Meta.fields, "token"]
+        read_only_fields = fields
+
+
+class AuditEventSerializer(serializers.ModelSerializer):
+    actor = serializers.IntegerField(
+        source="actor_user_id", read_only=True, allow_null=True, help_text=_("None: the system.")
+    )
+    actor_token = serializers.IntegerField(
+        source="actor_token_id",
+        read_only=True,
+        allow_null=True,
+        help_text=_("The API token the change was made with, if any."),
+    )
+    changes = serializers.JSONField(
+        read_only=True, help_text=_("{field: [before, after]}; secrets appear as <redacted>.")
+    )
+    extra = serializers.JSONField(read_only=True)
+
+    class Meta:
+        model = AuditEvent
+        fields = [
+            "id",
+            "created_at",
+            "organization",
+            "event_type",
+            "actor",
+            "actor_token",
+            "actor_label",
+            "target_type",
+            "target_id",
+            "target_repr",
+            "changes",
+            "extra",
+        ]
         read_only_fields = fields

@@ -1,6 +1,7 @@
 """Writes for accounts and tenancy."""
 
 import hashlib
+import logging
 import secrets
 from datetime import timedelta
 
@@ -8,8 +9,11 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from .models import ApiToken, Membership, Organization, Region, User
+from .models import ApiToken, AuditEvent, Membership, Organization, Region, User
+from .request_context import api_token_current
 from .selectors import roles_for_user
+
+logger = logging.getLogger(__name__)
 
 API_TOKEN_PREFIX = "tw_"  # noqa: S105 - a public marker, not a secret
 # Roles that may create and revoke their organization's API tokens.
@@ -32,6 +36,82 @@ def _may_manage_api_tokens(*, user: User, organization: Organization) -> bool:
     if user.is_superuser:
         return True
     return bool(roles_for_user(user=user, organization=organization) & API_TOKEN_MANAGER_ROLES)
+
+
+# --- audit trail ------------------------------------------------------------------
+
+REDACTED = "<redacted>"
+_FROM_REQUEST = object()
+
+
+def audit_snapshot(instance, fields) -> dict:
+    """Field values of instance as the audit trail stores them (a foreign key as its id)."""
+    opts = instance._meta
+    return {name: opts.get_field(name).value_from_object(instance) for name in fields}
+
+
+def audit_changes(before: dict, after: dict, *, redact=()) -> dict:
+    """{field: [before, after]} for the fields whose value differs.
+
+    Fields in redact are recorded as changed, never with their values.
+    """
+    changes = {}
+    for name in sorted(before.keys() | after.keys()):
+        old, new = before.get(name), after.get(name)
+        if old == new:
+            continue
+        changes[name] = [REDACTED, REDACTED] if name in redact else [old, new]
+    return changes
+
+
+def _actor_label(actor, token) -> str:
+    if actor is None:
+        return "system"
+    if token is not None:
+        return f"{actor.username} (API token {token.prefix}…)"
+    return actor.username
+
+
+def audit_event_record(
+    *,
+    event_type: str,
+    organization: Organization | None,
+    target=None,
+    actor: User | None = None,
+    actor_token: ApiToken | None = _FROM_REQUEST,
+    actor_label: str = "",
+    changes: dict | None = None,
+    extra: dict | None = None,
+) -> AuditEvent:
+    """Record a change in the caller's transaction, so the record and the change
+    commit or roll back together.
+
+    actor None is a system actor: name it in actor_label ("system:tier-review").
+    The API token defaults to the one that authenticated the current request.
+    """
+    assert transaction.get_connection().in_atomic_block, (
+        "audit_event_record must run inside the transaction that makes the change"
+    )
+    if actor_token is _FROM_REQUEST:
+        actor_token = api_token_current() if actor is not None else None
+    event = AuditEvent(
+        organization=organization,
+        actor_user=actor,
+        actor_token=actor_token,
+        actor_label=(actor_label or _actor_label(actor, actor_token))[:200],
+        event_type=event_type,
+        changes=changes or {},
+        extra=extra or {},
+    )
+    if target is not None:
+        event.target_type = target._meta.label_lower
+        event.target_id = str(target.pk)
+        event.target_repr = str(target)[:200]
+    event.save()
+    return event
+
+
+# --- organizations and memberships ---------------------------------------------------
 
 
 @transaction.atomic
@@ -84,6 +164,103 @@ def users_skill_tier_set(*, levels: dict[int, int]) -> int:
     )
 
 
+def _role_checked(role: str) -> str:
+    if role not in Membership.Role.values:
+        raise ValidationError(
+            {"role": f"Unknown role {role!r}; expected one of {Membership.Role.values}."}
+        )
+    return role
+
+
+def _require_membership_manager(actor: User | None, organization: Organization) -> None:
+    # actor None: the system (seeding, a data migration), which may.
+    if actor is None or actor.is_superuser:
+        return
+    if Membership.Role.ADMIN not in roles_for_user(user=actor, organization=organization):
+        raise PermissionDenied("Only an admin of the organization may change its members.")
+
+
+@transaction.atomic
+def membership_create(
+    *, user: User, organization: Organization, role: str, actor: User | None
+) -> Membership:
+    _require_membership_manager(actor, organization)
+    _role_checked(role)
+    if Membership.objects.filter(user=user, organization=organization, role=role).exists():
+        raise ValidationError({"role": f"{user} already has this role in {organization}."})
+    membership = Membership.objects.create(user=user, organization=organization, role=role)
+    audit_event_record(
+        event_type=AuditEvent.EventType.MEMBERSHIP_CREATED,
+        organization=organization,
+        target=membership,
+        actor=actor,
+        changes={"role": [None, role]},
+        extra={"user": user.pk},
+    )
+    logger.info(
+        "membership created",
+        extra={"membership_id": membership.pk, "organization_id": organization.pk, "role": role},
+    )
+    return membership
+
+
+@transaction.atomic
+def membership_role_change(*, membership: Membership, role: str, actor: User | None) -> Membership:
+    membership = Membership.objects.select_for_update().get(pk=membership.pk)
+    _require_membership_manager(actor, membership.organization)
+    _role_checked(role)
+    previous = membership.role
+    if role == previous:
+        return membership
+    if (
+        Membership.objects.filter(
+            user_id=membership.user_id, organization_id=membership.organization_id, role=role
+        )
+        .exclude(pk=membership.pk)
+        .exists()
+    ):
+        raise ValidationError({"role": f"{membership.user} already has this role."})
+    membership.role = role
+    membership.save(update_fields=["role"])
+    audit_event_record(
+        event_type=AuditEvent.EventType.MEMBERSHIP_ROLE_CHANGED,
+        organization=membership.organization,
+        target=membership,
+        actor=actor,
+        changes={"role": [previous, role]},
+        extra={"user": membership.user_id},
+    )
+    logger.info(
+        "membership role changed",
+        extra={"membership_id": membership.pk, "role_from": previous, "role_to": role},
+    )
+    return membership
+
+
+@transaction.atomic
+def membership_delete(*, membership: Membership, actor: User | None) -> None:
+    # Fresh and locked: the caller's copy may predate a role change.
+    membership = Membership.objects.select_for_update().get(pk=membership.pk)
+    _require_membership_manager(actor, membership.organization)
+    # Recorded first: the row keeps the membership's id and description.
+    audit_event_record(
+        event_type=AuditEvent.EventType.MEMBERSHIP_DELETED,
+        organization=membership.organization,
+        target=membership,
+        actor=actor,
+        changes={"role": [membership.role, None]},
+        extra={"user": membership.user_id},
+    )
+    logger.info(
+        "membership deleted",
+        extra={"membership_id": membership.pk, "organization_id": membership.organization_id},
+    )
+    membership.delete()
+
+
+# --- API tokens ----------------------------------------------------------------------
+
+
 @transaction.atomic
 def api_token_create(
     *, organization: Organization, created_by: User, name: str
@@ -105,6 +282,19 @@ def api_token_create(
         prefix=secret[:10],
         digest=api_token_digest(secret),
     )
+    # The prefix only: it tells tokens apart and cannot authenticate.
+    audit_event_record(
+        event_type=AuditEvent.EventType.API_TOKEN_CREATED,
+        organization=organization,
+        target=token,
+        actor=created_by,
+        changes={"name": [None, token.name]},
+        extra={"prefix": token.prefix},
+    )
+    logger.info(
+        "API token created",
+        extra={"token_id": token.pk, "organization_id": organization.pk, "user_id": created_by.pk},
+    )
     return token, secret
 
 
@@ -116,8 +306,27 @@ def api_token_revoke(*, token: ApiToken, revoked_by: User) -> ApiToken:
             "may revoke its API tokens."
         )
     # Revoking twice keeps the first time: a retried request changes nothing.
-    ApiToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+    revoked = ApiToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(
+        revoked_at=timezone.now()
+    )
     token.refresh_from_db(fields=["revoked_at"])
+    if revoked:
+        audit_event_record(
+            event_type=AuditEvent.EventType.API_TOKEN_REVOKED,
+            organization=token.organization,
+            target=token,
+            actor=revoked_by,
+            changes={"revoked_at": [None, token.revoked_at]},
+            extra={"prefix": token.prefix},
+        )
+        logger.info(
+            "API token revoked",
+            extra={
+                "token_id": token.pk,
+                "organization_id": token.organization_id,
+                "user_id": revoked_by.pk,
+            },
+        )
     return token
 
 

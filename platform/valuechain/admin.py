@@ -1,5 +1,6 @@
 from django.contrib import admin
 
+from . import services
 from .models import LedgerEntry, LedgerRollup, SkillTier
 
 
@@ -23,6 +24,15 @@ class SkillTierAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+    def save_model(self, request, obj, form, change):
+        # Through the service: the ladder is checked against its neighbours
+        # under lock, and the change is audited.
+        services.skill_tier_update(
+            level=obj.level,
+            actor=request.user,
+            **{name: form.cleaned_data[name] for name in form.changed_data},
+        )
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):

@@ -1,5 +1,7 @@
 """Posting to the token ledger, exactly once per unit of work, with rollups in step."""
 
+import logging
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
@@ -10,8 +12,13 @@ from django.db.models import Case, DateField, F, Q, Sum, Value, When
 from django.db.models.functions import Coalesce, TruncDate, TruncMonth
 from django.utils import timezone
 
-from tenants.models import Membership, Organization, User
-from tenants.services import users_skill_tier_set
+from tenants.models import AuditEvent, Membership, Organization, User
+from tenants.services import (
+    audit_changes,
+    audit_event_record,
+    audit_snapshot,
+    users_skill_tier_set,
+)
 
 from .models import (
     BackendRollup,
@@ -23,6 +30,8 @@ from .models import (
     WorkerMonthRollup,
 )
 from .quality import quality_record, tier_meets
+
+logger = logging.getLogger(__name__)
 
 SIX_PLACES = Decimal("0.000001")
 RECONCILE_WORK_MEM = "256MB"
@@ -476,7 +485,9 @@ def _rollup_reconcile(spec: RollupSpec, *, repair: bool) -> tuple[int, list[dict
 
 
 @transaction.atomic
-def rollups_reconcile(*, repair: bool = False) -> dict:
+def rollups_reconcile(
+    *, repair: bool = False, actor=None, actor_label: str = "system:reconcile"
+) -> dict:
     """Compare every rollup table with the ledger, to the fen (and below); optionally
     repair. Returns the number of rollup keys checked and the differences found."""
     if connection.vendor == "postgresql":
@@ -490,6 +501,22 @@ def rollups_reconcile(*, repair: bool = False) -> dict:
         checked, found = _rollup_reconcile(spec, repair=repair)
         keys += checked
         differences += found
+    per_table = dict(sorted(Counter(d["table"] for d in differences).items()))
+    if differences:
+        logger.warning(
+            "ledger rollups differ from the ledger%s",
+            ", repaired" if repair else "",
+            extra={"keys": keys, "differences": len(differences), "tables": per_table},
+        )
+    if repair and differences:
+        # Platform-wide: rollups mix every organization's work.
+        audit_event_record(
+            event_type=AuditEvent.EventType.LEDGER_REPAIRED,
+            organization=None,
+            actor=actor,
+            actor_label="" if actor is not None else actor_label,
+            extra={"keys_checked": keys, "rows_repaired": per_table},
+        )
     return {"keys": keys, "differences": differences, "repaired": repair and bool(differences)}
 
 
@@ -514,13 +541,16 @@ def tiers_review(*, today=None) -> dict:
         .exclude(tier_changes__day=today)
         .order_by("pk")
     )
-    centre_region = dict(
-        Membership.objects.filter(
+    centres = {
+        user_id: (organization_id, region_id)
+        for user_id, organization_id, region_id in Membership.objects.filter(
             role=Membership.Role.ANNOTATOR, organization__kind=Organization.Kind.WORKFORCE
         )
         .order_by("user_id", "pk")
-        .values_list("user_id", "organization__region_id")
-    )
+        .values_list("user_id", "organization_id", "organization__region_id")
+    }
+    centre_region = {user_id: region_id for user_id, (_, region_id) in centres.items()}
+    organizations = Organization.objects.in_bulk({org for org, _ in centres.values()})
     for user in users:
         record = quality_record(annotator=user)
         current = tiers.get(user.skill_tier)
@@ -540,7 +570,7 @@ def tiers_review(*, today=None) -> dict:
         if target == user.skill_tier:
             changed["unchanged"] += 1
             continue
-        TierChange.objects.create(
+        change = TierChange.objects.create(
             user=user,
             day=today,
             from_level=user.skill_tier,
@@ -560,6 +590,27 @@ def tiers_review(*, today=None) -> dict:
         )
         changed["promoted" if target > user.skill_tier else "demoted"] += 1
         users_skill_tier_set(levels={user.pk: target})
+        # The centre the annotator works for sees it; no centre: platform-wide.
+        centre = centres.get(user.pk)
+        audit_event_record(
+            event_type=AuditEvent.EventType.TIER_CHANGED,
+            organization=organizations.get(centre[0]) if centre else None,
+            target=user,
+            actor=None,
+            actor_label="system:tier-review",
+            changes={"skill_tier": [user.skill_tier, target]},
+            extra={"reason": reason, "tier_change": change.pk, "day": today},
+        )
+        logger.info(
+            "skill tier changed",
+            extra={
+                "user_id": user.pk,
+                "tier_from": user.skill_tier,
+                "tier_to": target,
+                "tier_change_id": change.pk,
+            },
+        )
+    logger.info("tier review done", extra={"day": str(today), **changed})
     return changed
 
 
@@ -576,7 +627,7 @@ def tier_changes_record(*, changes: list[dict]) -> int:
 
 
 @transaction.atomic
-def skill_tier_update(*, level: int, **changes):
+def skill_tier_update(*, level: int, actor=None, **changes):
     """Change a tier's pay, price or entry bars; refused, with the field named and
     nothing written, when the ladder would contradict itself."""
     # Every tier locked, in level order: two edits of neighbours cannot both pass.
@@ -588,10 +639,23 @@ def skill_tier_update(*, level: int, **changes):
     unknown = set(changes) - editable
     if unknown:
         raise ValidationError({name: ["Not editable."] for name in sorted(unknown)})
+    before = audit_snapshot(tier, changes)
     for name, value in changes.items():
         if isinstance(value, float):
             raise ValidationError({name: ["Give an exact decimal, not a float."]})
         setattr(tier, name, value)
     tier.full_clean()
     tier.save()
+    diff = audit_changes(before, audit_snapshot(tier, changes))
+    if diff:
+        # The ladder is the platform's: no organization.
+        audit_event_record(
+            event_type=AuditEvent.EventType.SKILL_TIER_UPDATED,
+            organization=None,
+            target=tier,
+            actor=actor,
+            actor_label="" if actor is not None else "system",
+            changes=diff,
+        )
+        logger.info("skill tier ladder updated", extra={"level": level, "fields": sorted(diff)})
     return tier

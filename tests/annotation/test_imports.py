@@ -290,3 +290,23 @@ def test_outside_a_transaction_rows_are_staged_on_a_second_connection(monkeypatc
     skipped = run_import(project, jsonl(*bad), on_error=ImportJob.OnError.SKIP)
     assert skipped.status == ImportJob.Status.SUCCEEDED and skipped.created_count == 7
     assert not [t for t in threading.enumerate() if t.name == "import-stage"]
+
+
+def test_a_finished_import_is_logged_with_its_ids_and_counts(caplog):
+    project = annotation_project()
+    with caplog.at_level("INFO", logger="annotation.imports"):
+        job = run_import(project, jsonl({"text": "好"}, {"text": "不好"}))
+    finished = [r for r in caplog.records if r.getMessage() == "import finished"]
+    assert len(finished) == 1
+    record = finished[0]
+    assert (record.import_job_id, record.project_id) == (str(job.pk), project.pk)
+    assert (record.rows_read, record.created_count, record.rows_invalid) == (2, 2, 0)
+    assert any(r.getMessage() == "import started" for r in caplog.records)
+
+
+def test_a_failed_import_is_logged_as_a_warning(caplog):
+    project = annotation_project()
+    with caplog.at_level("INFO", logger="annotation.imports"):
+        job = run_import(project, b"   ")
+    (record,) = [r for r in caplog.records if r.getMessage() == "import failed"]
+    assert record.levelname == "WARNING" and record.import_job_id == str(job.pk)

@@ -421,6 +421,71 @@ def test_dawid_skene_outvotes_a_careless_annotator():
     assert services.project_results_infer(project=project)["changed"] == 0
 
 
+# --- audit trail -----------------------------------------------------------------------
+
+
+def test_creating_a_project_is_audited_with_its_creator():
+    from tenants.models import AuditEvent
+
+    project = annotation_project()
+    event = AuditEvent.objects.get(event_type="project.created")
+    assert (event.organization, event.actor_user) == (project.organization, project.created_by)
+    assert (event.target_type, event.target_id, event.target_repr) == (
+        "annotation.project",
+        str(project.pk),
+        str(project),
+    )
+
+
+def test_a_project_update_records_what_changed_and_a_status_change_apart():
+    from tenants.models import AuditEvent
+
+    project = annotation_project(status="draft")
+    services.project_update(
+        project=project,
+        updated_by=project.created_by,
+        name="renamed",
+        overlap=project.overlap,
+        status="active",
+    )
+    updated = AuditEvent.objects.get(event_type="project.updated")
+    assert updated.changes == {"name": [project.name, "renamed"]}  # overlap did not change
+    status = AuditEvent.objects.get(event_type="project.status_changed")
+    assert status.changes == {"status": ["draft", "active"]}
+    assert status.actor_user == project.created_by and status.organization == project.organization
+    # Saving the same values again records nothing.
+    services.project_update(project=project, updated_by=project.created_by, name="renamed")
+    assert AuditEvent.objects.filter(target_id=str(project.pk)).count() == 3
+
+
+def test_a_refused_or_invalid_project_update_is_not_audited():
+    from tenants.models import AuditEvent
+
+    project = annotation_project()
+    annotator = worker(project)
+    with pytest.raises(PermissionDenied):
+        services.project_update(project=project, updated_by=annotator, status="paused")
+    with pytest.raises(ValidationError):
+        services.project_update(project=project, updated_by=project.created_by, overlap=-1)
+    assert not AuditEvent.objects.exclude(event_type="project.created").exists()
+
+
+def test_archiving_through_the_api_with_a_token_records_the_token():
+    from rest_framework.test import APIClient
+
+    from tenants.models import AuditEvent
+    from tests.factories import api_token
+
+    project = annotation_project()
+    token, secret = api_token(organization=project.organization, user=project.created_by)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
+    assert client.delete(f"/api/v1/projects/{project.pk}/").status_code == 204
+    event = AuditEvent.objects.get(event_type="project.status_changed")
+    assert event.changes == {"status": ["active", "archived"]}
+    assert (event.actor_user, event.actor_token) == (project.created_by, token)
+
+
 @pytest.mark.parametrize("vendor_sql", [True, False], ids=["update-from-values", "bulk-update"])
 def test_suggestions_merge_into_metadata_and_set_the_lease_priority(vendor_sql, monkeypatch):
     from django.db import connection

@@ -154,3 +154,62 @@ def test_prompt_versions_count_up_and_need_an_item_field():
         services.prompt_template_create(
             project=project, created_by=project.created_by, user="no fields"
         )
+
+
+# --- audit trail -----------------------------------------------------------------------
+
+
+def test_backend_changes_are_audited_and_a_rotated_key_never_appears():
+    import json
+
+    from tenants.models import AuditEvent
+
+    project = annotation_project()
+    admin = member(organization=project.workforce, role=Membership.Role.ADMIN)
+    saved = services.backend_save(
+        user=admin,
+        organization=project.workforce,
+        name="vLLM",
+        base_url="http://10.0.0.5:8000/v1",
+        api_key="sk-first",
+    )
+    services.backend_save(user=admin, organization=project.workforce, backend=saved, gpu_count=4)
+    services.backend_save(
+        user=admin, organization=project.workforce, backend=saved, api_key="sk-second"
+    )
+    backend_id = saved.pk
+    services.backend_delete(backend=saved, user=admin)
+    events = list(AuditEvent.objects.filter(event_type__startswith="backend.").order_by("pk"))
+    assert [e.event_type for e in events] == [
+        "backend.created",
+        "backend.updated",
+        "backend.key_rotated",
+        "backend.deleted",
+    ]
+    assert {(e.organization, e.actor_user, e.target_id) for e in events} == {
+        (project.workforce, admin, str(backend_id))
+    }
+    assert events[1].changes["gpu_count"][1] == 4 and list(events[1].changes) == ["gpu_count"]
+    assert events[2].changes == {"api_key": ["<redacted>", "<redacted>"]}
+    stored = json.dumps(list(AuditEvent.objects.values("changes", "extra", "target_repr")))
+    assert "sk-first" not in stored and "sk-second" not in stored
+    assert "api_key_encrypted" not in stored
+
+
+def test_a_platform_backend_is_audited_without_an_organization_and_a_refusal_not_at_all():
+    from tenants.models import AuditEvent
+    from tests.factories import UserFactory
+
+    project = annotation_project()
+    annotator = member(organization=project.workforce, role=Membership.Role.ANNOTATOR)
+    with pytest.raises(PermissionDenied):
+        services.backend_save(
+            user=annotator, organization=project.workforce, name="x", base_url="http://x/v1"
+        )
+    assert not AuditEvent.objects.filter(event_type__startswith="backend.").exists()
+    root = UserFactory(is_superuser=True)
+    services.backend_save(
+        user=root, organization=None, name="shared", base_url="http://10.0.0.9:8000/v1"
+    )
+    event = AuditEvent.objects.get(event_type="backend.created")
+    assert event.organization is None and event.actor_user == root

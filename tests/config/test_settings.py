@@ -142,3 +142,22 @@ def test_the_suite_runs_on_postgresql_through_the_connection_pool():
     assert connection.vendor == "postgresql"
     assert connection.pool is not None
     assert connection.settings_dict["NAME"].startswith("test_")
+
+
+def test_production_logs_the_apps_info_lines_with_their_ids_as_fields(tmp_path):
+    result = manage(
+        "shell",
+        "-c",
+        "import logging; logging.getLogger('annotation.imports').info("
+        "'import finished', extra={'import_job_id': 'j1', 'project_id': 7})",
+        env=production_env(),
+        tmp_path=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    record = json.loads([line for line in result.stderr.splitlines() if line.strip()][-1])
+    assert (record["level"], record["logger"], record["message"]) == (
+        "INFO",
+        "annotation.imports",
+        "import finished",
+    )
+    assert (record["import_job_id"], record["project_id"]) == ("j1", 7)

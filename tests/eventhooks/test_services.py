@@ -170,3 +170,66 @@ def test_the_secret_is_shown_once_over_the_api():
     assert secret.startswith("whsec_")
     listed = api.get("/api/v1/webhooks/").json()
     assert secret not in json.dumps(listed) and "secret" not in listed["results"][0]
+
+
+# --- audit trail -----------------------------------------------------------------------
+
+
+def test_webhook_endpoint_changes_are_audited_without_the_secret_over_the_api():
+    from tenants.models import AuditEvent
+
+    project = annotation_project()
+    api = APIClient()
+    api.force_login(project.created_by)
+    created = api.post(
+        "/api/v1/webhooks/",
+        {"organization": project.organization.pk, "url": "https://example.com/hook"},
+        format="json",
+    )
+    endpoint_id = created.json()["id"]
+    changed = api.patch(
+        f"/api/v1/webhooks/{endpoint_id}/",
+        {"events": ["export.ready"], "is_active": False},
+        format="json",
+    )
+    assert changed.status_code == 200, changed.content
+    assert changed.json()["events"] == ["export.ready"]
+    assert api.delete(f"/api/v1/webhooks/{endpoint_id}/").status_code == 204
+    events = list(AuditEvent.objects.filter(event_type__startswith="webhook").order_by("pk"))
+    assert [e.event_type for e in events] == [
+        "webhook_endpoint.created",
+        "webhook_endpoint.updated",
+        "webhook_endpoint.deleted",
+    ]
+    assert {(e.organization, e.actor_user, e.target_id) for e in events} == {
+        (project.organization, project.created_by, str(endpoint_id))
+    }
+    assert events[1].changes == {"events": [[], ["export.ready"]], "is_active": [True, False]}
+    stored = json.dumps(list(AuditEvent.objects.values("changes", "extra", "target_repr")))
+    assert created.json()["secret"] not in stored and "secret" not in stored
+
+
+def test_only_managers_change_webhook_endpoints_and_a_refusal_is_not_audited():
+    from django.core.exceptions import PermissionDenied
+
+    from tenants.models import AuditEvent, Membership
+    from tests.factories import member
+
+    project = annotation_project()
+    endpoint, _ = services.webhook_endpoint_create(
+        organization=project.organization, created_by=project.created_by, url="https://e.com/h"
+    )
+    annotator = member(organization=project.organization, role=Membership.Role.ANNOTATOR)
+    with pytest.raises(PermissionDenied):
+        services.webhook_endpoint_update(endpoint=endpoint, updated_by=annotator, is_active=False)
+    with pytest.raises(PermissionDenied):
+        services.webhook_endpoint_delete(endpoint=endpoint, deleted_by=annotator)
+    with pytest.raises(ValidationError):
+        services.webhook_endpoint_update(
+            endpoint=endpoint, updated_by=project.created_by, events=["item.deleted"]
+        )
+    assert not AuditEvent.objects.filter(
+        event_type__in=["webhook_endpoint.updated", "webhook_endpoint.deleted"]
+    ).exists()
+    endpoint.refresh_from_db()
+    assert endpoint.is_active

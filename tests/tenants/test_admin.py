@@ -46,3 +46,97 @@ def test_admin_revokes_through_the_action(superuser_client):
     )
     token.refresh_from_db()
     assert token.revoked_at is not None
+
+
+def test_membership_admin_changes_go_through_the_audited_services(superuser_client):
+    from tenants.models import AuditEvent, Membership
+
+    organization, user = OrganizationFactory(), UserFactory()
+    superuser_client.post(
+        reverse("admin:tenants_membership_add"),
+        {"user": user.pk, "organization": organization.pk, "role": "annotator"},
+    )
+    membership = Membership.objects.get(user=user)
+    superuser_client.post(
+        reverse("admin:tenants_membership_change", args=[membership.pk]),
+        {"user": user.pk, "organization": organization.pk, "role": "reviewer"},
+    )
+    superuser_client.post(
+        reverse("admin:tenants_membership_delete", args=[membership.pk]), {"post": "yes"}
+    )
+    assert not Membership.objects.filter(user=user).exists()
+    events = AuditEvent.objects.order_by("pk")
+    assert [e.event_type for e in events] == [
+        "membership.created",
+        "membership.role_changed",
+        "membership.deleted",
+    ]
+    assert all(e.organization == organization and e.actor_user.is_superuser for e in events)
+
+
+def test_the_audit_trail_is_read_only_in_the_admin(superuser_client):
+    from tenants.models import AuditEvent
+
+    organization = OrganizationFactory()
+    superuser_client.post(
+        reverse("admin:tenants_apitoken_add"), {"organization": organization.pk, "name": "x"}
+    )
+    event = AuditEvent.objects.get()
+    changelist = superuser_client.get(
+        reverse("admin:tenants_auditevent_changelist"),
+        {"event_type__exact": "api_token.created", "q": "x"},
+    )
+    assert changelist.status_code == 200
+    assert "api_token.created" in changelist.content.decode()
+    assert superuser_client.get(reverse("admin:tenants_auditevent_add")).status_code == 403
+    detail = superuser_client.get(reverse("admin:tenants_auditevent_change", args=[event.pk]))
+    assert detail.status_code == 200 and 'name="_save"' not in detail.content.decode()
+    assert (
+        superuser_client.get(
+            reverse("admin:tenants_auditevent_delete", args=[event.pk])
+        ).status_code
+        == 403
+    )
+
+
+def test_memberships_edited_inline_on_a_user_are_audited(superuser_client):
+    from tenants.models import AuditEvent, Membership
+
+    organization, user = OrganizationFactory(), UserFactory()
+    kept = Membership.objects.create(user=user, organization=organization, role="annotator")
+    dropped = Membership.objects.create(user=user, organization=organization, role="official")
+    response = superuser_client.post(
+        reverse("admin:tenants_user_change", args=[user.pk]),
+        {
+            "username": user.username,
+            "email": user.email,
+            "is_active": "on",
+            "date_joined_0": "2026-01-01",
+            "date_joined_1": "00:00:00",
+            "display_name": "",
+            "memberships-TOTAL_FORMS": "3",
+            "memberships-INITIAL_FORMS": "2",
+            "memberships-0-id": kept.pk,
+            "memberships-0-user": user.pk,
+            "memberships-0-organization": organization.pk,
+            "memberships-0-role": "reviewer",
+            "memberships-1-id": dropped.pk,
+            "memberships-1-user": user.pk,
+            "memberships-1-organization": organization.pk,
+            "memberships-1-role": "official",
+            "memberships-1-DELETE": "on",
+            "memberships-2-user": user.pk,
+            "memberships-2-organization": organization.pk,
+            "memberships-2-role": "admin",
+        },
+    )
+    assert response.status_code == 302, response.content.decode()[:3000]
+    assert sorted(Membership.objects.filter(user=user).values_list("role", flat=True)) == [
+        "admin",
+        "reviewer",
+    ]
+    assert sorted(AuditEvent.objects.values_list("event_type", flat=True)) == [
+        "membership.created",
+        "membership.deleted",
+        "membership.role_changed",
+    ]

@@ -163,3 +163,108 @@ def test_schema_and_offline_docs_are_served(client):
     html = docs.content.decode()
     assert "/static/drf_spectacular_sidecar/swagger-ui-dist/" in html
     assert "cdn" not in html.lower() and "unpkg" not in html.lower()
+
+
+# --- audit trail -----------------------------------------------------------------------
+
+AUDIT = reverse("v1:audit-event-list")
+
+
+def test_a_change_made_with_a_token_records_the_token_and_the_next_request_does_not():
+    from tenants.models import AuditEvent
+
+    organization = OrganizationFactory()
+    token, secret = api_token(organization=organization)
+    made = bearer(secret).post(TOKENS, {"organization": organization.pk, "name": "second"})
+    assert made.status_code == 201, made.content
+    event = AuditEvent.objects.get(target_id=str(made.json()["id"]))
+    assert (event.actor_user, event.actor_token) == (token.created_by, token)
+    assert token.prefix in event.actor_label
+
+    # A session request after it (same thread) is not attributed to the token.
+    session = APIClient()
+    session.force_login(token.created_by)
+    revoked = session.delete(reverse("v1:api-token-detail", args=[made.json()["id"]]))
+    assert revoked.status_code == 204
+    event = AuditEvent.objects.get(event_type="api_token.revoked")
+    assert (event.actor_user, event.actor_token) == (token.created_by, None)
+
+
+@pytest.fixture
+def audited():
+    """Two organizations with audit rows, an admin of the first, a developer of it."""
+    from tenants.services import membership_create
+
+    mine, theirs = OrganizationFactory(), OrganizationFactory()
+    admin = member(organization=mine, role=Membership.Role.ADMIN)
+    developer = member(organization=mine, role=Membership.Role.CLIENT_DEVELOPER)
+    api_token(organization=mine, user=developer, name="mine")
+    other_admin = member(organization=theirs, role=Membership.Role.ADMIN)
+    membership_create(
+        user=developer, organization=theirs, role=Membership.Role.ANNOTATOR, actor=other_admin
+    )
+    return {"mine": mine, "theirs": theirs, "admin": admin, "developer": developer}
+
+
+def test_an_admin_reads_their_organizations_audit_trail_and_no_other(audited):
+    client = APIClient()
+    client.force_login(audited["admin"])
+    response = client.get(AUDIT)
+    assert response.status_code == 200, response.content
+    rows = response.json()["results"]
+    assert [row["event_type"] for row in rows] == ["api_token.created"]
+    assert {row["organization"] for row in rows} == {audited["mine"].pk}
+    assert rows[0]["actor"] == audited["developer"].pk and "digest" not in str(rows[0])
+
+
+def test_a_member_who_is_not_an_admin_may_not_read_the_audit_trail(audited):
+    client = APIClient()
+    client.force_login(audited["developer"])  # a member of both, admin of neither
+    response = client.get(AUDIT)
+    assert response.status_code == 403
+    assert response.json()["errors"][0]["detail"].startswith("Only an admin")
+
+
+def test_an_admins_token_reads_only_the_tokens_organization(audited):
+    _, secret = api_token(organization=audited["mine"], user=audited["admin"])
+    rows = bearer(secret).get(AUDIT).json()["results"]
+    assert {row["organization"] for row in rows} == {audited["mine"].pk}
+    # A token of an organization its creator does not administer reads nothing.
+    _, developer_secret = api_token(organization=audited["mine"], user=audited["developer"])
+    assert bearer(developer_secret).get(AUDIT).status_code == 403
+
+
+def test_the_audit_trail_filters_by_event_type_target_and_time(audited):
+    from tenants.models import AuditEvent
+
+    client = APIClient()
+    client.force_login(audited["admin"])
+    token = ApiToken.objects.get(name="mine")
+    event = AuditEvent.objects.get(organization=audited["mine"])
+    by_target = client.get(AUDIT, {"target_type": "tenants.apitoken", "target_id": token.pk})
+    assert [row["id"] for row in by_target.json()["results"]] == [event.pk]
+    assert client.get(AUDIT, {"event_type": "api_token.revoked"}).json()["results"] == []
+    assert client.get(AUDIT, {"event_type": "nonsense"}).status_code == 400
+    later = (event.created_at + timezone.timedelta(seconds=1)).isoformat()
+    assert client.get(AUDIT, {"until": later}).json()["count"] == 1
+    assert client.get(AUDIT, {"since": later}).json()["count"] == 0
+
+
+def test_a_superuser_reads_every_organization_and_platform_wide_events(audited):
+    from tenants.models import AuditEvent
+    from tests.factories import UserFactory
+
+    AuditEvent.objects.create(event_type="ledger.repaired", actor_label="system:reconcile")
+    client = APIClient()
+    client.force_login(UserFactory(is_superuser=True))
+    rows = client.get(AUDIT).json()["results"]
+    assert {row["organization"] for row in rows} == {
+        audited["mine"].pk,
+        audited["theirs"].pk,
+        None,
+    }
+
+
+def test_the_audit_trail_is_documented(client):
+    schema = client.get(reverse("api-schema")).content.decode()
+    assert "/api/v1/audit-events/" in schema and "target_type" in schema

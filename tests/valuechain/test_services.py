@@ -276,3 +276,61 @@ def test_concurrent_batches_with_overlapping_keys_post_each_key_once(parties):
     rollup = LedgerRollup.objects.get()
     assert (rollup.entries, rollup.tokens_input, rollup.revenue) == (500, 5000, Decimal("0.0615"))
     assert rollups_reconcile()["differences"] == []
+
+
+# --- audit trail -----------------------------------------------------------------------
+
+
+def test_a_repair_is_audited_as_the_system_with_its_tables_and_a_check_is_not(parties):
+    from tenants.models import AuditEvent
+
+    post(parties, "audit:1")
+    LedgerRollup.objects.update(tokens_input=1)
+    rollups_reconcile()
+    assert not AuditEvent.objects.filter(event_type="ledger.repaired").exists()
+    rollups_reconcile(repair=True)
+    event = AuditEvent.objects.get(event_type="ledger.repaired")
+    assert (event.organization, event.actor_user, event.actor_label) == (
+        None,
+        None,
+        "system:reconcile",
+    )
+    assert event.extra["rows_repaired"] == {LedgerRollup._meta.db_table: 1}
+
+
+def test_a_ladder_change_is_audited_with_its_actor_and_a_refused_one_is_not():
+    from tenants.models import AuditEvent
+    from tests.factories import UserFactory
+    from valuechain.services import skill_tier_update
+
+    root = UserFactory(is_superuser=True)
+    with pytest.raises(ValidationError):
+        skill_tier_update(level=4, actor=root, pay_per_1k_tokens=Decimal("9.00"))
+    assert not AuditEvent.objects.exists()
+    skill_tier_update(level=3, actor=root, price_per_1k_tokens=Decimal("4.00"))
+    event = AuditEvent.objects.get(event_type="skill_tier.updated")
+    assert event.actor_user == root and event.organization is None
+    before, after = event.changes["price_per_1k_tokens"]
+    assert list(event.changes) == ["price_per_1k_tokens"]
+    assert (Decimal(before), Decimal(after)) == (Decimal("3.60"), Decimal("4.00"))
+
+
+def test_the_daily_tier_review_audits_each_change_as_the_system():
+    from datetime import date
+
+    from tenants.models import AuditEvent
+    from tests.factories import annotation_project, items, worker
+    from tests.valuechain.test_tiers import gold_record
+    from valuechain.services import tiers_review
+
+    project = annotation_project(gold_ratio="1", required_tier=1)
+    items(project, 25, gold_every=1)
+    annotator = worker(project, tier=3)
+    gold_record(project, annotator, right=10, wrong=15)
+    tiers_review(today=date(2026, 11, 23))
+    event = AuditEvent.objects.get(event_type="tier.changed")
+    assert (event.actor_user, event.actor_label) == (None, "system:tier-review")
+    assert event.organization == project.workforce
+    assert (event.target_type, event.target_id) == ("tenants.user", str(annotator.pk))
+    assert event.changes == {"skill_tier": [3, 2]}
+    assert event.extra["reason"].startswith("below T3")

@@ -17,7 +17,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, repair=False, **options):
         started = time.perf_counter()
-        result = rollups_reconcile(repair=repair)
+        result = rollups_reconcile(repair=repair, actor_label="system:manage.py reconcile")
         seconds = time.perf_counter() - started
         for difference in result["differences"][:20]:
             self.stderr.write(json.dumps(difference, default=str, ensure_ascii=False))
