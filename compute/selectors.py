@@ -2,7 +2,7 @@
 
 from datetime import timedelta
 
-from django.db.models import Count, Q, Sum
+from django.db.models import Count, Q, QuerySet, Sum
 from django.utils import timezone
 
 from annotation.models import ItemResult, Project
@@ -11,6 +11,22 @@ from annotation.schemas import answer_key
 from .models import Backend, InferenceCall, Prediction
 
 MAX_LATENCY_SAMPLES = 200_000
+
+
+def projects_owned_or_staffed(*, organization_ids: list[int]) -> QuerySet[Project]:
+    """Projects these organizations own (client) or staff (centre): where compute
+    may be spent, subject to compute.permissions.can_run_on_project."""
+    return Project.objects.filter(
+        Q(organization_id__in=organization_ids) | Q(workforce_id__in=organization_ids)
+    )
+
+
+def project_rows(queryset: QuerySet, *, organization_ids: list[int]) -> QuerySet:
+    """Rows of queryset (a model with a project) of projects_owned_or_staffed."""
+    return queryset.filter(
+        Q(project__organization_id__in=organization_ids)
+        | Q(project__workforce_id__in=organization_ids)
+    )
 
 
 def _percentile(sorted_values: list[float], share: float) -> float | None:

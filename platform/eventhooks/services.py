@@ -20,22 +20,17 @@ from urllib.parse import urlsplit
 
 import httpx
 from django.conf import settings
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from tenants.models import Membership, Organization, User
-from tenants.selectors import roles_for_user
+from tenants.models import Organization, User
 
 from .models import Event, WebhookDelivery, WebhookEndpoint
+from .permissions import require_can_manage_webhooks
 
 MAX_ATTEMPTS = 8
 TIMEOUT_SECONDS = 10.0
-MANAGER_ROLES = {
-    Membership.Role.ADMIN,
-    Membership.Role.CLIENT_DEVELOPER,
-    Membership.Role.PROJECT_MANAGER,
-}
 
 
 def backoff_seconds(attempt: int) -> int:
@@ -71,13 +66,7 @@ def _check_destination(url: str) -> None:
 def webhook_endpoint_create(
     *, organization: Organization, created_by: User, url: str, events: list[str] | None = None
 ) -> tuple[WebhookEndpoint, str]:
-    if not created_by.is_superuser and not (
-        roles_for_user(user=created_by, organization=organization) & MANAGER_ROLES
-    ):
-        raise PermissionDenied(
-            "Only an admin, client developer or project manager of the "
-            "organization may manage its webhooks."
-        )
+    require_can_manage_webhooks(created_by, organization)
     _check_url(url)
     events = list(events or [])
     unknown = sorted(set(events) - set(Event.values))

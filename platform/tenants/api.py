@@ -8,7 +8,7 @@ from rest_framework.views import APIView
 
 from . import selectors, services
 from .models import ApiToken, Membership, Organization, Region
-from .scoping import TenantScopedMixin
+from .scoping import TenantScopedMixin, organization_ids_for_request
 from .serializers import (
     ApiTokenCreatedSerializer,
     ApiTokenCreateSerializer,
@@ -24,7 +24,7 @@ class MeView(APIView):
     @extend_schema(responses=MeSerializer, summary="The caller and their roles")
     def get(self, request):
         memberships = selectors.memberships_for_user(user=request.user).filter(
-            organization_id__in=selectors.organization_ids_for_request(request)
+            organization_id__in=organization_ids_for_request(request)
         )
         return Response(MeSerializer(request.user, context={"memberships": memberships}).data)
 

@@ -15,22 +15,16 @@ def organization_ids_for_user(*, user) -> list[int]:
     )
 
 
-def organization_ids_for_request(request) -> list[int]:
-    """The organizations this request may see.
+def organization_ids_for_caller(*, user, token_organization_id: int | None = None) -> list[int]:
+    """The organizations a caller may see.
 
     An API token acts for its one organization only, even when the person who
     created it belongs to others; a browser session acts for all of the
     user's organizations.
     """
-    cached = getattr(request, "_tenant_organization_ids", None)
-    if cached is not None:
-        return cached
-    if isinstance(getattr(request, "auth", None), ApiToken):
-        ids = [request.auth.organization_id]
-    else:
-        ids = organization_ids_for_user(user=request.user)
-    request._tenant_organization_ids = ids
-    return ids
+    if token_organization_id is not None:
+        return [token_organization_id]
+    return organization_ids_for_user(user=user)
 
 
 def queryset_scope(

@@ -1,0 +1,93 @@
+"""Who may do what: every role set of the platform, defined once, and tenants' own rules.
+
+Each app keeps its rules in its own `permissions.py` (a plain function of
+(user, object) returning bool per action, and a `require_…` that raises
+PermissionDenied with the message people see). They build on the role sets
+and helpers here, so a role set changes in one place.
+"""
+
+from collections.abc import Iterable
+
+from django.core.exceptions import PermissionDenied
+
+from .models import Membership, Organization, User
+from .selectors import roles_for_user
+
+Role = Membership.Role
+
+# --- role sets -----------------------------------------------------------------------
+
+# The client's people who define a project and own its data: settings, imports,
+# exports, datasets and re-inference (a centre's manager may edit too).
+PROJECT_EDITORS = frozenset({Role.CLIENT_DEVELOPER, Role.PROJECT_MANAGER, Role.ADMIN})
+# Those at the staffing centre who judge other people's annotations.
+REVIEWERS = frozenset({Role.REVIEWER, Role.PROJECT_MANAGER})
+# Those at the staffing centre who label items (leases, submissions).
+ANNOTATORS = frozenset({Role.ANNOTATOR})
+# Everyone at the staffing centre who opens a project in the workspace.
+WORKERS = ANNOTATORS | REVIEWERS
+# The centre's people who may spend compute on a project their centre staffs.
+CENTRE_RUN_MANAGERS = frozenset({Role.PROJECT_MANAGER})
+# An organization's own inference backends are run by its admins and managers.
+BACKEND_MANAGERS = frozenset({Role.ADMIN, Role.PROJECT_MANAGER})
+# Whoever starts runs or connects systems sees what backends cost and how they answer.
+BACKEND_OBSERVERS = frozenset({Role.ADMIN, Role.CLIENT_DEVELOPER, Role.PROJECT_MANAGER})
+# API tokens and webhooks connect the organization's own systems: its admins,
+# developers and managers set them up.
+INTEGRATION_MANAGERS = frozenset({Role.ADMIN, Role.CLIENT_DEVELOPER, Role.PROJECT_MANAGER})
+# A regional office's officials read its jurisdiction's KPIs.
+OFFICIALS = frozenset({Role.OFFICIAL})
+
+
+# --- helpers -------------------------------------------------------------------------
+
+
+def has_role(user: User, organization: Organization | None, roles: Iterable[str]) -> bool:
+    """Whether user holds one of roles in organization (one query; never for no organization)."""
+    if organization is None or not user or not user.is_authenticated:
+        return False
+    return bool(roles_for_user(user=user, organization=organization) & set(roles))
+
+
+def has_role_anywhere(user: User, roles: Iterable[str]) -> bool:
+    """Whether user holds one of roles in any of their active organizations."""
+    if not user or not user.is_authenticated:
+        return False
+    return bool(roles_for_user(user=user) & set(roles))
+
+
+def roles_message(roles: Iterable[str], action: str) -> str:
+    """'Only a <roles> of the organization may <action>.', the refusal people see."""
+    names = ", ".join(sorted(Role(r).label.lower() for r in roles))
+    return f"Only a {names} of the organization may {action}."
+
+
+def require(allowed: bool, message: str) -> None:
+    """Raise PermissionDenied(message) unless allowed; every require_… ends here."""
+    if not allowed:
+        raise PermissionDenied(message)
+
+
+def require_roles(
+    user: User, organization: Organization | None, roles: Iterable[str], action: str
+) -> None:
+    """Refuse unless user holds one of roles in organization, naming the roles."""
+    require(has_role(user, organization, roles), roles_message(roles, action))
+
+
+# --- tenants' rules ------------------------------------------------------------------
+
+
+def can_manage_api_tokens(user: User, organization: Organization) -> bool:
+    # Platform superusers operate the Django admin for every organization.
+    if user.is_superuser:
+        return True
+    return has_role(user, organization, INTEGRATION_MANAGERS)
+
+
+def require_can_manage_api_tokens(user: User, organization: Organization, *, verb: str) -> None:
+    require(
+        can_manage_api_tokens(user, organization),
+        "Only an admin, client developer or project manager of the organization "
+        f"may {verb} its API tokens.",
+    )
