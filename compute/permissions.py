@@ -8,11 +8,10 @@ from annotation.models import Project
 from tenants.models import Organization, User
 from tenants.permissions import (
     BACKEND_MANAGERS,
-    BACKEND_OBSERVERS,
     CENTRE_RUN_MANAGERS,
     PROJECT_EDITORS,
+    can_open_backends,
     has_role,
-    has_role_anywhere,
     require,
 )
 
@@ -55,5 +54,6 @@ def require_can_manage_backend(user: User, organization: Organization | None) ->
 
 
 def can_view_backend_metrics(user: User) -> bool:
-    """The backends page: for whoever starts runs or connects systems, anywhere."""
-    return user.is_superuser or has_role_anywhere(user, BACKEND_OBSERVERS)
+    """The backends page: for whoever starts runs or connects systems, anywhere (the
+    same rule the navigation uses to offer the page)."""
+    return can_open_backends(user)

@@ -11,9 +11,10 @@ from collections.abc import Iterable
 from django.core.exceptions import PermissionDenied
 
 from .models import Membership, Organization, User
-from .selectors import roles_for_user
+from .selectors import role_kinds_for_user, roles_for_user
 
 Role = Membership.Role
+Kind = Organization.Kind
 
 # --- role sets -----------------------------------------------------------------------
 
@@ -47,13 +48,6 @@ def has_role(user: User, organization: Organization | None, roles: Iterable[str]
     if organization is None or not user or not user.is_authenticated:
         return False
     return bool(roles_for_user(user=user, organization=organization) & set(roles))
-
-
-def has_role_anywhere(user: User, roles: Iterable[str]) -> bool:
-    """Whether user holds one of roles in any of their active organizations."""
-    if not user or not user.is_authenticated:
-        return False
-    return bool(roles_for_user(user=user) & set(roles))
 
 
 def roles_message(roles: Iterable[str], action: str) -> str:
@@ -91,3 +85,41 @@ def require_can_manage_api_tokens(user: User, organization: Organization, *, ver
         "Only an admin, client developer or project manager of the organization "
         f"may {verb} its API tokens.",
     )
+
+
+# --- pages: what the navigation offers -----------------------------------------------
+# Each takes `held`, the (role, organization kind) pairs of role_kinds_for_user,
+# so a page asks once for all its links; without it they look it up.
+
+
+def _held(user: User, held: set[tuple[str, str]] | None) -> set[tuple[str, str]]:
+    return role_kinds_for_user(user=user) if held is None else held
+
+
+def can_open_workspace(user: User, *, held: set[tuple[str, str]] | None = None) -> bool:
+    """Annotators, reviewers and managers of a centre (the workspace lists its projects)."""
+    return any(role in WORKERS and kind == Kind.WORKFORCE for role, kind in _held(user, held))
+
+
+def can_open_reports(user: User, *, held: set[tuple[str, str]] | None = None) -> bool:
+    """Officials of a regional office; platform staff report on the whole country."""
+    if user.is_authenticated and user.is_superuser:
+        return True
+    return any(role in OFFICIALS and kind == Kind.GOVERNMENT for role, kind in _held(user, held))
+
+
+def can_open_backends(user: User, *, held: set[tuple[str, str]] | None = None) -> bool:
+    """The backends page: BACKEND_OBSERVERS of any organization, and platform staff."""
+    if user.is_authenticated and user.is_superuser:
+        return True
+    return any(role in BACKEND_OBSERVERS for role, _kind in _held(user, held))
+
+
+def page_permissions(user: User) -> dict[str, bool]:
+    """The links a page may offer user, from one query."""
+    held = _held(user, None)
+    return {
+        "workspace": can_open_workspace(user, held=held),
+        "reports": can_open_reports(user, held=held),
+        "backends": can_open_backends(user, held=held),
+    }

@@ -53,6 +53,17 @@ def roles_for_user(*, user, organization: Organization | None = None) -> set[str
     return set(memberships.values_list("role", flat=True))
 
 
+def role_kinds_for_user(*, user) -> set[tuple[str, str]]:
+    """(role, organization kind) pairs user holds in active organizations."""
+    if not user or not user.is_authenticated:
+        return set()
+    return set(
+        Membership.objects.filter(user=user, organization__is_active=True).values_list(
+            "role", "organization__kind"
+        )
+    )
+
+
 def memberships_for_user(*, user) -> QuerySet[Membership]:
     return (
         Membership.objects.filter(user=user, organization__is_active=True)
