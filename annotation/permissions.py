@@ -54,6 +54,11 @@ def require_can_annotate_project(user: User, project: Project) -> None:
     )
 
 
+def has_required_tier(user: User, project: Project) -> bool:
+    """The project's skill tier: checked on every lease, shown beside each project."""
+    return user.skill_tier >= project.required_tier
+
+
 def can_review_project(user: User, project: Project) -> bool:
     return has_role(user, project.workforce, REVIEWERS)
 

@@ -220,7 +220,7 @@ def annotator_check(*, project: Project, annotator: User) -> None:
     if project.status != Project.Status.ACTIVE:
         raise ValidationError({"project": [f"The project is {project.status}, not active."]})
     permissions.require_can_annotate_project(annotator, project)
-    if annotator.skill_tier < project.required_tier:
+    if not permissions.has_required_tier(annotator, project):
         raise PermissionDenied(
             f"This project needs skill tier T{project.required_tier}; yours is "
             f"T{annotator.skill_tier}."

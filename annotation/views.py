@@ -19,6 +19,7 @@ from tenants.permissions import ANNOTATORS, REVIEWERS
 from valuechain.selectors import annotator_standing
 
 from .models import Item, Project, TaskType
+from .permissions import has_required_tier
 from .schemas import SchemaError, label_schema_validate
 from .selectors import annotator_quality, projects_for_worker
 
@@ -140,7 +141,7 @@ def projects(request):
         {
             "project": project,
             "can_annotate": project.pk in annotate_ids,
-            "tier_ok": request.user.skill_tier >= project.required_tier,
+            "tier_ok": has_required_tier(request.user, project),
             "can_review": project.pk in review_ids,
         }
         for project in sorted(by_id.values(), key=lambda p: (p.name.lower(), p.pk))

@@ -164,3 +164,10 @@ def test_a_lease_makes_no_more_queries_than_before_the_rules(django_assert_max_n
     annotator = worker(project)
     with django_assert_max_num_queries(6):
         assert services.assignment_lease(project=project, annotator=annotator)
+
+
+def test_the_required_tier_is_the_users_skill_tier_or_more():
+    project = annotation_project(required_tier=3)
+    assert not permissions.has_required_tier(worker(project, tier=2), project)
+    assert permissions.has_required_tier(worker(project, tier=3), project)
+    assert permissions.has_required_tier(worker(project, tier=5), project)
