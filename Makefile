@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed
 help:
 	@echo "make run    install, migrate, load demo data, start web + worker + beat"
 	@echo "make test   install and run the whole test suite"
-	@echo "make lint   ruff check and format check"
+	@echo "make lint   ruff check, format check and the import contracts"
 	@echo "make lock   re-resolve requirements/*.lock from pyproject.toml"
 
 $(PY):
@@ -56,14 +56,19 @@ run: demo
 	fi; \
 	exit $$status
 
+# Which app may import which (.importlinter); both source roots on the path.
+LINT_IMPORTS := PYTHONPATH="$(CURDIR):$(CURDIR)/platform" $(BIN)/lint-imports --no-cache
+
 test: messages
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(LINT_IMPORTS)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(LINT_IMPORTS)
 
 format: install
 	$(BIN)/ruff check --fix .

@@ -352,24 +352,6 @@ def span_f1(reference: Iterable[Span], predicted: Iterable[Span]) -> SpanScore:
     return _score(len(ref & pred), len(ref), len(pred))
 
 
-def span_f1_micro(pairs: Iterable[tuple[Iterable[Span], Iterable[Span]]]) -> SpanScore | None:
-    """Micro-averaged :func:`span_f1`: pool TP and counts over all (reference, predicted) pairs.
-
-    Returns ``None`` when ``pairs`` is empty (nothing was scored).
-    """
-    tp = ref_total = pred_total = 0
-    seen = False
-    for reference, predicted in pairs:
-        seen = True
-        ref, pred = _span_set(reference), _span_set(predicted)
-        tp += len(ref & pred)
-        ref_total += len(ref)
-        pred_total += len(pred)
-    if not seen:
-        return None
-    return _score(tp, ref_total, pred_total)
-
-
 def pairwise_span_f1(
     annotations_per_item: Iterable[Sequence[Iterable[Span]] | Mapping[Hashable, Iterable[Span]]],
 ) -> float | None:

@@ -149,7 +149,9 @@ class ProjectViewSet(TenantScopedMixin, viewsets.ModelViewSet):
             "background: poll the returned job. With on_error=reject (default) a file with any "
             "bad row imports nothing and the job lists every bad row; with on_error=skip the "
             "good rows go in. Rows with an external_id already in the project are updated "
-            "(on_conflict=update) or left alone (skip), never duplicated."
+            "(on_conflict=update) or left alone (skip), never duplicated. A row's optional "
+            "priority (a whole number from -1000 to 1000, default 0) orders the work: "
+            "annotators get the highest first."
         ),
         request={"multipart/form-data": ImportRequestSerializer},
         responses={202: ImportJobSerializer},

@@ -7,3 +7,12 @@ class AnnotationConfig(AppConfig):
 
     name = "annotation"
     verbose_name = _("Annotation")
+
+    def ready(self):
+        # valuechain's tier review judges a quality record that annotation
+        # measures; valuechain may not import annotation, so annotation registers.
+        from valuechain.quality import quality_provider_register
+
+        from .selectors import annotator_quality
+
+        quality_provider_register(annotator_quality)

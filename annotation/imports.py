@@ -10,6 +10,17 @@ A run has two phases:
    (project, external_id) updates or skips existing items, never duplicates.
 Until phase 2 commits, no item exists; a failed or interrupted run leaves
 nothing behind but its report. A retried run starts again from the file.
+
+A row's own keys (everything else is the item's data, or give it as "data"):
+- external_id: a string or whole number, at most 255 characters; generated when
+  absent. Re-imports match items on it.
+- gold (or gold_answer): makes the item a gold item with that answer.
+- metadata: an object, kept for the client and never shown to annotators.
+- priority: a whole number from -1000 to 1000 (CSV: a cell like "5"), 0 when
+  absent. Annotators are served open items highest priority first. A
+  pre-labeling run later replaces it with the model's uncertainty (0 to 1), and
+  an updating re-import sets it again from the row.
+A bad value is reported for its row and field, like any other invalid row.
 """
 
 import io
@@ -47,6 +58,8 @@ STAGE_BATCH_ROWS = 5000
 HEAD_BYTES = 64 * 1024
 # Keys of a row that are about the item, not part of its data.
 ROW_KEYS = {"external_id", "gold", "gold_answer", "metadata", "priority"}
+# A client's own ordering of its items; whole numbers so that CSV and JSON agree.
+PRIORITY_MIN, PRIORITY_MAX = -1000, 1000
 
 # One encoder for every row: json.dumps with options builds a new one per call. Rows
 # come from a JSON or CSV parser, so they cannot be circular.
@@ -102,6 +115,26 @@ def _gold_from_shorthand(task_type: str, value):
     return value
 
 
+def _priority(value) -> int:
+    """A row's priority: a whole number in [PRIORITY_MIN, PRIORITY_MAX], 0 when absent."""
+    if value is None or value == "":
+        return 0
+    if isinstance(value, str):
+        try:
+            value = int(value.strip())
+        except ValueError:
+            value = None
+    elif isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise SchemaError(
+            "priority", f"expected a whole number from {PRIORITY_MIN} to {PRIORITY_MAX}"
+        )
+    if not PRIORITY_MIN <= value <= PRIORITY_MAX:
+        raise SchemaError("priority", f"{value} is outside {PRIORITY_MIN} to {PRIORITY_MAX}")
+    return value
+
+
 def row_normalize(project: Project, raw: dict, *, row: int, job_key: str) -> dict:
     """A staged row's fields from a raw file row, or SchemaError."""
     if isinstance(raw.get("data"), dict):
@@ -131,6 +164,7 @@ def row_normalize(project: Project, raw: dict, *, row: int, job_key: str) -> dic
         "data": data,
         "gold_answer": gold,
         "metadata": metadata,
+        "priority": _priority(raw.get("priority")),
         "token_count": estimate_tokens(item_text(project.task_type, data)),
     }
 
@@ -230,7 +264,8 @@ def _copy_rows(job_id: str, rows: list[dict]) -> str:
         lines.append(
             f"{job_id}\t{r['row']}\t{_copy_text(r['external_id'])}\t{_copy_json(r['data'])}\t"
             f"{null if gold is None else _copy_json(gold)}\t"
-            f"{_copy_json(metadata) if metadata else '{}'}\t{r['token_count']}\n"
+            f"{_copy_json(metadata) if metadata else '{}'}\t{r['priority']}\t"
+            f"{r['token_count']}\n"
         )
     return "".join(lines)
 
@@ -241,8 +276,8 @@ def _copy_in(text: str) -> None:
     with (
         connection.cursor() as cursor,
         cursor.copy(
-            f"COPY {table} (job_id, row, external_id, data, gold_answer, metadata, token_count)"
-            " FROM STDIN"
+            f"COPY {table} (job_id, row, external_id, data, gold_answer, metadata, priority,"
+            " token_count) FROM STDIN"
         ) as copy,
     ):
         copy.write(text)
@@ -309,7 +344,8 @@ class _Stager:
 
 _MERGE_SQL = """
 WITH latest AS (
-    SELECT DISTINCT ON (external_id) external_id, data, gold_answer, metadata, token_count
+    SELECT DISTINCT ON (external_id) external_id, data, gold_answer, metadata, priority,
+           token_count
     FROM {staging} WHERE job_id = %(job)s
     ORDER BY external_id, row DESC
 ), upserted AS (
@@ -317,7 +353,7 @@ WITH latest AS (
                              priority, target_annotations, reserved_count, annotation_count,
                              status, token_count, created_at, updated_at)
     SELECT %(project)s, external_id, data, gold_answer, gold_answer IS NOT NULL, metadata,
-           0, CASE WHEN gold_answer IS NULL THEN %(overlap)s ELSE %(gold_target)s END, 0, 0,
+           priority, CASE WHEN gold_answer IS NULL THEN %(overlap)s ELSE %(gold_target)s END, 0, 0,
            'open', token_count, %(now)s, %(now)s
     FROM latest
     ON CONFLICT (project_id, external_id) DO {on_conflict}
@@ -329,7 +365,8 @@ FROM upserted
 
 _UPDATE_CLAUSE = """UPDATE SET
         data = EXCLUDED.data, gold_answer = EXCLUDED.gold_answer, is_gold = EXCLUDED.is_gold,
-        metadata = EXCLUDED.metadata, token_count = EXCLUDED.token_count,
+        metadata = EXCLUDED.metadata, priority = EXCLUDED.priority,
+        token_count = EXCLUDED.token_count,
         target_annotations = GREATEST(i.reserved_count, EXCLUDED.target_annotations),
         updated_at = EXCLUDED.updated_at"""
 
@@ -384,6 +421,7 @@ def _merge_portable(job: ImportJob, project: Project, now) -> tuple[int, int, in
                     gold_answer=staged.gold_answer,
                     is_gold=staged.gold_answer is not None,
                     metadata=staged.metadata,
+                    priority=staged.priority,
                     token_count=staged.token_count,
                     target_annotations=max(existing[external_id], target),
                     updated_at=now,
@@ -398,6 +436,7 @@ def _merge_portable(job: ImportJob, project: Project, now) -> tuple[int, int, in
                 gold_answer=staged.gold_answer,
                 is_gold=staged.gold_answer is not None,
                 metadata=staged.metadata,
+                priority=staged.priority,
                 target_annotations=target,
                 token_count=staged.token_count,
             )

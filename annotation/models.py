@@ -445,6 +445,7 @@ class ImportStagingRow(models.Model):
     data = models.JSONField()
     gold_answer = models.JSONField(null=True)
     metadata = models.JSONField(default=dict)
+    priority = models.IntegerField(default=0)
     token_count = models.PositiveIntegerField(default=0)
 
     tenant_path = "job__project__organization"

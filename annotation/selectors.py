@@ -53,6 +53,16 @@ def client_organization_for_new_project(
     return client_orgs.get()
 
 
+def project_counts(*, project: Project) -> dict:
+    """Cheap aggregate counts, one query (used by completion checks)."""
+    return Item.objects.filter(project=project, is_gold=False).aggregate(
+        total=Count("pk"),
+        open=Count("pk", filter=Q(status=Item.Status.OPEN)),
+        in_review=Count("pk", filter=Q(status=Item.Status.IN_REVIEW)),
+        done=Count("pk", filter=Q(status=Item.Status.DONE)),
+    )
+
+
 def project_stats(*, project: Project) -> dict:
     items = Item.objects.filter(project=project).aggregate(
         total=Count("pk", filter=Q(is_gold=False)),

@@ -1,11 +1,12 @@
 """Writes for annotation jobs: projects, leases, submissions, reviews, results."""
 
 import hashlib
+import json
 from datetime import timedelta
 
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import connection, transaction
-from django.db.models import Count, F, Q
+from django.db.models import F
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
@@ -32,6 +33,7 @@ from .schemas import (
     item_text,
     label_schema_validate,
 )
+from .selectors import project_counts
 from .token_estimate import estimate_tokens
 
 # An annotator holds the task on screen and the prefetched next one.
@@ -442,7 +444,7 @@ def project_completion_check(*, project: Project) -> bool:
         completed_at=now
     ):
         return False
-    stats = project_counts(project)
+    stats = project_counts(project=project)
     webhook_event_emit(
         organization_id=project.organization_id,
         event=Event.PROJECT_COMPLETED,
@@ -654,11 +656,48 @@ def review_submit(
     return review
 
 
-def project_counts(project: Project) -> dict:
-    """Cheap aggregate counts, one query (used by stats and completion checks)."""
-    return Item.objects.filter(project=project, is_gold=False).aggregate(
-        total=Count("pk"),
-        open=Count("pk", filter=Q(status=Item.Status.OPEN)),
-        in_review=Count("pk", filter=Q(status=Item.Status.IN_REVIEW)),
-        done=Count("pk", filter=Q(status=Item.Status.DONE)),
+@transaction.atomic
+def item_results_send_to_review(*, item_ids: list[int]) -> int:
+    """Put unreviewed results back in front of a reviewer (e.g. where a fine-tuned
+    model disagrees with the humans). Reviewed results stand. Returns items moved."""
+    ItemResult.objects.filter(item_id__in=item_ids, reviewed_by__isnull=True).update(approved=False)
+    return Item.objects.filter(pk__in=item_ids, result__reviewed_by__isnull=True).update(
+        status=Item.Status.IN_REVIEW
     )
+
+
+@transaction.atomic
+def item_suggestions_apply(*, suggestions: dict[int, tuple[dict, float]]) -> None:
+    """Show model suggestions to annotators and set the items' lease priority.
+
+    `suggestions` maps item id to (suggestion, priority). Pre-labeling calls this
+    for hundreds of items a second, hence the raw SQL on PostgreSQL.
+    """
+    if not suggestions:
+        return
+    if connection.vendor == "postgresql":
+        # One UPDATE … FROM (VALUES …) per batch: bulk_update's CASE chains are
+        # several times slower, and the JSON merge keeps the client's metadata.
+        table = Item._meta.db_table
+        ids = sorted(suggestions)  # consistent lock order with other item writers
+        with connection.cursor() as cursor:
+            for start in range(0, len(ids), 1000):
+                batch = ids[start : start + 1000]
+                values = ", ".join(["(%s, %s::jsonb, %s)"] * len(batch))
+                params = []
+                for item_id in batch:
+                    suggestion, priority = suggestions[item_id]
+                    params += [item_id, json.dumps(suggestion, ensure_ascii=False), priority]
+                cursor.execute(
+                    f"UPDATE {table} AS i SET metadata = i.metadata || "  # noqa: S608
+                    f"jsonb_build_object('suggestion', v.s), priority = v.p "
+                    f"FROM (VALUES {values}) AS v(id, s, p) WHERE i.id = v.id",
+                    params,
+                )
+        return
+    items = list(Item.objects.filter(pk__in=list(suggestions)).order_by("pk"))
+    for item in items:
+        suggestion, priority = suggestions[item.pk]
+        item.metadata = {**item.metadata, "suggestion": suggestion}
+        item.priority = priority
+    Item.objects.bulk_update(items, ["metadata", "priority"], batch_size=1000)

@@ -32,3 +32,22 @@ def demo_seed() -> int:
         },
     )
     return int(created)
+
+
+@transaction.atomic
+def history_backend_ensure(*, name: str, region: Region) -> Backend:
+    """A platform-wide GPU pool that only carries seeded history: inactive, never called."""
+    backend, _ = Backend.objects.get_or_create(
+        organization=None,
+        name=name,
+        defaults={
+            "kind": Backend.Kind.VLLM,
+            "base_url": "http://127.0.0.1:9/v1",  # history only: never called
+            "region": region,
+            "gpu_kind": "A800",
+            "gpu_count": 8,
+            "max_concurrency": 64,
+            "is_active": False,
+        },
+    )
+    return backend

@@ -17,6 +17,7 @@ from django.utils import timezone
 from annotation.exports import split_is_validation
 from annotation.models import DatasetVersion, ExportFormat, Item, ItemResult
 from annotation.schemas import answer_key
+from annotation.services import item_results_send_to_review
 from tenants.models import User
 from valuechain import postings
 
@@ -26,6 +27,7 @@ from .backend_client import BackendClient, BackendRejected, BackendUnavailable
 from .models import Backend, FineTuneRun, Prediction, PrelabelRun
 from .permissions import require_can_run_on_project
 from .routing import backends_for_project
+from .selectors import FEN
 
 METHOD_FORMATS = {
     FineTuneRun.Method.SUPERVISED: {ExportFormat.OPENAI_CHAT},
@@ -183,7 +185,7 @@ def finetune_run_poll(*, run_id: int) -> FineTuneRun:
             trained_tokens=trained,
             cost=(
                 Decimal(trained) * run.backend.price_training_per_million / Decimal(1_000_000)
-            ).quantize(services.FEN),
+            ).quantize(FEN),
         )
     elif remote in ("failed", "cancelled"):
         error = job.get("error") or {}
@@ -260,14 +262,8 @@ def finetune_run_evaluate(*, run_id: int) -> FineTuneRun:
         evaluation["evaluation_run"] = eval_run.pk
         disagreements = [i for i in truth if i in guess and guess[i] != truth[i]]
         evaluation["disagreements"] = len(disagreements)
-        with transaction.atomic():
-            # Where the model and the humans disagree, a reviewer decides.
-            ItemResult.objects.filter(item_id__in=disagreements, reviewed_by__isnull=True).update(
-                approved=False
-            )
-            Item.objects.filter(pk__in=disagreements, result__reviewed_by__isnull=True).update(
-                status=Item.Status.IN_REVIEW
-            )
+        # Where the model and the humans disagree, a reviewer decides.
+        item_results_send_to_review(item_ids=disagreements)
     FineTuneRun.objects.filter(pk=run.pk).update(
         status=FineTuneRun.Status.SUCCEEDED, evaluation=evaluation, finished_at=timezone.now()
     )

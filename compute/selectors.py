@@ -1,16 +1,71 @@
-"""Reads for compute: backend observability and suggestion acceptance."""
+"""Reads for compute: runs' items and totals, backend observability, suggestion acceptance."""
 
 from datetime import timedelta
+from decimal import Decimal
 
 from django.db.models import Count, Q, QuerySet, Sum
 from django.utils import timezone
 
-from annotation.models import ItemResult, Project
+from annotation.models import Item, ItemResult, Project
 from annotation.schemas import answer_key
 
-from .models import Backend, InferenceCall, Prediction
+from .models import Backend, InferenceCall, Prediction, PrelabelRun
 
+FEN = Decimal("0.000001")
 MAX_LATENCY_SAMPLES = 200_000
+# Beat asks every 30 s; a backend checked within 25 s is skipped so that two
+# overlapping beats do not probe it twice.
+HEALTH_CHECK_INTERVAL = timedelta(seconds=25)
+
+
+def prelabel_run_items(*, run: PrelabelRun):
+    """The items a run labels, from its item_filter (open, unlabeled, non-gold by default)."""
+    filters = run.item_filter or {}
+    items = Item.objects.filter(project=run.project, is_gold=False)
+    statuses = filters.get("status") or [Item.Status.OPEN]
+    items = items.filter(status__in=statuses)
+    if filters.get("only_unlabeled", True):
+        items = items.filter(annotation_count=0)
+    if filters.get("external_ids"):
+        items = items.filter(external_id__in=filters["external_ids"])
+    if filters.get("item_ids"):
+        items = items.filter(pk__in=filters["item_ids"])
+    return items
+
+
+def run_totals(*, run: PrelabelRun) -> dict:
+    """Progress, tokens and cost so far, straight from the metered rows."""
+    calls = InferenceCall.objects.filter(run=run).aggregate(
+        prompt_tokens=Sum("prompt_tokens"),
+        completion_tokens=Sum("completion_tokens"),
+        cost=Sum("cost"),
+        calls=Count("pk"),
+        failed_calls=Count("pk", filter=~Q(outcome=InferenceCall.Outcome.OK)),
+    )
+    predicted = Prediction.objects.filter(run=run).count()
+    failed_items = (
+        InferenceCall.objects.filter(run=run)
+        .exclude(item__predictions__run=run)
+        .values("item_id")
+        .distinct()
+        .count()
+    )
+    return {
+        "done_items": predicted,
+        "failed_items": failed_items,
+        "prompt_tokens": calls["prompt_tokens"] or 0,
+        "completion_tokens": calls["completion_tokens"] or 0,
+        "cost": (calls["cost"] or Decimal(0)).quantize(FEN),
+        "calls": calls["calls"],
+        "failed_calls": calls["failed_calls"],
+    }
+
+
+def backends_due_for_health_check(*, now=None):
+    now = now or timezone.now()
+    return Backend.objects.filter(is_active=True).filter(
+        Q(last_checked_at__isnull=True) | Q(last_checked_at__lte=now - HEALTH_CHECK_INTERVAL)
+    )
 
 
 def projects_owned_or_staffed(*, organization_ids: list[int]) -> QuerySet[Project]:

@@ -1,20 +1,19 @@
 """Writes for compute: backends, pre-labeling runs, metering, fine-tuning."""
 
 import asyncio
-import json
 import time
 from dataclasses import dataclass, field
-from datetime import timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
 import httpx
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import connection, transaction
-from django.db.models import Count, Max, Q, Sum
+from django.db import transaction
+from django.db.models import Max
 from django.utils import timezone
 
 from annotation.models import Item, Project
+from annotation.services import item_suggestions_apply
 from tenants.models import Organization, User
 from valuechain import postings
 
@@ -23,10 +22,10 @@ from .api_key_cipher import api_key_decrypt, api_key_encrypt
 from .backend_client import BackendClient, BackendRejected, BackendUnavailable, ChatResult
 from .models import Backend, InferenceCall, Prediction, PrelabelRun, PromptTemplate
 from .routing import backends_ranked
+from .selectors import FEN, prelabel_run_items, run_totals
 from .structured import InvalidAnswer, answer_parse, prompt_fields, prompt_messages
 from .structured import response_format as project_response_format
 
-FEN = Decimal("0.000001")
 CIRCUIT_FAILURE_THRESHOLD = 5
 # Items per Celery chunk task: enough waves of concurrent requests that the
 # tail of a chunk is small, few enough that cancelling takes effect quickly.
@@ -190,20 +189,6 @@ def prompt_template_create(
     )
 
 
-def _run_items(run: PrelabelRun):
-    filters = run.item_filter or {}
-    items = Item.objects.filter(project=run.project, is_gold=False)
-    statuses = filters.get("status") or [Item.Status.OPEN]
-    items = items.filter(status__in=statuses)
-    if filters.get("only_unlabeled", True):
-        items = items.filter(annotation_count=0)
-    if filters.get("external_ids"):
-        items = items.filter(external_id__in=filters["external_ids"])
-    if filters.get("item_ids"):
-        items = items.filter(pk__in=filters["item_ids"])
-    return items
-
-
 @transaction.atomic
 def prelabel_run_start(
     *,
@@ -245,7 +230,7 @@ def prelabel_run_start(
                 ]
             }
         )
-    run.total_items = _run_items(run).count()
+    run.total_items = prelabel_run_items(run=run).count()
     run.status = PrelabelRun.Status.RUNNING
     run.started_at = timezone.now()
     run.save()
@@ -262,7 +247,12 @@ def prelabel_run_dispatch(*, run_id: int, chunk_size: int = CHUNK_SIZE) -> int:
     run = PrelabelRun.objects.select_related("project").get(pk=run_id)
     if run.status != PrelabelRun.Status.RUNNING:
         return 0
-    ids = _run_items(run).exclude(predictions__run=run).order_by("pk").values_list("pk", flat=True)
+    ids = (
+        prelabel_run_items(run=run)
+        .exclude(predictions__run=run)
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
     chunks, batch = 0, []
     for item_id in ids.iterator(chunk_size=5000):
         batch.append(item_id)
@@ -307,38 +297,10 @@ def prelabel_run_resume(*, run: PrelabelRun, user: User) -> PrelabelRun:
     return run
 
 
-def run_totals(run: PrelabelRun) -> dict:
-    """Progress, tokens and cost so far, straight from the metered rows."""
-    calls = InferenceCall.objects.filter(run=run).aggregate(
-        prompt_tokens=Sum("prompt_tokens"),
-        completion_tokens=Sum("completion_tokens"),
-        cost=Sum("cost"),
-        calls=Count("pk"),
-        failed_calls=Count("pk", filter=~Q(outcome=InferenceCall.Outcome.OK)),
-    )
-    predicted = Prediction.objects.filter(run=run).count()
-    failed_items = (
-        InferenceCall.objects.filter(run=run)
-        .exclude(item__predictions__run=run)
-        .values("item_id")
-        .distinct()
-        .count()
-    )
-    return {
-        "done_items": predicted,
-        "failed_items": failed_items,
-        "prompt_tokens": calls["prompt_tokens"] or 0,
-        "completion_tokens": calls["completion_tokens"] or 0,
-        "cost": (calls["cost"] or Decimal(0)).quantize(FEN),
-        "calls": calls["calls"],
-        "failed_calls": calls["failed_calls"],
-    }
-
-
 def prelabel_run_refresh(*, run_id: int) -> PrelabelRun:
     """Store the run's totals; finish it when every item has an outcome."""
     run = PrelabelRun.objects.get(pk=run_id)
-    totals = run_totals(run)
+    totals = run_totals(run=run)
     fields = {
         k: totals[k]
         for k in ("done_items", "failed_items", "prompt_tokens", "completion_tokens", "cost")
@@ -617,7 +579,21 @@ def _record_outcomes(run: PrelabelRun, outcomes: list[_ItemOutcome]) -> dict:
     )
     Prediction.objects.bulk_create(predictions, ignore_conflicts=True, batch_size=1000)
     if run.purpose == "prelabel":
-        _suggestions_apply(predictions)
+        # Annotators see the suggestion, and the least certain items are served first.
+        item_suggestions_apply(
+            suggestions={
+                p.item_id: (
+                    {
+                        "answer": p.answer,
+                        "confidence": round(p.confidence, 4),
+                        "model": p.model,
+                        "prompt_version": p.prompt_version,
+                    },
+                    round(1.0 - p.confidence, 6),
+                )
+                for p in predictions
+            }
+        )
     for backend_id, records in per_backend.items():
         transport_ok = [r for r in records if r.outcome != InferenceCall.Outcome.ERROR]
         failures = [
@@ -636,54 +612,3 @@ def _record_outcomes(run: PrelabelRun, outcomes: list[_ItemOutcome]) -> dict:
         "failed": len(outcomes) - len(predictions),
         "calls": len(calls),
     }
-
-
-def _suggestions_apply(predictions: list[Prediction]) -> None:
-    """Show predictions to annotators, and serve the least certain items first."""
-    if not predictions:
-        return
-    suggestions = {
-        p.item_id: (
-            {
-                "answer": p.answer,
-                "confidence": round(p.confidence, 4),
-                "model": p.model,
-                "prompt_version": p.prompt_version,
-            },
-            round(1.0 - p.confidence, 6),
-        )
-        for p in predictions
-    }
-    if connection.vendor == "postgresql":
-        # One UPDATE … FROM (VALUES …) per batch: bulk_update's CASE chains are
-        # several times slower, and the JSON merge keeps the client's metadata.
-        table = Item._meta.db_table
-        ids = sorted(suggestions)  # consistent lock order with other item writers
-        with connection.cursor() as cursor:
-            for start in range(0, len(ids), 1000):
-                batch = ids[start : start + 1000]
-                values = ", ".join(["(%s, %s::jsonb, %s)"] * len(batch))
-                params = []
-                for item_id in batch:
-                    suggestion, priority = suggestions[item_id]
-                    params += [item_id, json.dumps(suggestion, ensure_ascii=False), priority]
-                cursor.execute(
-                    f"UPDATE {table} AS i SET metadata = i.metadata || "  # noqa: S608
-                    f"jsonb_build_object('suggestion', v.s), priority = v.p "
-                    f"FROM (VALUES {values}) AS v(id, s, p) WHERE i.id = v.id",
-                    params,
-                )
-        return
-    items = list(Item.objects.filter(pk__in=list(suggestions)).order_by("pk"))
-    for item in items:
-        suggestion, priority = suggestions[item.pk]
-        item.metadata = {**item.metadata, "suggestion": suggestion}
-        item.priority = priority
-    Item.objects.bulk_update(items, ["metadata", "priority"], batch_size=1000)
-
-
-def backends_due_for_health_check(now=None):
-    now = now or timezone.now()
-    return Backend.objects.filter(is_active=True).filter(
-        Q(last_checked_at__isnull=True) | Q(last_checked_at__lte=now - timedelta(seconds=25))
-    )

@@ -2,7 +2,7 @@
 
 from celery import shared_task
 
-from . import services
+from . import selectors, services
 from .backend_client import BackendUnavailable
 
 
@@ -27,7 +27,7 @@ def prelabel_chunk_task(self, run_id: int, item_ids: list[int]) -> dict:
 
 @shared_task(name="compute.backends_health_check", time_limit=120, soft_time_limit=100)
 def backends_health_check_task() -> int:
-    backends = list(services.backends_due_for_health_check())
+    backends = list(selectors.backends_due_for_health_check())
     for backend in backends:
         services.backend_health_check(backend=backend)
     return len(backends)

@@ -12,14 +12,15 @@ from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from decimal import Decimal
 
-from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
 
-from tenants.models import Membership, Organization, Region
-from valuechain.models import LedgerEntry, SkillTier, TierChange
+from compute.demo import history_backend_ensure
+from tenants.models import Membership, Organization, Region, User
+from tenants.services import annotators_create, organization_get_or_create, users_skill_tier_set
+from valuechain.models import LedgerEntry, SkillTier
 from valuechain.selectors import month_add
-from valuechain.services import ledger_post_many
+from valuechain.services import ledger_post_many, tier_changes_record
 
 SEED = 20261122
 DEMO_ANNOTATORS = ("annotator", "annotator2")
@@ -134,49 +135,38 @@ def demo_seed() -> int:
     created = 0
     clients = []
     for slug, name, code in CLIENTS:
-        client, was_created = Organization.objects.get_or_create(
-            slug=slug,
-            defaults={"name": name, "kind": Organization.Kind.CLIENT, "region": regions[code]},
+        client, was_created = organization_get_or_create(
+            slug=slug, name=name, kind=Organization.Kind.CLIENT, region=regions[code]
         )
         clients.append(client)
         created += was_created
     backends = _backends()
     created += len(backends)
     months = _history_months(timezone.localdate())
-    entries, changes, everyone = [], [], []
-    user_model = get_user_model()
+    entries, changes, final_tiers = [], [], {}
     for centre in CENTRES:
-        org, was_created = Organization.objects.get_or_create(
+        org, was_created = organization_get_or_create(
             slug=centre.slug,
-            defaults={
-                "name": centre.name,
-                "kind": Organization.Kind.WORKFORCE,
-                "region": regions[centre.city],
-            },
+            name=centre.name,
+            kind=Organization.Kind.WORKFORCE,
+            region=regions[centre.city],
         )
         created += was_created
         region = regions[centre.city]
-        people = []
-        for n in range(centre.people):
-            user = user_model(
-                username=f"demo-{centre.city}-{n:03d}",
-                display_name=f"{centre.city}-{n:03d}",
-            )
-            user.set_unusable_password()  # history only: nobody logs in as them
-            level = rng.choices(range(1, 6), weights=centre.start_tiers)[0]
-            people.append([user, level])
-        user_model.objects.bulk_create([p[0] for p in people])
-        Membership.objects.bulk_create(
-            [
-                Membership(user=p[0], organization=org, role=Membership.Role.ANNOTATOR)
-                for p in people
-            ]
+        # History only: nobody logs in as them (no usable password).
+        users = annotators_create(
+            organization=org,
+            people=[
+                (f"demo-{centre.city}-{n:03d}", f"{centre.city}-{n:03d}")
+                for n in range(centre.people)
+            ],
         )
+        people = [[user, rng.choices(range(1, 6), weights=centre.start_tiers)[0]] for user in users]
         created += 2 * len(people)
         # The demo annotators' logins have a year of work behind them too, at
         # their own tier (their earnings show on their personal page).
         logins = list(
-            user_model.objects.filter(
+            User.objects.filter(
                 memberships__organization=org,
                 memberships__role=Membership.Role.ANNOTATOR,
                 username__in=DEMO_ANNOTATORS,
@@ -189,15 +179,15 @@ def demo_seed() -> int:
                 promotable = user.username not in DEMO_ANNOTATORS and level < 4
                 if month_index and promotable and rng.random() < centre.monthly_promotion:
                     changes.append(
-                        TierChange(
-                            user=user,
-                            day=month,
-                            from_level=level,
-                            to_level=level + 1,
-                            region=region,
-                            reason=f"cleared every T{level + 1} bar",
-                            measured={"demo": True},
-                        )
+                        {
+                            "user": user,
+                            "day": month,
+                            "from_level": level,
+                            "to_level": level + 1,
+                            "region": region,
+                            "reason": f"cleared every T{level + 1} bar",
+                            "measured": {"demo": True},
+                        }
                     )
                     person[1] = level = level + 1
                 entries += _human_month(
@@ -206,13 +196,12 @@ def demo_seed() -> int:
             entries += _machine_month(rng, centre, region, month, clients, backends)
         for user, level in people:
             if user.username not in DEMO_ANNOTATORS:
-                user.skill_tier = level
-                everyone.append(user)
+                final_tiers[user.pk] = level
     for start in range(0, len(entries), 2000):
         created += ledger_post_many(entries[start : start + 2000])
-    TierChange.objects.bulk_create(changes)
+    tier_changes_record(changes=changes)
     # People end the history at the tier they reached.
-    user_model.objects.bulk_update(everyone, ["skill_tier"], batch_size=500)
+    users_skill_tier_set(levels=final_tiers)
     return created + len(changes)
 
 
@@ -272,21 +261,10 @@ def _machine_month(rng, centre, region, month, clients, backends) -> list[dict]:
 
 
 def _backends() -> dict:
-    from compute.models import Backend
-
-    backends = {}
-    for centre in CENTRES:
-        backends[centre.city], _ = Backend.objects.get_or_create(
-            organization=None,
+    return {
+        centre.city: history_backend_ensure(
             name=f"{centre.name} GPU pool (history)",
-            defaults={
-                "kind": Backend.Kind.VLLM,
-                "base_url": "http://127.0.0.1:9/v1",  # history only: never called
-                "region": Region.objects.get(code=centre.city),
-                "gpu_kind": "A800",
-                "gpu_count": 8,
-                "max_concurrency": 64,
-                "is_active": False,
-            },
+            region=Region.objects.get(code=centre.city),
         )
-    return backends
+        for centre in CENTRES
+    }

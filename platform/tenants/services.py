@@ -22,23 +22,53 @@ def api_token_digest(secret: str) -> str:
 
 
 @transaction.atomic
-def organization_create(*, name: str, slug: str, kind: str, region: Region) -> Organization:
+def organization_get_or_create(
+    *, slug: str, name: str, kind: str, region: Region
+) -> tuple[Organization, bool]:
+    """The organization with this slug, created (name, kind, region) when missing."""
+    organization = Organization.objects.filter(slug=slug).first()
+    if organization is not None:
+        return organization, False
     organization = Organization(name=name, slug=slug, kind=kind, region=region)
     organization.full_clean()
     organization.save()
-    return organization
+    return organization, True
 
 
 @transaction.atomic
-def membership_grant(*, user: User, organization: Organization, role: str) -> Membership:
-    if role not in Membership.Role.values:
-        raise ValidationError(
-            {"role": f"Unknown role {role!r}; expected one of {Membership.Role.values}."}
-        )
-    membership, _ = Membership.objects.get_or_create(
-        user=user, organization=organization, role=role
+def annotators_create(*, organization: Organization, people: list[tuple[str, str]]) -> list[User]:
+    """Many (username, display name) people at once, each an annotator of organization.
+
+    They get no usable password: an admin sets one, or they only carry history.
+    """
+    users = []
+    for username, display_name in people:
+        user = User(username=username, display_name=display_name)
+        user.set_unusable_password()
+        users.append(user)
+    User.objects.bulk_create(users)
+    Membership.objects.bulk_create(
+        [
+            Membership(user=user, organization=organization, role=Membership.Role.ANNOTATOR)
+            for user in users
+        ]
     )
-    return membership
+    return users
+
+
+@transaction.atomic
+def users_skill_tier_set(*, levels: dict[int, int]) -> int:
+    """Move people (user id -> level) to skill tiers; the value chain decides which.
+
+    One UPDATE per level, in id order, however many people move.
+    """
+    by_level: dict[int, list[int]] = {}
+    for user_id, level in sorted(levels.items()):
+        by_level.setdefault(level, []).append(user_id)
+    return sum(
+        User.objects.filter(pk__in=user_ids).update(skill_tier=level)
+        for level, user_ids in sorted(by_level.items())
+    )
 
 
 @transaction.atomic

@@ -8,7 +8,7 @@ from django.db.models import Case, Sum, Value, When
 from django.utils import timezone
 
 from .models import LedgerEntry, SkillTier, TierChange, WorkerMonthRollup
-from .services import MIN_EVIDENCE, _meets
+from .quality import MIN_EVIDENCE, QualityRecord, quality_record, tier_meets
 
 ZERO = Decimal("0.000000")
 EARNINGS_MONTHS = 12
@@ -48,13 +48,15 @@ def _fraction(done, needed) -> Decimal:
     return min(Decimal(done) / Decimal(needed), Decimal(1))
 
 
-def _requirement(tier: SkillTier, record: dict, bar: str, field: str, value_key, evidence_key):
+def _requirement(
+    tier: SkillTier, record: QualityRecord, bar: str, field: str, value_key, evidence_key
+):
     required = getattr(tier, field)
     measured = record[value_key]
     evidence = record[evidence_key] if evidence_key else None
     # Judged by the tier review's own rule, one bar at a time, so the page can
     # never promise a promotion the review would refuse.
-    cleared, _ = _meets(SimpleNamespace(**{**NO_BARS, field: required}), record)
+    cleared, _ = tier_meets(SimpleNamespace(**{**NO_BARS, field: required}), record)
     if cleared:
         progress = Decimal(1)
     elif evidence_key is None:
@@ -113,22 +115,22 @@ def _earnings(user, today: date) -> dict:
     }
 
 
-def annotator_standing(*, user, record: dict | None = None, today: date | None = None) -> dict:
+def annotator_standing(
+    *, user, record: QualityRecord | None = None, today: date | None = None
+) -> dict:
     """The person's tier, how far they are from the next one, their earnings and tier history.
 
-    `record` is annotator_quality()'s result when the caller already has it.
+    `record` is the person's quality record when the caller already has it.
     Earnings are the worker-month rollups of the ledger (pay, net of reversals).
     """
-    from annotation.selectors import annotator_quality
-
-    record = record if record is not None else annotator_quality(annotator=user)
+    record = record if record is not None else quality_record(annotator=user)
     today = today or timezone.localdate()
     tiers = {tier.level: tier for tier in SkillTier.objects.all()}
     current = tiers.get(user.skill_tier)
     upper = tiers.get(user.skill_tier + 1)
     next_tier = None
     if upper is not None:
-        eligible, _ = _meets(upper, record)
+        eligible, _ = tier_meets(upper, record)
         next_tier = {
             **_tier_summary(upper),
             "eligible": eligible,

@@ -10,13 +10,19 @@ from django.db.models import Case, DateField, F, Q, Sum, Value, When
 from django.db.models.functions import Coalesce, TruncDate, TruncMonth
 from django.utils import timezone
 
+from tenants.models import Membership, Organization, User
+from tenants.services import users_skill_tier_set
+
 from .models import (
     BackendRollup,
     LedgerEntry,
     LedgerRollup,
     RegionMonthRollup,
+    SkillTier,
+    TierChange,
     WorkerMonthRollup,
 )
+from .quality import quality_record, tier_meets
 
 SIX_PLACES = Decimal("0.000001")
 RECONCILE_WORK_MEM = "256MB"
@@ -489,38 +495,11 @@ def rollups_reconcile(*, repair: bool = False) -> dict:
 
 # --- promotion and demotion -----------------------------------------------------------
 
-MIN_EVIDENCE = 20  # gold checks or reviews before a bar is judged
-
-
-def _meets(tier, record: dict) -> tuple[bool, list[str]]:
-    """Whether a quality record clears a tier's bars, and which ones it misses."""
-    misses = []
-    for name, bar, value, evidence in (
-        ("gold accuracy", tier.min_gold_accuracy, record["gold_accuracy"], record["gold_checked"]),
-        (
-            "review acceptance",
-            tier.min_review_acceptance,
-            record["review_acceptance"],
-            record["reviewed"],
-        ),
-    ):
-        if bar > 0 and (value is None or evidence < MIN_EVIDENCE or Decimal(str(value)) < bar):
-            shown = "no evidence" if value is None or evidence < MIN_EVIDENCE else f"{value:.3f}"
-            misses.append(f"{name} {shown} < {bar}")
-    if record["tokens"] < tier.min_volume_tokens:
-        misses.append(f"volume {record['tokens']:,} < {tier.min_volume_tokens:,} tokens")
-    return not misses, misses
-
 
 @transaction.atomic
 def tiers_review(*, today=None) -> dict:
     """Daily: promote annotators who clear the next tier's bars, demote those who fall
     below their own, one step at a time, recording why. Safe to run twice a day."""
-    from annotation.selectors import annotator_quality
-    from tenants.models import Membership, Organization, User
-
-    from .models import SkillTier, TierChange
-
     today = today or timezone.localdate()
     tiers = {t.level: t for t in SkillTier.objects.all()}
     changed = {"promoted": 0, "demoted": 0, "unchanged": 0}
@@ -543,19 +522,19 @@ def tiers_review(*, today=None) -> dict:
         .values_list("user_id", "organization__region_id")
     )
     for user in users:
-        record = annotator_quality(annotator=user)
+        record = quality_record(annotator=user)
         current = tiers.get(user.skill_tier)
         upper = tiers.get(user.skill_tier + 1)
         target, reason = user.skill_tier, ""
         if current is not None and user.skill_tier > 1:
-            ok, misses = _meets(current, record)
+            ok, misses = tier_meets(current, record)
             if not ok:
                 target, reason = (
                     user.skill_tier - 1,
                     f"below T{user.skill_tier}: " + "; ".join(misses),
                 )
         if target == user.skill_tier and upper is not None:
-            ok, _ = _meets(upper, record)
+            ok, _ = tier_meets(upper, record)
             if ok:
                 target, reason = upper.level, f"cleared every T{upper.level} bar"
         if target == user.skill_tier:
@@ -580,16 +559,26 @@ def tiers_review(*, today=None) -> dict:
             },
         )
         changed["promoted" if target > user.skill_tier else "demoted"] += 1
-        User.objects.filter(pk=user.pk).update(skill_tier=target)
+        users_skill_tier_set(levels={user.pk: target})
     return changed
+
+
+@transaction.atomic
+def tier_changes_record(*, changes: list[dict]) -> int:
+    """Record tier changes decided elsewhere (e.g. a seeded history), all at once.
+
+    Each dict holds TierChange's fields (user or user_id, day, from_level,
+    to_level, region or region_id, reason, measured); people's own tiers are
+    tenants' to set.
+    """
+    created = TierChange.objects.bulk_create([TierChange(**change) for change in changes])
+    return len(created)
 
 
 @transaction.atomic
 def skill_tier_update(*, level: int, **changes):
     """Change a tier's pay, price or entry bars; refused, with the field named and
     nothing written, when the ladder would contradict itself."""
-    from .models import SkillTier
-
     # Every tier locked, in level order: two edits of neighbours cannot both pass.
     tiers = {t.level: t for t in SkillTier.objects.select_for_update().order_by("level")}
     if level not in tiers:

@@ -19,7 +19,6 @@ from annotation.agreement import (
     pairwise_agreement,
     pairwise_span_f1,
     span_f1,
-    span_f1_micro,
 )
 
 # --------------------------------------------------------------------------- #
@@ -256,21 +255,6 @@ def test_span_f1_empty_sides():
 def test_span_f1_counts_duplicate_spans_once():
     score = span_f1([span(0, 3, "X")], [span(0, 3, "X"), (0, 3, "X")])
     assert (score.true_positives, score.predicted_count, score.f1) == (1, 1, 1.0)
-
-
-def test_span_f1_micro_pools_counts():
-    pairs = [
-        ([span(0, 1, "A"), span(2, 3, "A")], [span(0, 1, "A")]),  # tp 1, ref 2, pred 1
-        ([span(5, 9, "B")], [span(5, 9, "B"), span(6, 9, "B"), span(1, 2, "B")]),  # 1, 1, 3
-        ([], []),
-    ]
-    score = span_f1_micro(pairs)
-    assert (score.true_positives, score.reference_count, score.predicted_count) == (2, 3, 4)
-    assert score.precision == pytest.approx(0.5)
-    assert score.recall == pytest.approx(2 / 3)
-    assert score.f1 == pytest.approx(4 / 7)
-    assert span_f1_micro([]) is None
-    assert span_f1_micro([([], [])]).f1 == 1.0
 
 
 def test_pairwise_span_f1_averages_pairs_then_items():

@@ -102,6 +102,59 @@ def test_the_same_external_id_twice_in_one_file_keeps_the_last_row():
     assert Item.objects.get().data["text"] == "二"
 
 
+def test_a_rows_priority_is_stored_and_orders_the_annotators_work():
+    from annotation.services import assignment_lease
+
+    project = annotation_project()
+    job = run_import(
+        project,
+        jsonl(
+            {"external_id": "plain", "text": "一般"},
+            {"external_id": "urgent", "text": "很急", "priority": 900},
+            {"external_id": "later", "text": "不急", "priority": -5},
+            {"external_id": "soon", "text": "较急", "priority": "7"},
+        ),
+    )
+    assert job.status == ImportJob.Status.SUCCEEDED, job.error
+    assert dict(Item.objects.values_list("external_id", "priority")) == {
+        "plain": 0,
+        "urgent": 900,
+        "later": -5,
+        "soon": 7,
+    }
+    annotator = member(organization=project.workforce, role=Membership.Role.ANNOTATOR)
+    lease = assignment_lease(project=project, annotator=annotator)
+    assert lease.item.external_id == "urgent"
+
+
+def test_csv_priority_cells_and_an_updating_reimport_set_the_priority():
+    project = annotation_project()
+    content = "external_id,text,priority\nr1,好吃,3\nr2,难吃,\n"
+    job = run_import(project, content.encode(), name="items.csv")
+    assert job.status == ImportJob.Status.SUCCEEDED, job.error
+    assert dict(Item.objects.values_list("external_id", "priority")) == {"r1": 3, "r2": 0}
+    run_import(project, jsonl({"external_id": "r2", "text": "难吃", "priority": 12}))
+    assert Item.objects.get(external_id="r2").priority == 12
+
+
+@pytest.mark.parametrize(
+    ("priority", "message"),
+    [
+        (2.5, "expected a whole number from -1000 to 1000"),
+        ("high", "expected a whole number from -1000 to 1000"),
+        (True, "expected a whole number from -1000 to 1000"),
+        (5000, "5000 is outside -1000 to 1000"),
+        (-1001, "-1001 is outside -1000 to 1000"),
+    ],
+)
+def test_a_bad_priority_is_reported_for_its_row_and_field(priority, message):
+    project = annotation_project()
+    job = run_import(project, jsonl({"text": "好"}, {"text": "差", "priority": priority}))
+    assert job.status == ImportJob.Status.FAILED
+    assert job.errors == [{"row": 2, "field": "priority", "message": message}]
+    assert not Item.objects.exists()
+
+
 def test_gbk_csv_is_detected_and_imported():
     project = annotation_project()
     content = "external_id,text,gold\nr1,外卖很快，味道不错,positive\nr2,送错了,negative\n"

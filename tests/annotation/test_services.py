@@ -419,3 +419,41 @@ def test_dawid_skene_outvotes_a_careless_annotator():
     assert all(results[pk].answer["label"] == label for pk, label in truth.items())
     assert all(r.method == ItemResult.Method.DAWID_SKENE for r in results.values())
     assert services.project_results_infer(project=project)["changed"] == 0
+
+
+@pytest.mark.parametrize("vendor_sql", [True, False], ids=["update-from-values", "bulk-update"])
+def test_suggestions_merge_into_metadata_and_set_the_lease_priority(vendor_sql, monkeypatch):
+    from django.db import connection
+
+    if not vendor_sql:
+        # The portable path (SQLite in `make run`) must give the same rows.
+        monkeypatch.setattr(connection, "vendor", "sqlite")
+    elif connection.vendor != "postgresql":
+        pytest.skip("the raw SQL path is PostgreSQL's")
+    project = annotation_project()
+    first, second = items(project, 2)
+    Item.objects.filter(pk=first.pk).update(metadata={"shop": 7})
+    suggestion = {"answer": {"label": "positive"}, "confidence": 0.8}
+    services.item_suggestions_apply(
+        suggestions={first.pk: (suggestion, 0.2), second.pk: (suggestion, 0.6)}
+    )
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert first.metadata == {"shop": 7, "suggestion": suggestion} and first.priority == 0.2
+    assert second.metadata == {"suggestion": suggestion} and second.priority == 0.6
+
+
+def test_sending_results_to_review_leaves_reviewed_ones_alone():
+    project = annotation_project(overlap=1)
+    annotator = worker(project)
+    reviewer = worker(project, role=Membership.Role.REVIEWER)
+    first, second = items(project, 2)
+    for _ in range(2):
+        lease_and_submit(project, annotator, {"label": "positive"})
+    ItemResult.objects.filter(item=second).update(reviewed_by=reviewer)
+    moved = services.item_results_send_to_review(item_ids=[first.pk, second.pk])
+    assert moved == 1
+    assert Item.objects.get(pk=first.pk).status == Item.Status.IN_REVIEW
+    assert ItemResult.objects.get(item=first).approved is False
+    assert Item.objects.get(pk=second.pk).status == Item.Status.DONE
+    assert ItemResult.objects.get(item=second).approved is True

@@ -2,8 +2,8 @@ import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
 
 from tenants import services
-from tenants.models import ApiToken, Membership, Region
-from tests.factories import OrganizationFactory, UserFactory, api_token, member
+from tenants.models import ApiToken, Membership, Organization, Region, User
+from tests.factories import OrganizationFactory, RegionFactory, UserFactory, api_token, member
 
 pytestmark = pytest.mark.django_db
 
@@ -52,15 +52,6 @@ def test_revoking_twice_keeps_the_first_revocation_time():
     assert first is not None and token.revoked_at == first
 
 
-def test_membership_grant_is_idempotent_and_rejects_unknown_roles():
-    organization, user = OrganizationFactory(), UserFactory()
-    services.membership_grant(user=user, organization=organization, role="reviewer")
-    services.membership_grant(user=user, organization=organization, role="reviewer")
-    assert Membership.objects.filter(user=user).count() == 1
-    with pytest.raises(ValidationError):
-        services.membership_grant(user=user, organization=organization, role="overlord")
-
-
 def test_regions_are_seeded_with_every_provincial_division_and_the_named_cities():
     assert Region.objects.filter(level="province").count() == 34
     cities = set(Region.objects.filter(level="city").values_list("name_en", flat=True))
@@ -94,3 +85,31 @@ def test_regions_sync_twice_changes_nothing():
     services.regions_sync()
     after = list(Region.objects.values_list("pk", "code", "parent_id", "name_zh", "name_en"))
     assert before == after
+
+
+def test_organization_get_or_create_finds_by_slug_and_creates_once():
+    region = RegionFactory()
+    first, created = services.organization_get_or_create(
+        slug="acme", name="Acme", kind=Organization.Kind.CLIENT, region=region
+    )
+    again, created_again = services.organization_get_or_create(
+        slug="acme", name="Other name", kind=Organization.Kind.WORKFORCE, region=region
+    )
+    assert (created, created_again) == (True, False)
+    assert again.pk == first.pk and again.name == "Acme"
+
+
+def test_annotators_create_makes_people_without_passwords_as_annotators():
+    centre = OrganizationFactory(kind=Organization.Kind.WORKFORCE)
+    users = services.annotators_create(organization=centre, people=[("a1", "A 1"), ("a2", "A 2")])
+    assert [u.username for u in users] == ["a1", "a2"]
+    assert not any(User.objects.get(pk=u.pk).has_usable_password() for u in users)
+    assert set(
+        Membership.objects.filter(organization=centre).values_list("user__username", "role")
+    ) == {("a1", Membership.Role.ANNOTATOR), ("a2", Membership.Role.ANNOTATOR)}
+
+
+def test_users_skill_tier_set_moves_each_person_to_their_level():
+    a, b, c = UserFactory(), UserFactory(), UserFactory()
+    assert services.users_skill_tier_set(levels={a.pk: 3, b.pk: 3, c.pk: 2}) == 3
+    assert dict(User.objects.values_list("pk", "skill_tier")) == {a.pk: 3, b.pk: 3, c.pk: 2}

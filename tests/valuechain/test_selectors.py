@@ -11,8 +11,9 @@ from django.utils import timezone
 from tenants.models import Region
 from tests.factories import UserFactory, annotation_project
 from valuechain.models import LedgerEntry, SkillTier, TierChange
+from valuechain.quality import MIN_EVIDENCE, tier_meets
 from valuechain.selectors import annotator_standing, month_bounds, project_statement
-from valuechain.services import MIN_EVIDENCE, _meets, ledger_post, ledger_reverse
+from valuechain.services import ledger_post, ledger_reverse
 
 pytestmark = pytest.mark.django_db
 
@@ -120,7 +121,7 @@ def test_eligible_exactly_when_the_tier_review_would_promote():
         ({**cleared, "gold_accuracy": 0.8999}, False),
     ]:
         upper = annotator_standing(user=user, record=record)["next_tier"]
-        assert upper["eligible"] is expected is _meets(t3, record)[0]
+        assert upper["eligible"] is expected is tier_meets(t3, record)[0]
         assert all(r["cleared"] for r in upper["requirements"]) is expected
         assert all(r["progress"] == 1.0 for r in upper["requirements"]) is expected
 
