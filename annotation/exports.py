@@ -34,7 +34,7 @@ from .models import (
     Project,
     TaskType,
 )
-from .services import PROJECT_EDITOR_ROLES, roles_require
+from .permissions import require_can_manage_project
 from .token_estimate import estimate_tokens
 
 logger = logging.getLogger(__name__)
@@ -257,7 +257,7 @@ def export_filename(project: Project, fmt: str) -> str:
 def export_job_create(
     *, project: Project, created_by: User, fmt: str, approved_only: bool = True
 ) -> ExportJob:
-    roles_require(created_by, project.organization, PROJECT_EDITOR_ROLES, "export data")
+    require_can_manage_project(created_by, project, "export data")
     export_format_check(project, fmt)
     job = ExportJob.objects.create(
         project=project, created_by=created_by, format=fmt, approved_only=approved_only
@@ -349,7 +349,7 @@ def dataset_version_create(
     validation_ratio: Decimal = Decimal("0.1"),
 ) -> DatasetVersion:
     """Freeze the project's approved answers into a new, immutable dataset version."""
-    roles_require(created_by, project.organization, PROJECT_EDITOR_ROLES, "create datasets")
+    require_can_manage_project(created_by, project, "create datasets")
     if fmt is None:
         fmt = (
             ExportFormat.DPO
