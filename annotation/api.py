@@ -4,7 +4,6 @@ import csv
 import io
 
 from django.core.exceptions import ValidationError
-from django.db.models import Q
 from django.http import FileResponse, Http404, HttpResponse, StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
@@ -20,9 +19,9 @@ from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from tenants.models import Membership, Organization
+from tenants.models import Organization
+from tenants.permissions import REVIEWERS, WORKERS
 from tenants.scoping import TenantScopedMixin
-from tenants.selectors import organization_ids_for_request, queryset_scope
 from tenants.serializers import RegionSerializer
 from valuechain.selectors import annotator_standing, project_statement
 from valuechain.serializers import (
@@ -124,23 +123,12 @@ class ProjectViewSet(TenantScopedMixin, viewsets.ModelViewSet):
             return ProjectUpdateSerializer
         return ProjectSerializer
 
-    def _client_organization(self, requested):
-        client_orgs = Organization.objects.filter(
-            pk__in=self.tenant_organization_ids(), kind=Organization.Kind.CLIENT
-        )
-        if requested is not None:
-            if not client_orgs.filter(pk=requested.pk).exists():
-                raise ValidationError({"organization": ["Not one of your client organizations."]})
-            return requested
-        if client_orgs.count() != 1:
-            raise ValidationError(
-                {"organization": ["Say which of your client organizations owns the project."]}
-            )
-        return client_orgs.get()
-
     def perform_create(self, serializer):
         data = dict(serializer.validated_data)
-        organization = self._client_organization(data.pop("organization", None))
+        organization = selectors.client_organization_for_new_project(
+            organization_ids=self.tenant_organization_ids(),
+            requested=data.pop("organization", None),
+        )
         serializer.instance = services.project_create(
             organization=organization, created_by=self.request.user, **data
         )
@@ -151,9 +139,7 @@ class ProjectViewSet(TenantScopedMixin, viewsets.ModelViewSet):
         )
 
     def destroy(self, request, *args, **kwargs):
-        services.project_update(
-            project=self.get_object(), updated_by=request.user, status=Project.Status.ARCHIVED
-        )
+        services.project_archive(project=self.get_object(), archived_by=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     @extend_schema(
@@ -277,13 +263,7 @@ class ProjectViewSet(TenantScopedMixin, viewsets.ModelViewSet):
     )
     @action(detail=True, methods=["post"])
     def infer(self, request, pk=None):
-        project = self.get_object()
-        services.roles_require(
-            request.user, project.organization, services.PROJECT_EDITOR_ROLES, "re-infer answers"
-        )
-        from .tasks import project_results_infer_task
-
-        project_results_infer_task.delay_on_commit(project.pk)
+        services.project_results_reinfer(project=self.get_object(), requested_by=request.user)
         return Response({"queued": True}, status=status.HTTP_202_ACCEPTED)
 
 
@@ -369,9 +349,7 @@ class ExportJobViewSet(TenantScopedMixin, mixins.CreateModelMixin, viewsets.Read
 
 
 def _scoped_projects(view):
-    return queryset_scope(
-        Project.objects.all(), organization_ids=organization_ids_for_request(view.request)
-    )
+    return selectors.projects_visible(organization_ids=view.tenant_organization_ids())
 
 
 @extend_schema_view(
@@ -423,12 +401,6 @@ class DatasetVersionViewSet(
 
 # --- workspace: annotators and reviewers ----------------------------------------------
 
-WORKER_ROLES = [
-    Membership.Role.ANNOTATOR,
-    Membership.Role.REVIEWER,
-    Membership.Role.PROJECT_MANAGER,
-]
-
 
 @extend_schema_view(
     list=extend_schema(summary="Projects you annotate or review"),
@@ -441,9 +413,7 @@ class WorkspaceProjectViewSet(TenantScopedMixin, viewsets.ReadOnlyModelViewSet):
     tenant_path = "workforce"
 
     def get_queryset(self):
-        workforce_ids = Membership.objects.filter(
-            user=self.request.user, role__in=WORKER_ROLES
-        ).values_list("organization_id", flat=True)
+        workforce_ids = selectors.centre_ids_for_worker(user=self.request.user, roles=WORKERS)
         return super().get_queryset().filter(workforce_id__in=workforce_ids).order_by("name")
 
     @extend_schema(
@@ -542,11 +512,8 @@ class WorkspaceItemViewSet(TenantScopedMixin, mixins.RetrieveModelMixin, viewset
     tenant_path = "project__workforce"
 
     def get_queryset(self):
-        workforce_ids = Membership.objects.filter(
-            user=self.request.user,
-            role__in=[Membership.Role.REVIEWER, Membership.Role.PROJECT_MANAGER],
-        ).values_list("organization_id", flat=True)
-        return super().get_queryset().filter(Q(project__workforce_id__in=workforce_ids))
+        workforce_ids = selectors.centre_ids_for_worker(user=self.request.user, roles=REVIEWERS)
+        return super().get_queryset().filter(project__workforce_id__in=workforce_ids)
 
     @extend_schema(
         examples=[

@@ -33,7 +33,7 @@ from .models import (
     ItemResult,
     Project,
 )
-from .services import PROJECT_EDITOR_ROLES, roles_require
+from .permissions import require_can_manage_project
 from .task_types import task_type_spec, task_types_where
 from .token_estimate import estimate_tokens
 
@@ -204,7 +204,7 @@ def export_filename(project: Project, fmt: str) -> str:
 def export_job_create(
     *, project: Project, created_by: User, fmt: str, approved_only: bool = True
 ) -> ExportJob:
-    roles_require(created_by, project.organization, PROJECT_EDITOR_ROLES, "export data")
+    require_can_manage_project(created_by, project, "export data")
     export_format_check(project, fmt)
     job = ExportJob.objects.create(
         project=project, created_by=created_by, format=fmt, approved_only=approved_only
@@ -296,7 +296,7 @@ def dataset_version_create(
     validation_ratio: Decimal = Decimal("0.1"),
 ) -> DatasetVersion:
     """Freeze the project's approved answers into a new, immutable dataset version."""
-    roles_require(created_by, project.organization, PROJECT_EDITOR_ROLES, "create datasets")
+    require_can_manage_project(created_by, project, "create datasets")
     if fmt is None:
         fmt = task_type_spec(project.task_type).default_dataset_format or ExportFormat.OPENAI_CHAT
     if fmt not in TRAINING_FORMATS:

@@ -49,8 +49,8 @@ from .models import (
     Item,
     Project,
 )
+from .permissions import require_can_manage_project
 from .schemas import SchemaError, answer_validate, item_data_validate, item_text
-from .services import PROJECT_EDITOR_ROLES, roles_require
 from .task_types import task_type_spec
 from .token_estimate import estimate_tokens
 
@@ -172,7 +172,7 @@ def import_job_create(
     enqueue: bool = True,
 ) -> ImportJob:
     """Store the upload and queue its import; the job reports how it went."""
-    roles_require(created_by, project.organization, PROJECT_EDITOR_ROLES, "import items")
+    require_can_manage_project(created_by, project, "import items")
     if project.status in (Project.Status.ARCHIVED, Project.Status.COMPLETED):
         raise ValidationError({"project": [f"The project is {project.status}."]})
     errors = {}

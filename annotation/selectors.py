@@ -1,8 +1,13 @@
 """Reads for annotation jobs: progress, queues, quality and agreement."""
 
+from collections.abc import Iterable
+
+from django.core.exceptions import ValidationError
 from django.db.models import Avg, Count, Q, QuerySet, Sum
 
-from tenants.models import Membership, User
+from tenants.models import Membership, Organization, User
+from tenants.permissions import ANNOTATORS
+from tenants.selectors import queryset_scope
 
 from . import agreement
 from .models import Annotation, Assignment, Item, ItemResult, Project, Review
@@ -10,14 +15,43 @@ from .schemas import answer_key
 from .task_types import task_type_spec
 
 
-def projects_for_worker(*, user: User, role: str = Membership.Role.ANNOTATOR) -> QuerySet[Project]:
-    """Active projects staffed by a centre where user holds role."""
-    workforce_ids = Membership.objects.filter(
-        user=user, role=role, organization__is_active=True
+def centre_ids_for_worker(*, user: User, roles: Iterable[str]) -> QuerySet:
+    """Ids of the active centres where user holds one of roles (a subquery)."""
+    return Membership.objects.filter(
+        user=user, role__in=list(roles), organization__is_active=True
     ).values_list("organization_id", flat=True)
+
+
+def projects_for_worker(*, user: User, roles: Iterable[str] = ANNOTATORS) -> QuerySet[Project]:
+    """Active projects staffed by a centre where user holds one of roles."""
     return Project.objects.filter(
-        workforce_id__in=workforce_ids, status=Project.Status.ACTIVE
+        workforce_id__in=centre_ids_for_worker(user=user, roles=roles),
+        status=Project.Status.ACTIVE,
     ).order_by("name")
+
+
+def projects_visible(*, organization_ids: list[int]) -> QuerySet[Project]:
+    """Projects the given organizations own."""
+    return queryset_scope(Project.objects.all(), organization_ids=organization_ids)
+
+
+def client_organization_for_new_project(
+    *, organization_ids: list[int], requested: Organization | None
+) -> Organization:
+    """The client organization a new project belongs to: the one asked for, which
+    must be among the caller's, or the caller's only client organization."""
+    client_orgs = Organization.objects.filter(
+        pk__in=organization_ids, kind=Organization.Kind.CLIENT
+    )
+    if requested is not None:
+        if not client_orgs.filter(pk=requested.pk).exists():
+            raise ValidationError({"organization": ["Not one of your client organizations."]})
+        return requested
+    if client_orgs.count() != 1:
+        raise ValidationError(
+            {"organization": ["Say which of your client organizations owns the project."]}
+        )
+    return client_orgs.get()
 
 
 def project_counts(*, project: Project) -> dict:

@@ -13,12 +13,11 @@ from django.utils import timezone
 
 from eventhooks.models import Event
 from eventhooks.services import webhook_event_emit
-from tenants.models import AuditEvent, Membership, Organization, User
-from tenants.selectors import roles_for_user
+from tenants.models import AuditEvent, Organization, User
 from tenants.services import audit_changes, audit_event_record, audit_snapshot
 from valuechain import postings
 
-from . import agreement
+from . import agreement, permissions
 from .models import (
     Annotation,
     Assignment,
@@ -39,12 +38,6 @@ from .selectors import project_counts
 from .task_types import task_types_where
 from .token_estimate import estimate_tokens
 
-PROJECT_EDITOR_ROLES = {
-    Membership.Role.CLIENT_DEVELOPER,
-    Membership.Role.PROJECT_MANAGER,
-    Membership.Role.ADMIN,
-}
-REVIEWER_ROLES = {Membership.Role.REVIEWER, Membership.Role.PROJECT_MANAGER}
 # An annotator holds the task on screen and the prefetched next one.
 MAX_ACTIVE_LEASES = 2
 
@@ -53,12 +46,6 @@ logger = logging.getLogger(__name__)
 
 def schema_error_to_validation(error: SchemaError) -> ValidationError:
     return ValidationError({error.field: [error.message]})
-
-
-def roles_require(user: User, organization: Organization | None, roles: set, action: str):
-    if organization is None or not roles_for_user(user=user, organization=organization) & roles:
-        names = ", ".join(sorted(Membership.Role(r).label.lower() for r in roles))
-        raise PermissionDenied(f"Only a {names} of the organization may {action}.")
 
 
 def _sampled(project_id: int, item_id: int, rate) -> bool:
@@ -84,7 +71,7 @@ def _project_clean(project: Project) -> None:
 
 @transaction.atomic
 def project_create(*, organization: Organization, created_by: User, **fields) -> Project:
-    roles_require(created_by, organization, PROJECT_EDITOR_ROLES, "create projects")
+    permissions.require_can_create_project(created_by, organization)
     if organization.kind != Organization.Kind.CLIENT:
         raise ValidationError({"organization": ["Projects belong to a client organization."]})
     project = Project(organization=organization, created_by=created_by, **fields)
@@ -107,7 +94,7 @@ def project_create(*, organization: Organization, created_by: User, **fields) ->
 @transaction.atomic
 def project_update(*, project: Project, updated_by: User, **fields) -> Project:
     project = Project.objects.select_for_update().get(pk=project.pk)
-    roles_require(updated_by, project.organization, PROJECT_EDITOR_ROLES, "change projects")
+    permissions.require_can_manage_project(updated_by, project, "change projects")
     has_items = project.items.exists()
     if "task_type" in fields and fields["task_type"] != project.task_type and has_items:
         raise ValidationError({"task_type": ["The task type cannot change once items exist."]})
@@ -173,6 +160,19 @@ def _project_changes_record(project: Project, actor: User, changes: dict) -> Non
             actor=actor,
             changes=changes,
         )
+
+
+def project_archive(*, project: Project, archived_by: User) -> Project:
+    """Archiving keeps the project's data; it only leaves the work queues."""
+    return project_update(project=project, updated_by=archived_by, status=Project.Status.ARCHIVED)
+
+
+def project_results_reinfer(*, project: Project, requested_by: User) -> None:
+    """Queue a Dawid–Skene re-inference of the project's answers (after commit)."""
+    permissions.require_can_manage_project(requested_by, project, "re-infer answers")
+    from .tasks import project_results_infer_task
+
+    project_results_infer_task.delay_on_commit(project.pk)
 
 
 # --- distribution ---------------------------------------------------------------
@@ -264,11 +264,8 @@ def _lease_one_portable(*, project, annotator, gold, now, expires) -> int | None
 def annotator_check(*, project: Project, annotator: User) -> None:
     if project.status != Project.Status.ACTIVE:
         raise ValidationError({"project": [f"The project is {project.status}, not active."]})
-    if project.workforce_id is None or Membership.Role.ANNOTATOR not in roles_for_user(
-        user=annotator, organization=project.workforce
-    ):
-        raise PermissionDenied("You are not an annotator of the centre staffing this project.")
-    if annotator.skill_tier < project.required_tier:
+    permissions.require_can_annotate_project(annotator, project)
+    if not permissions.has_required_tier(annotator, project):
         raise PermissionDenied(
             f"This project needs skill tier T{project.required_tier}; yours is "
             f"T{annotator.skill_tier}."
@@ -610,7 +607,7 @@ def review_submit(
     if item is None:
         raise ValidationError({"item": ["No such item."]})
     project = item.project
-    roles_require(reviewer, project.workforce, REVIEWER_ROLES, "review this project")
+    permissions.require_can_review_project(reviewer, project)
     annotations = _live_annotations(item)
     if (
         any(a.annotator_id == reviewer.pk for a in annotations)

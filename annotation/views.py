@@ -15,25 +15,23 @@ from django.utils.translation import get_language
 from django.utils.translation import gettext as _
 from django.views.decorators.csrf import ensure_csrf_cookie
 
-from tenants.models import Membership
+from tenants.permissions import ANNOTATORS, REVIEWERS
 from valuechain.selectors import annotator_standing
 
 from .models import Item, Project
+from .permissions import has_required_tier
 from .schemas import SchemaError, label_schema_validate
 from .selectors import annotator_quality, projects_for_worker
 from .task_types import task_type_spec
 
-# Reviewers and project managers may review (as the API allows).
-REVIEW_ROLES = (Membership.Role.REVIEWER, Membership.Role.PROJECT_MANAGER)
-
 
 def _annotate_projects(user) -> QuerySet[Project]:
-    return projects_for_worker(user=user, role=Membership.Role.ANNOTATOR)
+    return projects_for_worker(user=user, roles=ANNOTATORS)
 
 
 def _review_projects(user) -> QuerySet[Project]:
-    reviewer, manager = (projects_for_worker(user=user, role=role) for role in REVIEW_ROLES)
-    return (reviewer | manager).distinct()
+    # The same roles the API lets review (annotation.permissions.can_review_project).
+    return projects_for_worker(user=user, roles=REVIEWERS)
 
 
 def _label_schema(project: Project) -> dict:
@@ -144,7 +142,7 @@ def projects(request):
         {
             "project": project,
             "can_annotate": project.pk in annotate_ids,
-            "tier_ok": request.user.skill_tier >= project.required_tier,
+            "tier_ok": has_required_tier(request.user, project),
             "can_review": project.pk in review_ids,
         }
         for project in sorted(by_id.values(), key=lambda p: (p.name.lower(), p.pk))

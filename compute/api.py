@@ -1,16 +1,14 @@
 """REST endpoints for compute: backends, pre-labeling runs, fine-tuning, observability."""
 
 from django.core.exceptions import ValidationError
-from django.db.models import Q
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from annotation.models import DatasetVersion, Project
-from tenants.scoping import TenantScopedMixin
-from tenants.selectors import organization_ids_for_request
+from annotation.models import DatasetVersion
+from tenants.scoping import TenantScopedMixin, organization_ids_for_request
 
 from . import selectors, services
 from .finetuning import finetune_run_start
@@ -29,8 +27,9 @@ from .serializers import (
 
 def _projects(request):
     """Projects the caller's organizations own or staff."""
-    ids = organization_ids_for_request(request)
-    return Project.objects.filter(Q(organization_id__in=ids) | Q(workforce_id__in=ids))
+    return selectors.projects_owned_or_staffed(
+        organization_ids=organization_ids_for_request(request)
+    )
 
 
 def _get(queryset, pk, field):
@@ -44,9 +43,8 @@ class ProjectScopedMixin(TenantScopedMixin):
     """Rows of projects the caller's organizations own (client) or staff (centre)."""
 
     def get_queryset(self):
-        ids = organization_ids_for_request(self.request)
-        return self.queryset.filter(
-            Q(project__organization_id__in=ids) | Q(project__workforce_id__in=ids)
+        return selectors.project_rows(
+            self.queryset, organization_ids=organization_ids_for_request(self.request)
         )
 
 

@@ -26,6 +26,7 @@ from . import services
 from .api_key_cipher import api_key_decrypt
 from .backend_client import BackendClient, BackendRejected, BackendUnavailable
 from .models import Backend, FineTuneRun, Prediction, PrelabelRun
+from .permissions import require_can_run_on_project
 from .routing import backends_for_project
 from .selectors import FEN
 
@@ -59,7 +60,7 @@ def finetune_run_start(
     method: str = FineTuneRun.Method.SUPERVISED,
 ) -> FineTuneRun:
     project = dataset.project
-    services._require_run_permission(created_by, project)
+    require_can_run_on_project(created_by, project)
     if method not in FineTuneRun.Method.values:
         raise ValidationError({"method": [f"Expected one of {FineTuneRun.Method.values}."]})
     if dataset.format not in METHOD_FORMATS[method]:

@@ -3,7 +3,7 @@
 from datetime import timedelta
 from decimal import Decimal
 
-from django.db.models import Count, Q, Sum
+from django.db.models import Count, Q, QuerySet, Sum
 from django.utils import timezone
 
 from annotation.models import Item, ItemResult, Project
@@ -65,6 +65,22 @@ def backends_due_for_health_check(*, now=None):
     now = now or timezone.now()
     return Backend.objects.filter(is_active=True).filter(
         Q(last_checked_at__isnull=True) | Q(last_checked_at__lte=now - HEALTH_CHECK_INTERVAL)
+    )
+
+
+def projects_owned_or_staffed(*, organization_ids: list[int]) -> QuerySet[Project]:
+    """Projects these organizations own (client) or staff (centre): where compute
+    may be spent, subject to compute.permissions.can_run_on_project."""
+    return Project.objects.filter(
+        Q(organization_id__in=organization_ids) | Q(workforce_id__in=organization_ids)
+    )
+
+
+def project_rows(queryset: QuerySet, *, organization_ids: list[int]) -> QuerySet:
+    """Rows of queryset (a model with a project) of projects_owned_or_staffed."""
+    return queryset.filter(
+        Q(project__organization_id__in=organization_ids)
+        | Q(project__workforce_id__in=organization_ids)
     )
 
 

@@ -8,19 +8,18 @@ from decimal import ROUND_HALF_UP, Decimal
 
 import httpx
 from django.conf import settings
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
 from annotation.models import Item, Project
-from annotation.services import PROJECT_EDITOR_ROLES, item_suggestions_apply
-from tenants.models import AuditEvent, Membership, Organization, User
-from tenants.selectors import roles_for_user
+from annotation.services import item_suggestions_apply
+from tenants.models import AuditEvent, Organization, User
 from tenants.services import audit_changes, audit_event_record, audit_snapshot
 from valuechain import postings
 
-from . import rate_limits
+from . import permissions, rate_limits
 from .api_key_cipher import api_key_decrypt, api_key_encrypt
 from .backend_client import BackendClient, BackendRejected, BackendUnavailable, ChatResult
 from .models import Backend, InferenceCall, Prediction, PrelabelRun, PromptTemplate
@@ -33,51 +32,11 @@ CIRCUIT_FAILURE_THRESHOLD = 5
 # Items per Celery chunk task: enough waves of concurrent requests that the
 # tail of a chunk is small, few enough that cancelling takes effect quickly.
 CHUNK_SIZE = 500
-RUN_MANAGER_ROLES = {*PROJECT_EDITOR_ROLES, Membership.Role.PROJECT_MANAGER}
 
 logger = logging.getLogger(__name__)
 
 
-# --- permissions -------------------------------------------------------------------
-
-
-def _may_run(user: User, project: Project) -> bool:
-    if user.is_superuser:
-        return True
-    if roles_for_user(user=user, organization=project.organization) & PROJECT_EDITOR_ROLES:
-        return True
-    return bool(
-        project.workforce_id
-        and Membership.Role.PROJECT_MANAGER
-        in roles_for_user(user=user, organization=project.workforce)
-    )
-
-
-def _require_run_permission(user: User, project: Project) -> None:
-    if not _may_run(user, project):
-        raise PermissionDenied(
-            "Only the client's developers and managers, or the centre's "
-            "project managers, may run models on this project."
-        )
-
-
 # --- backends ----------------------------------------------------------------------
-
-
-def _require_backend_manager(user: User, organization: Organization | None) -> None:
-    """Platform-wide backends are the platform's; a centre's are its admins' and managers'."""
-    if user.is_superuser:
-        return
-    if organization is None:
-        raise PermissionDenied("Only platform administrators manage platform-wide backends.")
-    if not roles_for_user(user=user, organization=organization) & {
-        Membership.Role.ADMIN,
-        Membership.Role.PROJECT_MANAGER,
-    }:
-        raise PermissionDenied(
-            "Only an admin or project manager of the organization may manage its backends."
-        )
-
 
 BACKEND_FIELDS = {
     "name",
@@ -109,7 +68,7 @@ def backend_save(
     **fields,
 ) -> Backend:
     """Create or change a backend. The API key is encrypted; None keeps the current one."""
-    _require_backend_manager(user, organization)
+    permissions.require_can_manage_backend(user, organization)
     unknown = set(fields) - BACKEND_FIELDS
     if unknown:
         raise ValidationError({name: ["Unknown field."] for name in sorted(unknown)})
@@ -161,7 +120,7 @@ def backend_save(
 @transaction.atomic
 def backend_delete(*, backend: Backend, user: User) -> None:
     """Runs that used it fail over; its metered calls keep its name."""
-    _require_backend_manager(user, backend.organization)
+    permissions.require_can_manage_backend(user, backend.organization)
     audit_event_record(
         event_type=AuditEvent.EventType.BACKEND_DELETED,
         organization=backend.organization,
@@ -273,7 +232,7 @@ def backend_health_check(*, backend: Backend, timeout: float = 5.0) -> Backend:
 def prompt_template_create(
     *, project: Project, created_by: User, system: str = "", user: str = "{text}"
 ) -> PromptTemplate:
-    _require_run_permission(created_by, project)
+    permissions.require_can_run_on_project(created_by, project)
     from annotation.task_types import task_type_spec
 
     required = task_type_spec(project.task_type).item_required
@@ -306,7 +265,7 @@ def prelabel_run_start(
     backend: Backend | None = None,
     item_filter: dict | None = None,
 ) -> PrelabelRun:
-    _require_run_permission(created_by, project)
+    permissions.require_can_run_on_project(created_by, project)
     if prompt is None:
         prompt = PromptTemplate.objects.filter(project=project).first() or prompt_template_create(
             project=project, created_by=created_by
@@ -379,7 +338,7 @@ def prelabel_run_dispatch(*, run_id: int, chunk_size: int = CHUNK_SIZE) -> int:
 
 @transaction.atomic
 def prelabel_run_cancel(*, run: PrelabelRun, user: User) -> PrelabelRun:
-    _require_run_permission(user, run.project)
+    permissions.require_can_run_on_project(user, run.project)
     PrelabelRun.objects.filter(
         pk=run.pk, status__in=[PrelabelRun.Status.PENDING, PrelabelRun.Status.RUNNING]
     ).update(status=PrelabelRun.Status.CANCELLED, finished_at=timezone.now())
@@ -391,7 +350,7 @@ def prelabel_run_cancel(*, run: PrelabelRun, user: User) -> PrelabelRun:
 @transaction.atomic
 def prelabel_run_resume(*, run: PrelabelRun, user: User) -> PrelabelRun:
     """Go on with a cancelled or failed run: items without a prediction are tried again."""
-    _require_run_permission(user, run.project)
+    permissions.require_can_run_on_project(user, run.project)
     updated = PrelabelRun.objects.filter(
         pk=run.pk,
         status__in=[

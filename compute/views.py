@@ -11,22 +11,16 @@ from django.views.decorators.http import require_GET
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 
-from tenants.models import Membership
-from tenants.selectors import organization_ids_for_user, roles_for_user
+from tenants.selectors import organization_ids_for_user
 
 from . import selectors
 from .models import Backend
-
-MANAGER_ROLES = {
-    Membership.Role.PROJECT_MANAGER,
-    Membership.Role.ADMIN,
-    Membership.Role.CLIENT_DEVELOPER,
-}
+from .permissions import can_view_backend_metrics
 
 
 @login_required
 def backends_page(request):
-    if not request.user.is_superuser and not roles_for_user(user=request.user) & MANAGER_ROLES:
+    if not can_view_backend_metrics(request.user):
         raise PermissionDenied
     backends = selectors.backends_visible(organization_ids_for_user(user=request.user))
     return render(

@@ -21,25 +21,20 @@ from urllib.parse import urlsplit
 
 import httpx
 from django.conf import settings
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from tenants.models import AuditEvent, Membership, Organization, User
-from tenants.selectors import roles_for_user
+from tenants.models import AuditEvent, Organization, User
 from tenants.services import audit_changes, audit_event_record, audit_snapshot
 
 from .models import Event, WebhookDelivery, WebhookEndpoint
+from .permissions import require_can_manage_webhooks
 
 logger = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 8
 TIMEOUT_SECONDS = 10.0
-MANAGER_ROLES = {
-    Membership.Role.ADMIN,
-    Membership.Role.CLIENT_DEVELOPER,
-    Membership.Role.PROJECT_MANAGER,
-}
 
 
 def backoff_seconds(attempt: int) -> int:
@@ -71,16 +66,6 @@ def _check_destination(url: str) -> None:
             raise ValueError(f"{host} resolves to a non-public address ({address})")
 
 
-def _require_manager(user: User, organization: Organization) -> None:
-    if not user.is_superuser and not (
-        roles_for_user(user=user, organization=organization) & MANAGER_ROLES
-    ):
-        raise PermissionDenied(
-            "Only an admin, client developer or project manager of the "
-            "organization may manage its webhooks."
-        )
-
-
 def _events_checked(events) -> list[str]:
     events = list(events or [])
     unknown = sorted(set(events) - set(Event.values))
@@ -99,7 +84,7 @@ ENDPOINT_FIELDS = ("url", "events", "is_active")
 def webhook_endpoint_create(
     *, organization: Organization, created_by: User, url: str, events: list[str] | None = None
 ) -> tuple[WebhookEndpoint, str]:
-    _require_manager(created_by, organization)
+    require_can_manage_webhooks(created_by, organization)
     _check_url(url)
     events = _events_checked(events)
     secret = "whsec_" + secrets.token_urlsafe(32)
@@ -125,7 +110,7 @@ def webhook_endpoint_update(
     *, endpoint: WebhookEndpoint, updated_by: User, **fields
 ) -> WebhookEndpoint:
     endpoint = WebhookEndpoint.objects.select_for_update().get(pk=endpoint.pk)
-    _require_manager(updated_by, endpoint.organization)
+    require_can_manage_webhooks(updated_by, endpoint.organization)
     unknown = set(fields) - set(ENDPOINT_FIELDS)
     if unknown:
         raise ValidationError({name: ["Not editable."] for name in sorted(unknown)})
@@ -155,7 +140,7 @@ def webhook_endpoint_update(
 
 @transaction.atomic
 def webhook_endpoint_delete(*, endpoint: WebhookEndpoint, deleted_by: User) -> None:
-    _require_manager(deleted_by, endpoint.organization)
+    require_can_manage_webhooks(deleted_by, endpoint.organization)
     audit_event_record(
         event_type=AuditEvent.EventType.WEBHOOK_ENDPOINT_DELETED,
         organization=endpoint.organization,

@@ -8,23 +8,17 @@ from rest_framework.response import Response
 
 from tenants.models import Region
 
-from .selectors import (
-    jurisdiction_regions,
-    jurisdiction_roots,
-    provinces_map,
-    region_in_jurisdiction,
-    region_report,
-)
+from .permissions import can_read_reports
+from .selectors import jurisdiction_regions, provinces_map, region_report
 from .serializers import ReportQuerySerializer, jsonable, report_kwargs
+from .views import jurisdiction_for_request, region_or_404
 
 
 class IsOfficial(permissions.BasePermission):
     message = _("Regional reports are for officials of a regional office (or its API tokens).")
 
     def has_permission(self, request, view):
-        roots = jurisdiction_roots(request)
-        request._report_roots = roots
-        return bool(roots)
+        return can_read_reports(request.user, roots=view.jurisdiction())
 
 
 class ReportRegionSerializer(serializers.ModelSerializer):
@@ -76,8 +70,14 @@ class ReportRegionViewSet(
         )
         return jurisdiction_regions(list(roots))
 
+    def jurisdiction(self) -> list[Region]:
+        """The caller's jurisdiction, looked up once per request (the view is per request)."""
+        if not hasattr(self, "_jurisdiction"):
+            self._jurisdiction = jurisdiction_for_request(self.request)
+        return self._jurisdiction
+
     def get_queryset(self):
-        ids = [r.pk for r in jurisdiction_regions(self.request._report_roots)]
+        ids = [r.pk for r in jurisdiction_regions(self.jurisdiction())]
         return Region.objects.filter(pk__in=ids).order_by("code")
 
     def _query(self):
@@ -91,9 +91,9 @@ class ReportRegionViewSet(
         responses=OpenApiTypes.OBJECT,
     )
     def retrieve(self, request, code=None):
-        region = region_in_jurisdiction(code=code, roots=request._report_roots)
+        region = region_or_404(code=code, roots=self.jurisdiction())
         query = self._query()
         report = region_report(region=region, **report_kwargs(query))
         # The map's provinces: only those within the caller's jurisdiction.
-        report["map"] = provinces_map(roots=request._report_roots, period=query["period"])
+        report["map"] = provinces_map(roots=self.jurisdiction(), period=query["period"])
         return Response(jsonable(report))

@@ -16,11 +16,10 @@ from django.conf import settings
 from django.db import connection
 from django.db.models import Count, F, Q, Sum
 from django.db.models.functions import TruncMonth
-from django.http import Http404
-from django.utils.translation import gettext as _
 
-from tenants.models import Membership, Organization, Region
-from tenants.selectors import organization_ids_for_request, region_descendant_ids
+from tenants.models import Organization, Region
+from tenants.permissions import OFFICIALS
+from tenants.selectors import region_descendant_ids
 from valuechain.models import BackendRollup, RegionMonthRollup, TierChange, WorkerMonthRollup
 from valuechain.selectors import month_add
 
@@ -37,20 +36,22 @@ RATE = Decimal("0.0001")
 # --- jurisdiction -------------------------------------------------------------------
 
 
-def jurisdiction_roots(request) -> list[Region]:
-    """The regions a request may report on: its offices' regions (each with the
-    regions under it). Platform staff see the country."""
-    if request.user.is_authenticated and request.user.is_superuser:
+def jurisdiction_roots(*, user, token_organization_id: int | None = None) -> list[Region]:
+    """The regions a caller may report on: its offices' regions (each with the
+    regions under it). Platform staff see the country.
+
+    An API token reports for its own office; a person for the offices where
+    they are an official.
+    """
+    if not user or not user.is_authenticated:
+        return []
+    if user.is_superuser:
         return list(Region.objects.filter(level=Region.Level.COUNTRY))
-    organization_ids = organization_ids_for_request(request)
-    offices = Organization.objects.filter(
-        pk__in=organization_ids, kind=Organization.Kind.GOVERNMENT, is_active=True
-    )
-    if not getattr(request, "auth", None):
-        # A browser session reports for the offices where the person is an official.
-        offices = offices.filter(
-            memberships__user=request.user, memberships__role=Membership.Role.OFFICIAL
-        )
+    offices = Organization.objects.filter(kind=Organization.Kind.GOVERNMENT, is_active=True)
+    if token_organization_id is not None:
+        offices = offices.filter(pk=token_organization_id)
+    else:
+        offices = offices.filter(memberships__user=user, memberships__role__in=OFFICIALS)
     return list(Region.objects.filter(pk__in=offices.values("region_id")).order_by("level", "code"))
 
 
@@ -59,17 +60,22 @@ def jurisdiction_regions(roots: list[Region]) -> list[Region]:
     return list(Region.objects.filter(pk__in=ids).order_by("code"))
 
 
-def region_in_jurisdiction(*, code: str, roots: list[Region]) -> Region:
-    """The region with this code, or 404 when it is outside the jurisdiction
-    (whether or not it exists: other regions are not disclosed)."""
+def region_in_jurisdiction(*, code: str, roots: list[Region]) -> Region | None:
+    """The region with this code, or None when it is outside the jurisdiction
+    (whether or not it exists: callers answer 404 either way, so other
+    regions are not disclosed)."""
     region = Region.objects.select_related("parent").filter(code=code).first()
-    if region is None or not any(_within(region, root) for root in roots):
-        raise Http404(_("No such region in your jurisdiction."))
+    if region is None or not region_within_roots(region, roots):
+        return None
     return region
 
 
-def _within(region: Region, root: Region) -> bool:
-    return root.level == Region.Level.COUNTRY or region.pk == root.pk or region.parent_id == root.pk
+def region_within_roots(region: Region, roots: list[Region]) -> bool:
+    """Whether region is one of roots or under one (the country holds every region)."""
+    return any(
+        root.level == Region.Level.COUNTRY or region.pk == root.pk or region.parent_id == root.pk
+        for root in roots
+    )
 
 
 # --- periods -----------------------------------------------------------------------

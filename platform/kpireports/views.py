@@ -1,11 +1,14 @@
 """The officials' dashboard and its CSV/XLSX/PDF files, scoped to a jurisdiction."""
 
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
 
+from tenants.models import Region
+from tenants.scoping import token_organization_id
+
+from .permissions import require_can_read_reports
 from .report_files import REPORT_FILES
 from .report_tables import report_sections, report_title, tier_label, trap_sentence
 from .selectors import (
@@ -18,10 +21,23 @@ from .selectors import (
 from .serializers import ReportQuerySerializer, jsonable, report_kwargs
 
 
+def jurisdiction_for_request(request) -> list[Region]:
+    """The caller's jurisdiction, once per request: selectors take plain arguments."""
+    return jurisdiction_roots(
+        user=request.user, token_organization_id=token_organization_id(request)
+    )
+
+
+def region_or_404(*, code: str, roots: list[Region]) -> Region:
+    region = region_in_jurisdiction(code=code, roots=roots)
+    if region is None:
+        raise Http404(_("No such region in your jurisdiction."))
+    return region
+
+
 def _roots(request):
-    roots = jurisdiction_roots(request)
-    if not roots:
-        raise PermissionDenied(_("Regional reports are for officials of a regional office."))
+    roots = jurisdiction_for_request(request)
+    require_can_read_reports(request.user, roots=roots)
     return roots
 
 
@@ -49,7 +65,7 @@ def _report_or_errors(request, region):
 @login_required
 def region_dashboard(request, code):
     roots = _roots(request)
-    region = region_in_jurisdiction(code=code, roots=roots)
+    region = region_or_404(code=code, roots=roots)
     report, period, errors = _report_or_errors(request, region)
     context = {
         "region": region,
@@ -78,7 +94,7 @@ def region_dashboard(request, code):
 def region_export(request, code, file_format):
     if file_format not in REPORT_FILES:
         raise Http404
-    region = region_in_jurisdiction(code=code, roots=_roots(request))
+    region = region_or_404(code=code, roots=_roots(request))
     report, _period, errors = _report_or_errors(request, region)
     if errors:
         detail = "; ".join(f"{field}: {' '.join(map(str, msgs))}" for field, msgs in errors.items())

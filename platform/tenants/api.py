@@ -9,7 +9,7 @@ from rest_framework.views import APIView
 from . import selectors, services
 from .models import ApiToken, AuditEvent, Membership, Organization, Region
 from .permissions import can_read_audit_log
-from .scoping import TenantScopedMixin
+from .scoping import TenantScopedMixin, organization_ids_for_request
 from .serializers import (
     ApiTokenCreatedSerializer,
     ApiTokenCreateSerializer,
@@ -26,7 +26,7 @@ class MeView(APIView):
     @extend_schema(responses=MeSerializer, summary="The caller and their roles")
     def get(self, request):
         memberships = selectors.memberships_for_user(user=request.user).filter(
-            organization_id__in=selectors.organization_ids_for_request(request)
+            organization_id__in=organization_ids_for_request(request)
         )
         return Response(MeSerializer(request.user, context={"memberships": memberships}).data)
 

@@ -1,6 +1,28 @@
-"""Tenant isolation for API views: the one place querysets get scoped."""
+"""Tenant isolation for API views: the one place querysets get scoped.
 
-from .selectors import organization_ids_for_request, queryset_scope
+Selectors never see a request; the helpers here turn one into the plain
+arguments they take.
+"""
+
+from .models import ApiToken
+from .selectors import organization_ids_for_caller, queryset_scope
+
+
+def token_organization_id(request) -> int | None:
+    """The organization an API token acts for, or None for a browser session."""
+    auth = getattr(request, "auth", None)
+    return auth.organization_id if isinstance(auth, ApiToken) else None
+
+
+def organization_ids_for_request(request) -> list[int]:
+    """The organizations this request may see, looked up once per request."""
+    cached = getattr(request, "_tenant_organization_ids", None)
+    if cached is None:
+        cached = organization_ids_for_caller(
+            user=request.user, token_organization_id=token_organization_id(request)
+        )
+        request._tenant_organization_ids = cached
+    return cached
 
 
 class TenantScopedMixin:

@@ -15,22 +15,16 @@ def organization_ids_for_user(*, user) -> list[int]:
     )
 
 
-def organization_ids_for_request(request) -> list[int]:
-    """The organizations this request may see.
+def organization_ids_for_caller(*, user, token_organization_id: int | None = None) -> list[int]:
+    """The organizations a caller may see.
 
     An API token acts for its one organization only, even when the person who
     created it belongs to others; a browser session acts for all of the
     user's organizations.
     """
-    cached = getattr(request, "_tenant_organization_ids", None)
-    if cached is not None:
-        return cached
-    if isinstance(getattr(request, "auth", None), ApiToken):
-        ids = [request.auth.organization_id]
-    else:
-        ids = organization_ids_for_user(user=request.user)
-    request._tenant_organization_ids = ids
-    return ids
+    if token_organization_id is not None:
+        return [token_organization_id]
+    return organization_ids_for_user(user=user)
 
 
 def queryset_scope(
@@ -57,6 +51,17 @@ def roles_for_user(*, user, organization: Organization | None = None) -> set[str
     if organization is not None:
         memberships = memberships.filter(organization=organization)
     return set(memberships.values_list("role", flat=True))
+
+
+def role_kinds_for_user(*, user) -> set[tuple[str, str]]:
+    """(role, organization kind) pairs user holds in active organizations."""
+    if not user or not user.is_authenticated:
+        return set()
+    return set(
+        Membership.objects.filter(user=user, organization__is_active=True).values_list(
+            "role", "organization__kind"
+        )
+    )
 
 
 def memberships_for_user(*, user) -> QuerySet[Membership]:

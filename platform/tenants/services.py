@@ -5,23 +5,17 @@ import logging
 import secrets
 from datetime import timedelta
 
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
 from .models import ApiToken, AuditEvent, Membership, Organization, Region, User
+from .permissions import require_can_manage_api_tokens, require_can_manage_members
 from .request_context import api_token_current
-from .selectors import roles_for_user
 
 logger = logging.getLogger(__name__)
 
 API_TOKEN_PREFIX = "tw_"  # noqa: S105 - a public marker, not a secret
-# Roles that may create and revoke their organization's API tokens.
-API_TOKEN_MANAGER_ROLES = {
-    Membership.Role.ADMIN,
-    Membership.Role.CLIENT_DEVELOPER,
-    Membership.Role.PROJECT_MANAGER,
-}
 # last_used_at is written at most this often per token, so that a busy
 # client does not turn every API call into a write.
 API_TOKEN_TOUCH_INTERVAL = timedelta(seconds=60)
@@ -29,13 +23,6 @@ API_TOKEN_TOUCH_INTERVAL = timedelta(seconds=60)
 
 def api_token_digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
-
-
-def _may_manage_api_tokens(*, user: User, organization: Organization) -> bool:
-    # Platform superusers operate the Django admin for every organization.
-    if user.is_superuser:
-        return True
-    return bool(roles_for_user(user=user, organization=organization) & API_TOKEN_MANAGER_ROLES)
 
 
 # --- audit trail ------------------------------------------------------------------
@@ -174,10 +161,8 @@ def _role_checked(role: str) -> str:
 
 def _require_membership_manager(actor: User | None, organization: Organization) -> None:
     # actor None: the system (seeding, a data migration), which may.
-    if actor is None or actor.is_superuser:
-        return
-    if Membership.Role.ADMIN not in roles_for_user(user=actor, organization=organization):
-        raise PermissionDenied("Only an admin of the organization may change its members.")
+    if actor is not None:
+        require_can_manage_members(actor, organization)
 
 
 @transaction.atomic
@@ -266,11 +251,7 @@ def api_token_create(
     *, organization: Organization, created_by: User, name: str
 ) -> tuple[ApiToken, str]:
     """Create a token and return it with its secret, which is never stored."""
-    if not _may_manage_api_tokens(user=created_by, organization=organization):
-        raise PermissionDenied(
-            "Only an admin, client developer or project manager of the organization "
-            "may create its API tokens."
-        )
+    require_can_manage_api_tokens(created_by, organization, verb="create")
     name = (name or "").strip()
     if not name:
         raise ValidationError({"name": "Give the token a name, e.g. the system that will use it."})
@@ -300,11 +281,7 @@ def api_token_create(
 
 @transaction.atomic
 def api_token_revoke(*, token: ApiToken, revoked_by: User) -> ApiToken:
-    if not _may_manage_api_tokens(user=revoked_by, organization=token.organization):
-        raise PermissionDenied(
-            "Only an admin, client developer or project manager of the organization "
-            "may revoke its API tokens."
-        )
+    require_can_manage_api_tokens(revoked_by, token.organization, verb="revoke")
     # Revoking twice keeps the first time: a retried request changes nothing.
     revoked = ApiToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(
         revoked_at=timezone.now()
