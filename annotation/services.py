@@ -214,24 +214,35 @@ SELECT %(project)s, reserved.id, %(annotator)s, 'leased', %(now)s, %(expires)s
 FROM reserved
 RETURNING id
 """
+_LEASE_SQL_WAITING = _LEASE_SQL.replace("FOR UPDATE SKIP LOCKED", "FOR UPDATE")
+assert _LEASE_SQL_WAITING != _LEASE_SQL
 
 
 def _lease_one_postgresql(*, project, annotator, gold, now, expires) -> int | None:
     """Pick and lease in one statement: SKIP LOCKED lets concurrent annotators
-    pass over each other's candidate rows instead of queueing behind them."""
-    sql = _LEASE_SQL.format(item=Item._meta.db_table, assignment=Assignment._meta.db_table)
+    pass over each other's candidate rows instead of queueing behind them.
+
+    SKIP LOCKED also passes over the last candidates while other leases or
+    submits hold them, so "nothing found" can be momentary near a project's
+    end. Only then is the pick repeated waiting for those locks (each held for
+    one short transaction); PostgreSQL re-checks the row once it is free, so an
+    item filled in the meantime is passed over. Without this an annotator was
+    told "no more tasks" while items they could do remained.
+    """
+    params = {
+        "project": project.pk,
+        "gold": gold,
+        "annotator": annotator.pk,
+        "now": now,
+        "expires": expires,
+    }
+    tables = {"item": Item._meta.db_table, "assignment": Assignment._meta.db_table}
     with connection.cursor() as cursor:
-        cursor.execute(
-            sql,
-            {
-                "project": project.pk,
-                "gold": gold,
-                "annotator": annotator.pk,
-                "now": now,
-                "expires": expires,
-            },
-        )
+        cursor.execute(_LEASE_SQL.format(**tables), params)
         row = cursor.fetchone()
+        if row is None:
+            cursor.execute(_LEASE_SQL_WAITING.format(**tables), params)
+            row = cursor.fetchone()
     return row[0] if row else None
 
 
