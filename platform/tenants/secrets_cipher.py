@@ -37,7 +37,9 @@ def secret_decrypt(token: str) -> str:
     try:
         return _cipher().decrypt(token.encode()).decode()
     except InvalidToken as exc:
-        raise SecretDecryptError("the stored secret cannot be decrypted with ENCRYPTION_KEYS") from exc
+        raise SecretDecryptError(
+            "the stored secret cannot be decrypted with ENCRYPTION_KEYS"
+        ) from exc
 
 
 def secret_reencrypt(token: str) -> str:

@@ -329,6 +329,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "valuechain.tiers_review",
         "schedule": crontab(hour=2, minute=30),  # daily, after the day's work
     },
+    # Re-sends webhook deliveries whose queued message was lost.
+    "eventhooks-sweep-deliveries": {
+        "task": "eventhooks.webhook_deliveries_sweep",
+        "schedule": 60.0,
+    },
     "annotation-infer-results": {
         "task": "annotation.results_infer_active",
         "schedule": 15 * 60.0,
