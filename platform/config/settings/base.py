@@ -222,6 +222,7 @@ SPECTACULAR_SETTINGS = {
     }
     | {
         "ProjectStatusEnum": "annotation.models.Project.Status",
+        "WebhookDeliveryStatusEnum": "eventhooks.models.WebhookDelivery.Status",
         "ProjectKindEnum": "annotation.models.Project.Kind",
         "JobStatusEnum": "annotation.models.ImportJob.Status",
         "ItemStatusEnum": "annotation.models.Item.Status",
