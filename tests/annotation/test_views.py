@@ -236,6 +236,7 @@ def test_me_shows_the_record_and_the_reasons_of_rejections():
         answer={"label": "positive"},
         time_spent_ms=7_200_000,
     )
+    services.review_lease_take(project=project, reviewer=reviewer)
     services.review_submit(
         item_id=item.pk,
         reviewer=reviewer,
