@@ -14,8 +14,8 @@ production lease rules apply (overlap, gold ratio, skill tier, one lease per
 item and annotator). Completed items are decided by the app (majority vote,
 review when disputed, below the agreement threshold or sampled at the review
 rate). Simulated reviewers (0.95 accuracy: they accept a right result and
-correct, or reject, a wrong one with probability 0.95) take the head of
-annotation.selectors.review_queue and call annotation.services.review_submit.
+correct, or reject, a wrong one with probability 0.95) take items with
+annotation.services.review_lease_take and call review_submit.
 With "ds" the configuration then runs annotation.services.project_results_infer
 (Dawid-Skene, as Celery beat does for active projects) and the reviewers drain
 whatever it sent to review; the table shows the row before and after.
@@ -373,15 +373,16 @@ class Simulation:
         )
 
     def review_round(self, per_reviewer: int | None) -> int:
-        from annotation import selectors
+        from annotation import services
 
         done = 0
         for index, reviewer in self.reviewers:
             for _ in range(per_reviewer if per_reviewer is not None else 10**9):
-                item = selectors.review_queue(project=self.project, reviewer=reviewer).first()
-                if item is None:
+                # As the review page does: lease the next item, then submit the verdict.
+                lease = services.review_lease_take(project=self.project, reviewer=reviewer)
+                if lease is None:
                     return done
-                self.review_one(index, reviewer, item)
+                self.review_one(index, reviewer, lease.item)
                 done += 1
         return done
 
