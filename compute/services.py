@@ -765,7 +765,8 @@ class NoBackendAvailable(Exception):
 
 # Calls are written as they return, every FLUSH_CALLS or COMPUTE_METER_FLUSH_SECONDS,
 # whichever comes first; under load a batch takes whatever has queued meanwhile.
-FLUSH_CALLS = 50
+# At a backend's full speed the second bounds it: fewer, larger transactions.
+FLUSH_CALLS = 200
 # The circuit breaker is re-evaluated at most this often per backend and chunk.
 CIRCUIT_EVALUATE_EVERY = 1.0
 _DONE = object()
@@ -872,7 +873,7 @@ def _label_and_meter(run, response_format, plans, work, policy) -> dict:
             finished = batch[-1] is _DONE
             meter.write([e for e in batch if e is not _DONE])
             batch = []
-            if not finished and not meter.run_still_running():
+            if not finished and meter.run_cancelled():
                 stop.set()  # cancelled: no new attempt starts; those in flight are metered
     except BaseException:
         # A time limit or a database error: start nothing new, and meter what was
@@ -911,6 +912,7 @@ class _ChunkMeter:
         self.calls = self.predicted = self.failed = 0
         self.evaluated_at: dict[int, float] = {}
         self.pending: dict[int, list[_CallRecord]] = {}
+        self.status_checked_at = time.monotonic()
 
     def write(self, events: list) -> None:
         records = [e for e in events if isinstance(e, _CallRecord)]
@@ -946,8 +948,13 @@ class _ChunkMeter:
             self.evaluated_at[backend_id] = now
             del self.pending[backend_id]
 
-    def run_still_running(self) -> bool:
-        return PrelabelRun.objects.filter(
+    def run_cancelled(self) -> bool:
+        """Asked at most once a second: a cancel takes effect within that."""
+        now = time.monotonic()
+        if now - self.status_checked_at < CIRCUIT_EVALUATE_EVERY:
+            return False
+        self.status_checked_at = now
+        return not PrelabelRun.objects.filter(
             pk=self.run.pk, status=PrelabelRun.Status.RUNNING
         ).exists()
 
