@@ -3,7 +3,10 @@
 import hashlib
 import json
 import logging
+from array import array
 from datetime import timedelta
+
+import numpy as np
 
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import connection, transaction
@@ -35,7 +38,7 @@ from .schemas import (
     label_schema_validate,
 )
 from .selectors import project_counts
-from .task_types import task_types_where
+from .task_types import task_type_spec, task_types_where
 from .token_estimate import estimate_tokens
 
 # An annotator holds the task on screen and the prefetched next one.
@@ -518,49 +521,160 @@ def project_completion_check(*, project: Project) -> bool:
 VOTABLE_TYPES = task_types_where(lambda spec: spec.votable)
 
 
+_INFER_CHUNK = 2000
+
+
 @transaction.atomic
 def project_results_infer(*, project: Project) -> dict:
     """Re-decide unreviewed results with Dawid–Skene over the whole project.
 
     Dawid–Skene weighs each annotator by their estimated confusion matrix, so
     a careless annotator counts less than a careful one. Items whose inferred
-    confidence falls under the threshold go to review. Safe to run twice.
+    confidence falls under the threshold go to review. Safe to run twice: a
+    second run finds every result as the first left it and writes nothing.
+
+    The inference may pick a label none of the item's annotators gave (their
+    known confusions all point to it): a legitimate outcome, not an error. Its
+    answer is built from the key by the task type (``answer_from_key``) and
+    stored with its posterior as confidence, and the item goes to review
+    whatever that confidence, because no human gave that answer. When the
+    label was given, the result keeps its answer if it already has that key,
+    or takes the first live annotation with it (a preference keeps its
+    rationale that way).
+
+    Memory stays bounded on big projects: annotations are streamed and kept
+    as integer codes (item, annotator, label) in numpy arrays, results are
+    read and written in chunks, and only the answers a changed result needs
+    are fetched.
     """
+    summary = {"items": 0, "changed": 0, "to_review": 0}
     if project.task_type not in VOTABLE_TYPES:
-        return {"items": 0, "changed": 0, "to_review": 0}
-    rows = list(
+        return summary
+    spec = task_type_spec(project.task_type)
+    item_buf, annotator_buf, label_buf = array("q"), array("q"), array("q")
+    label_code: dict = {}
+    rows = (
         Annotation.objects.filter(project=project, item__is_gold=False)
         .exclude(status=Annotation.Status.REJECTED)
         .exclude(item__status=Item.Status.OPEN)
-        .values_list("item_id", "annotator_id", "answer", "pk")
-        .order_by("item_id", "pk")
+        .values_list("item_id", "annotator_id", "answer")
+        .order_by("item_id", "pk")  # a fixed order keeps the floating-point sums, and so reruns, equal
     )
-    if not rows:
-        return {"items": 0, "changed": 0, "to_review": 0}
-    triples = [(i, a, answer_key(project.task_type, ans)) for i, a, ans, _ in rows]
-    answers = {}
-    for item_id, _, ans, _ in rows:
-        answers.setdefault((item_id, answer_key(project.task_type, ans)), ans)
-    inferred = agreement.dawid_skene(triples)
-    threshold = float(project.agreement_threshold)
-    changed, to_review = [], 0
-    status_of: dict[str, list[int]] = {Item.Status.IN_REVIEW: [], Item.Status.DONE: []}
+    for item_id, annotator_id, answer in rows.iterator(chunk_size=5000):
+        key = spec.answer_key(answer)
+        item_buf.append(item_id)
+        annotator_buf.append(annotator_id)
+        label_buf.append(label_code.setdefault(key, len(label_code)))
+    if not item_buf:
+        return summary
+    item_ids, item_of = np.unique(np.frombuffer(item_buf, dtype=np.int64), return_inverse=True)
+    _, annotator_of = np.unique(np.frombuffer(annotator_buf, dtype=np.int64), return_inverse=True)
+    del item_buf, annotator_buf
+    classes = agreement.class_order(label_code)
+    remap = np.empty(len(label_code), dtype=np.intp)
+    for key, code in label_code.items():
+        remap[code] = classes.index(key)
+    class_of = remap[np.frombuffer(label_buf, dtype=np.int64)]
+    del label_buf
+    inferred = agreement.dawid_skene_coded(
+        item_of,
+        annotator_of,
+        class_of,
+        n_items=len(item_ids),
+        n_annotators=int(annotator_of.max()) + 1,
+        n_classes=len(classes),
+    )
+    given = np.zeros((len(item_ids), len(classes)), dtype=bool)
+    given[item_of, class_of] = True
+    del item_of, annotator_of, class_of
+    winners = inferred.winners
+    unseen = ~given[np.arange(len(item_ids)), winners]
+    del given
+
     results = (
         ItemResult.objects.select_for_update()
         .filter(project=project, reviewed_by__isnull=True)
         .exclude(method=ItemResult.Method.REVIEW)
         .order_by("pk")  # consistent lock order with other writers
     )
-    now = timezone.now()
-    for result in results.iterator(chunk_size=5000):
-        if result.item_id not in inferred.labels:
-            continue
-        key = inferred.labels[result.item_id]
-        confidence = inferred.confidence[result.item_id]
-        needs_review = confidence < threshold or _sampled(
-            project.pk, result.item_id, project.review_rate
+    context = {
+        "project": project,
+        "spec": spec,
+        "item_ids": item_ids,
+        "classes": classes,
+        "inferred": inferred,
+        "unseen": unseen,
+        "threshold": float(project.agreement_threshold),
+        "now": timezone.now(),
+    }
+    chunk: list[ItemResult] = []
+    for result in results.iterator(chunk_size=_INFER_CHUNK):
+        chunk.append(result)
+        if len(chunk) == _INFER_CHUNK:
+            _infer_chunk_apply(chunk, context, summary)
+            chunk = []
+    _infer_chunk_apply(chunk, context, summary)
+    summary["items"] = len(item_ids)
+    summary["iterations"] = inferred.iterations
+    logger.info(
+        "results inferred",
+        extra={
+            "project_id": project.pk,
+            "items": summary["items"],
+            "changed": summary["changed"],
+            "unseen": summary.get("unseen", 0),
+        },
+    )
+    return summary
+
+
+def _infer_chunk_apply(chunk: list[ItemResult], context: dict, summary: dict) -> None:
+    """Apply the inference to one chunk of locked results (see project_results_infer)."""
+    if not chunk:
+        return
+    project, spec, item_ids = context["project"], context["spec"], context["item_ids"]
+    inferred, classes, threshold = context["inferred"], context["classes"], context["threshold"]
+    decided = []  # (result, key, confidence, unseen, answer or None when it must be fetched)
+    for result in chunk:
+        index = int(np.searchsorted(item_ids, result.item_id))
+        if index == len(item_ids) or item_ids[index] != result.item_id:
+            continue  # not inferred: its item is open again
+        key = classes[inferred.winners[index]]
+        confidence = float(inferred.confidence[index])
+        unseen = bool(context["unseen"][index])
+        if unseen:
+            answer = spec.answer_from_key(key)
+        elif spec.answer_key(result.answer) == key:
+            answer = result.answer
+        else:
+            answer = None
+        decided.append((result, key, confidence, unseen, answer))
+    wanted = {result.item_id: key for result, key, _, _, answer in decided if answer is None}
+    fetched: dict[int, dict] = {}
+    if wanted:
+        for item_id, answer in (
+            Annotation.objects.filter(item_id__in=list(wanted))
+            .exclude(status=Annotation.Status.REJECTED)
+            .values_list("item_id", "answer")
+            .order_by("item_id", "pk")
+        ):
+            if item_id not in fetched and spec.answer_key(answer) == wanted[item_id]:
+                fetched[item_id] = answer
+    changed = []
+    status_of: dict[str, list[int]] = {Item.Status.IN_REVIEW: [], Item.Status.DONE: []}
+    for result, key, confidence, unseen, answer in decided:
+        if answer is None and result.item_id not in fetched:
+            # Its annotation was rejected since the rows were read: nobody gives it now.
+            unseen, answer = True, spec.answer_from_key(key)
+        elif answer is None:
+            answer = fetched[result.item_id]
+        needs_review = (
+            unseen
+            or confidence < threshold
+            or _sampled(project.pk, result.item_id, project.review_rate)
         )
-        answer = answers[(result.item_id, key)]
+        if unseen:
+            summary["unseen"] = summary.get("unseen", 0) + 1
         if (result.answer, result.confidence, result.approved, result.method) == (
             answer,
             confidence,
@@ -569,12 +683,12 @@ def project_results_infer(*, project: Project) -> dict:
         ):
             continue  # a second run changes nothing
         if result.approved and needs_review:
-            to_review += 1
+            summary["to_review"] += 1
         result.answer, result.confidence = answer, confidence
         result.method, result.approved, result.updated_at = (
             ItemResult.Method.DAWID_SKENE,
             not needs_review,
-            now,
+            context["now"],
         )
         changed.append(result)
         status_of[Item.Status.IN_REVIEW if needs_review else Item.Status.DONE].append(
@@ -583,17 +697,12 @@ def project_results_infer(*, project: Project) -> dict:
     ItemResult.objects.bulk_update(
         changed, ["answer", "confidence", "method", "approved", "updated_at"], batch_size=2000
     )
-    for status, item_ids in status_of.items():
-        for start in range(0, len(item_ids), 5000):
-            Item.objects.filter(pk__in=item_ids[start : start + 5000]).exclude(
-                status=Item.Status.OPEN
-            ).update(status=status, updated_at=now)
-    return {
-        "items": len(inferred.labels),
-        "changed": len(changed),
-        "to_review": to_review,
-        "iterations": inferred.iterations,
-    }
+    for status, item_ids_changed in status_of.items():
+        if item_ids_changed:
+            Item.objects.filter(pk__in=item_ids_changed).exclude(status=Item.Status.OPEN).update(
+                status=status, updated_at=context["now"]
+            )
+    summary["changed"] += len(changed)
 
 
 # --- review ---------------------------------------------------------------------
