@@ -5,12 +5,12 @@ import json
 import logging
 from array import array
 from datetime import timedelta
+from decimal import Decimal
 
 import numpy as np
-
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import connection, transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
@@ -23,6 +23,7 @@ from valuechain import postings
 from . import agreement, permissions
 from .models import (
     Annotation,
+    AnnotatorTally,
     Assignment,
     Item,
     ItemResult,
@@ -181,21 +182,61 @@ def project_results_reinfer(*, project: Project, requested_by: User) -> None:
 # --- distribution ---------------------------------------------------------------
 
 
-def _gold_due(*, project: Project, annotator: User) -> bool:
-    """Serve gold at the project's ratio: on the task that crosses each 1/ratio step."""
-    if project.gold_ratio <= 0:
-        return False
-    served = Assignment.objects.filter(project=project, annotator=annotator).count()
-    ratio = float(project.gold_ratio)
-    return int((served + 1) * ratio) > int(served * ratio)
+def _gold_due(*, tasks: int, gold: int, ratio: Decimal) -> bool:
+    """Whether the annotator's next task is gold: when their gold stays within
+    the ratio of all the tasks they were served, this one included, rounded to
+    the nearest whole task. Rounding (gold at tasks 25, 75, 125… at 0.02), not
+    flooring (50, 100…), keeps the share right across annotators: flooring
+    lost half a gold task per annotator on average, a fifth of the gold for
+    annotators doing 125 tasks at 0.02. _LEASE_SQL asks the same in SQL."""
+    return gold + Decimal("0.5") <= ratio * (tasks + 1)
 
 
+# One statement picks, reserves, tallies and leases. Gold comes first when it
+# is due (see _gold_due; the annotator's tally is read here, not counted) and the
+# annotator still has regular work: gold measures the work, so none is served
+# once the regular pool is exhausted for them (except in an all-gold project,
+# gold_ratio 1). Otherwise, or when no gold is left for them, a regular item.
+# The tally is read from the statement's snapshot without a lock: only the
+# same annotator's simultaneous leases race on it, at worst one gold early,
+# which the ratio check then makes up for.
 _LEASE_SQL = """
-WITH picked AS (
-    SELECT i.id
+WITH due AS (
+    SELECT COALESCE(MAX(t.gold), 0) + 0.5 <= %(ratio)s * (COALESCE(MAX(t.tasks), 0) + 1) AS gold
+    FROM {tally} AS t
+    WHERE t.project_id = %(project)s AND t.annotator_id = %(annotator)s
+), gold_pick AS (
+    SELECT i.id, i.is_gold
     FROM {item} AS i
-    WHERE i.project_id = %(project)s
-      AND i.is_gold = %(gold)s
+    WHERE (SELECT gold FROM due)
+      AND i.project_id = %(project)s
+      AND i.is_gold
+      AND i.status = 'open'
+      AND NOT EXISTS (
+          SELECT 1 FROM {assignment} AS a
+          WHERE a.item_id = i.id AND a.annotator_id = %(annotator)s
+      )
+      AND (%(all_gold)s OR EXISTS (
+          SELECT 1
+          FROM {item} AS r
+          WHERE r.project_id = %(project)s
+            AND NOT r.is_gold
+            AND r.status = 'open'
+            AND r.reserved_count < r.target_annotations
+            AND NOT EXISTS (
+                SELECT 1 FROM {assignment} AS a
+                WHERE a.item_id = r.id AND a.annotator_id = %(annotator)s
+            )
+      ))
+    ORDER BY i.priority DESC, i.id
+    LIMIT 1
+    FOR UPDATE SKIP LOCKED
+), regular_pick AS (
+    SELECT i.id, i.is_gold
+    FROM {item} AS i
+    WHERE NOT EXISTS (SELECT 1 FROM gold_pick)
+      AND i.project_id = %(project)s
+      AND NOT i.is_gold
       AND i.status = 'open'
       AND i.reserved_count < i.target_annotations
       AND NOT EXISTS (
@@ -205,12 +246,22 @@ WITH picked AS (
     ORDER BY i.priority DESC, i.id
     LIMIT 1
     FOR UPDATE SKIP LOCKED
+), picked AS (
+    SELECT id, is_gold FROM gold_pick
+    UNION ALL
+    SELECT id, is_gold FROM regular_pick
 ), reserved AS (
     UPDATE {item} AS i
     SET reserved_count = i.reserved_count + 1
     FROM picked
     WHERE i.id = picked.id
-    RETURNING i.id
+    RETURNING i.id, i.is_gold
+), tallied AS (
+    INSERT INTO {tally} AS t (project_id, annotator_id, tasks, gold)
+    SELECT %(project)s, %(annotator)s, 1, reserved.is_gold::int
+    FROM reserved
+    ON CONFLICT (project_id, annotator_id)
+    DO UPDATE SET tasks = t.tasks + 1, gold = t.gold + EXCLUDED.gold
 )
 INSERT INTO {assignment} (project_id, item_id, annotator_id, status, leased_at, expires_at)
 SELECT %(project)s, reserved.id, %(annotator)s, 'leased', %(now)s, %(expires)s
@@ -218,10 +269,10 @@ FROM reserved
 RETURNING id
 """
 _LEASE_SQL_WAITING = _LEASE_SQL.replace("FOR UPDATE SKIP LOCKED", "FOR UPDATE")
-assert _LEASE_SQL_WAITING != _LEASE_SQL
+assert _LEASE_SQL_WAITING.count("FOR UPDATE\n") == 2
 
 
-def _lease_one_postgresql(*, project, annotator, gold, now, expires) -> int | None:
+def _lease_one_postgresql(*, project, annotator, now, expires) -> int | None:
     """Pick and lease in one statement: SKIP LOCKED lets concurrent annotators
     pass over each other's candidate rows instead of queueing behind them.
 
@@ -232,14 +283,20 @@ def _lease_one_postgresql(*, project, annotator, gold, now, expires) -> int | No
     item filled in the meantime is passed over. Without this an annotator was
     told "no more tasks" while items they could do remained.
     """
+    ratio = Decimal(project.gold_ratio)
     params = {
         "project": project.pk,
-        "gold": gold,
         "annotator": annotator.pk,
+        "ratio": ratio,
+        "all_gold": ratio >= 1,
         "now": now,
         "expires": expires,
     }
-    tables = {"item": Item._meta.db_table, "assignment": Assignment._meta.db_table}
+    tables = {
+        "item": Item._meta.db_table,
+        "assignment": Assignment._meta.db_table,
+        "tally": AnnotatorTally._meta.db_table,
+    }
     with connection.cursor() as cursor:
         cursor.execute(_LEASE_SQL.format(**tables), params)
         row = cursor.fetchone()
@@ -249,27 +306,34 @@ def _lease_one_postgresql(*, project, annotator, gold, now, expires) -> int | No
     return row[0] if row else None
 
 
-def _lease_one_portable(*, project, annotator, gold, now, expires) -> int | None:
+def _lease_one_portable(*, project, annotator, now, expires) -> int | None:
     # SQLite (make run) has one writer at a time and IMMEDIATE transactions,
-    # so select-then-update cannot race there.
-    item = (
-        Item.objects.filter(
-            project=project,
-            is_gold=gold,
-            status=Item.Status.OPEN,
-            reserved_count__lt=F("target_annotations"),
+    # so select-then-update cannot race there. Same choice as _LEASE_SQL.
+    def first_open(gold: bool):
+        candidates = Item.objects.filter(project=project, is_gold=gold, status=Item.Status.OPEN)
+        if not gold:
+            candidates = candidates.filter(reserved_count__lt=F("target_annotations"))
+        return (
+            candidates.exclude(assignments__annotator=annotator).order_by("-priority", "pk").first()
         )
-        .exclude(assignments__annotator=annotator)
-        .order_by("-priority", "pk")
-        .first()
-    )
+
+    ratio = Decimal(project.gold_ratio)
+    tally = AnnotatorTally.objects.filter(project=project, annotator=annotator).first()
+    served = {"tasks": tally.tasks, "gold": tally.gold} if tally else {"tasks": 0, "gold": 0}
+    regular = first_open(False)
+    item = None
+    if _gold_due(**served, ratio=ratio) and (ratio >= 1 or regular is not None):
+        item = first_open(True)
+    item = item or regular
     if item is None:
         return None
-    updated = Item.objects.filter(pk=item.pk, reserved_count__lt=F("target_annotations")).update(
-        reserved_count=F("reserved_count") + 1
-    )
-    if not updated:
+    room = Q(is_gold=True) | Q(reserved_count__lt=F("target_annotations"))
+    if not Item.objects.filter(room, pk=item.pk).update(reserved_count=F("reserved_count") + 1):
         return None
+    tally, _ = AnnotatorTally.objects.get_or_create(project=project, annotator=annotator)
+    AnnotatorTally.objects.filter(pk=tally.pk).update(
+        tasks=F("tasks") + 1, gold=F("gold") + int(item.is_gold)
+    )
     return Assignment.objects.create(
         project=project, item=item, annotator=annotator, leased_at=now, expires_at=expires
     ).pk
@@ -295,6 +359,9 @@ def assignment_lease(
     An active lease the caller is not already showing (`holding`) comes back
     first, so a page reload never strands a lease until it expires; a new item
     is leased only while the annotator holds fewer than MAX_ACTIVE_LEASES.
+    Gold is mixed in at the project's gold_ratio of the tasks the annotator
+    was served (never more than half a task above it) and never once no
+    regular item is left for them (see _gold_due and _LEASE_SQL).
     """
     annotator_check(project=project, annotator=annotator)
     now = now or timezone.now()
@@ -316,14 +383,10 @@ def assignment_lease(
         return active[0]
     expires = now + timedelta(seconds=project.lease_seconds)
     lease_one = _lease_one_postgresql if connection.vendor == "postgresql" else _lease_one_portable
-    gold_first = _gold_due(project=project, annotator=annotator)
-    for gold in (gold_first, not gold_first) if project.gold_ratio > 0 else (False,):
-        assignment_id = lease_one(
-            project=project, annotator=annotator, gold=gold, now=now, expires=expires
-        )
-        if assignment_id is not None:
-            return Assignment.objects.select_related("item").get(pk=assignment_id)
-    return None
+    assignment_id = lease_one(project=project, annotator=annotator, now=now, expires=expires)
+    if assignment_id is None:
+        return None
+    return Assignment.objects.select_related("item").get(pk=assignment_id)
 
 
 def _release(assignment: Assignment, status: str, now) -> None:
@@ -558,7 +621,8 @@ def project_results_infer(*, project: Project) -> dict:
         .exclude(status=Annotation.Status.REJECTED)
         .exclude(item__status=Item.Status.OPEN)
         .values_list("item_id", "annotator_id", "answer")
-        .order_by("item_id", "pk")  # a fixed order keeps the floating-point sums, and so reruns, equal
+        # A fixed order keeps the floating-point sums, and so a rerun's results, equal.
+        .order_by("item_id", "pk")
     )
     for item_id, annotator_id, answer in rows.iterator(chunk_size=5000):
         key = spec.answer_key(answer)
