@@ -610,7 +610,7 @@ def project_results_infer(*, project: Project) -> dict:
     read and written in chunks, and only the answers a changed result needs
     are fetched.
     """
-    summary = {"items": 0, "changed": 0, "to_review": 0}
+    summary = {"items": 0, "changed": 0, "to_review": 0, "unseen": 0}
     if project.task_type not in VOTABLE_TYPES:
         return summary
     spec = task_type_spec(project.task_type)
@@ -686,7 +686,7 @@ def project_results_infer(*, project: Project) -> dict:
             "project_id": project.pk,
             "items": summary["items"],
             "changed": summary["changed"],
-            "unseen": summary.get("unseen", 0),
+            "unseen": summary["unseen"],
         },
     )
     return summary
@@ -738,7 +738,7 @@ def _infer_chunk_apply(chunk: list[ItemResult], context: dict, summary: dict) ->
             or _sampled(project.pk, result.item_id, project.review_rate)
         )
         if unseen:
-            summary["unseen"] = summary.get("unseen", 0) + 1
+            summary["unseen"] += 1
         if (result.answer, result.confidence, result.approved, result.method) == (
             answer,
             confidence,

@@ -487,7 +487,7 @@ def test_dawid_skene_takes_a_given_answer_whole_when_it_outvotes_the_majority():
 
     result = ItemResult.objects.get(item=last)
     assert result.answer == {"choice": "a", "rationale": "C chose a"}
-    assert summary.get("unseen", 0) == 0
+    assert summary["unseen"] == 0
     assert services.project_results_infer(project=project)["changed"] == 0
 
 
