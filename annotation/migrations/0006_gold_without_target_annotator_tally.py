@@ -37,7 +37,7 @@ def tallies_fill(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("annotation", "0004_importstagingrow_priority"),
+        ("annotation", "0005_review_leases"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
