@@ -62,6 +62,11 @@ def _json_default(value: object) -> object:
     return repr(value)
 
 
+def class_order(labels: Iterable[Hashable]) -> list[Hashable]:
+    """The distinct labels in the class order :func:`dawid_skene` uses (ties go to the earlier)."""
+    return _sorted_values(set(labels))
+
+
 def _sorted_values(values: Iterable[T]) -> list[T]:
     """Sort naturally when possible, else by (type name, repr) so mixed types still sort."""
     unique = list(values)
@@ -541,8 +546,81 @@ def dawid_skene(
     # Map first-seen label ids to class positions in one vectorised lookup.
     remap = np.array([class_pos[label] for label in label_index], dtype=np.intp)
     triples = np.asarray(rows, dtype=np.intp)
-    item_of, annotator_of, class_of = triples[:, 0], triples[:, 1], remap[triples[:, 2]]
-    n_items, n_annotators, n_classes = len(item_index), len(annotator_index), len(class_list)
+    coded = dawid_skene_coded(
+        triples[:, 0],
+        triples[:, 1],
+        remap[triples[:, 2]],
+        n_items=len(item_index),
+        n_annotators=len(annotator_index),
+        n_classes=len(class_list),
+        max_iter=max_iter,
+        tol=tol,
+        smoothing=smoothing,
+    )
+    posterior = coded.posterior
+    items = list(item_index)
+    annotators = list(annotator_index)
+    post_rows = posterior.tolist()
+    return DawidSkeneResult(
+        labels={item: class_list[k] for item, k in zip(items, coded.winners.tolist(), strict=True)},
+        posteriors={
+            item: dict(zip(class_list, row, strict=True))
+            for item, row in zip(items, post_rows, strict=True)
+        },
+        confidence=dict(zip(items, coded.confidence.tolist(), strict=True)),
+        confusion={
+            annotator: {
+                true: dict(zip(class_list, given_row, strict=True))
+                for true, given_row in zip(class_list, matrix, strict=True)
+            }
+            for annotator, matrix in zip(annotators, coded.confusion.tolist(), strict=True)
+        },
+        priors=dict(zip(class_list, coded.priors.tolist(), strict=True)),
+        iterations=coded.iterations,
+        converged=coded.converged,
+    )
+
+
+@dataclass(frozen=True)
+class DawidSkeneCoded:
+    """Output of :func:`dawid_skene_coded`, indexed by the input's integer codes."""
+
+    posterior: np.ndarray  # (items, classes)
+    winners: np.ndarray  # (items,) class code of each item's label
+    confidence: np.ndarray  # (items,) the winner's posterior
+    confusion: np.ndarray  # (annotators, true class, given class)
+    priors: np.ndarray  # (classes,)
+    iterations: int
+    converged: bool
+
+
+def dawid_skene_coded(
+    item_of: np.ndarray,
+    annotator_of: np.ndarray,
+    class_of: np.ndarray,
+    *,
+    n_items: int,
+    n_annotators: int,
+    n_classes: int,
+    max_iter: int = 100,
+    tol: float = 1e-6,
+    smoothing: float = 0.01,
+) -> DawidSkeneCoded:
+    """:func:`dawid_skene` on integer codes: one row per label, ``item_of[r]`` in
+    ``range(n_items)``, ``annotator_of[r]`` in ``range(n_annotators)``, ``class_of[r]``
+    in ``range(n_classes)``; every item has at least one label.
+
+    For big projects: the caller streams its rows into three integer arrays
+    instead of a list of Python tuples (a few bytes a label instead of ~100),
+    and reads the winners back by code. Ties go to the lower class code.
+    """
+    if max_iter < 1:
+        raise ValueError(f"max_iter must be >= 1, got {max_iter}")
+    if smoothing <= 0:
+        raise ValueError(f"smoothing must be > 0 to keep probabilities non-zero, got {smoothing}")
+    item_of = np.asarray(item_of, dtype=np.intp)
+    annotator_of = np.asarray(annotator_of, dtype=np.intp)
+    class_of = np.asarray(class_of, dtype=np.intp)
     answer_cell = annotator_of * n_classes + class_of  # flat (annotator, given) index
 
     # Soft majority vote: each item's share of each label.
@@ -565,25 +643,12 @@ def dawid_skene(
         posterior = new_posterior
         converged = change < tol
 
-    items = list(item_index)
-    annotators = list(annotator_index)
-    winners = posterior.argmax(axis=1)  # argmax returns the first maximum: class order
-    post_rows = posterior.tolist()
-    return DawidSkeneResult(
-        labels={item: class_list[k] for item, k in zip(items, winners.tolist(), strict=True)},
-        posteriors={
-            item: dict(zip(class_list, row, strict=True))
-            for item, row in zip(items, post_rows, strict=True)
-        },
-        confidence=dict(zip(items, posterior.max(axis=1).tolist(), strict=True)),
-        confusion={
-            annotator: {
-                true: dict(zip(class_list, given_row, strict=True))
-                for true, given_row in zip(class_list, matrix, strict=True)
-            }
-            for annotator, matrix in zip(annotators, confusion.tolist(), strict=True)
-        },
-        priors=dict(zip(class_list, priors.tolist(), strict=True)),
+    return DawidSkeneCoded(
+        posterior=posterior,
+        winners=posterior.argmax(axis=1),  # argmax returns the first maximum: class order
+        confidence=posterior.max(axis=1),
+        confusion=confusion,
+        priors=priors,
         iterations=iterations,
         converged=converged,
     )

@@ -4,7 +4,7 @@ from django.db import transaction
 
 from tenants.models import Organization, User
 
-from .models import GOLD_TARGET_ANNOTATIONS, Item, Project
+from .models import Item, Project
 from .schemas import item_text, label_schema_validate
 from .token_estimate import estimate_tokens
 
@@ -178,7 +178,7 @@ def demo_seed() -> int:
                     "data": data,
                     "gold_answer": gold,
                     "is_gold": gold is not None,
-                    "target_annotations": GOLD_TARGET_ANNOTATIONS if gold else project.overlap,
+                    "target_annotations": None if gold else project.overlap,
                     "token_count": estimate_tokens(item_text(project.task_type, data)),
                 },
             )

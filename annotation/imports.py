@@ -43,7 +43,6 @@ from tenants.models import User
 from .import_readers import FORMATS, ImportFileError, RowProblem, detect_encoding, detect_format
 from .import_readers import iter_rows as read_rows
 from .models import (
-    GOLD_TARGET_ANNOTATIONS,
     ImportJob,
     ImportStagingRow,
     Item,
@@ -352,7 +351,7 @@ WITH latest AS (
                              priority, target_annotations, reserved_count, annotation_count,
                              status, token_count, created_at, updated_at)
     SELECT %(project)s, external_id, data, gold_answer, gold_answer IS NOT NULL, metadata,
-           priority, CASE WHEN gold_answer IS NULL THEN %(overlap)s ELSE %(gold_target)s END, 0, 0,
+           priority, CASE WHEN gold_answer IS NULL THEN %(overlap)s END, 0, 0,
            'open', token_count, %(now)s, %(now)s
     FROM latest
     ON CONFLICT (project_id, external_id) DO {on_conflict}
@@ -366,7 +365,8 @@ _UPDATE_CLAUSE = """UPDATE SET
         data = EXCLUDED.data, gold_answer = EXCLUDED.gold_answer, is_gold = EXCLUDED.is_gold,
         metadata = EXCLUDED.metadata, priority = EXCLUDED.priority,
         token_count = EXCLUDED.token_count,
-        target_annotations = GREATEST(i.reserved_count, EXCLUDED.target_annotations),
+        target_annotations = CASE WHEN NOT EXCLUDED.is_gold
+            THEN GREATEST(i.reserved_count, EXCLUDED.target_annotations) END,
         updated_at = EXCLUDED.updated_at"""
 
 
@@ -391,7 +391,6 @@ def _merge_postgresql(job: ImportJob, project: Project, now) -> tuple[int, int, 
                 "job": job.pk,
                 "project": project.pk,
                 "overlap": project.overlap,
-                "gold_target": GOLD_TARGET_ANNOTATIONS,
                 "now": now,
             },
         )
@@ -412,7 +411,8 @@ def _merge_portable(job: ImportJob, project: Project, now) -> tuple[int, int, in
     created = updated = 0
     new_items = []
     for external_id, staged in latest.items():
-        target = project.overlap if staged.gold_answer is None else GOLD_TARGET_ANNOTATIONS
+        # Gold items have no target: the project's gold ratio decides how often.
+        target = project.overlap if staged.gold_answer is None else None
         if external_id in existing:
             if job.on_conflict == ImportJob.OnConflict.UPDATE:
                 Item.objects.filter(project=project, external_id=external_id).update(
@@ -422,7 +422,7 @@ def _merge_portable(job: ImportJob, project: Project, now) -> tuple[int, int, in
                     metadata=staged.metadata,
                     priority=staged.priority,
                     token_count=staged.token_count,
-                    target_annotations=max(existing[external_id], target),
+                    target_annotations=target and max(existing[external_id], target),
                     updated_at=now,
                 )
                 updated += 1

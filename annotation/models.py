@@ -6,6 +6,7 @@ Invariants the database enforces, not only the code:
 - an annotator gets an item at most once, ever (`assignment_once_per_annotator`);
 - a lease yields at most one annotation (`Annotation.assignment` is one-to-one),
   so a retried submit cannot create a second one;
+- regular items have a target, gold items none (`item_target_unless_gold`);
 - an item has at most one live review lease, and a reviewer at most one per
   project (partial unique indexes on `ReviewLease`).
 """
@@ -18,10 +19,6 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import F, Q
 from django.utils.translation import gettext_lazy as _
-
-# Gold items are shown to every annotator who reaches them (to measure
-# accuracy), so their reservation target is effectively unbounded.
-GOLD_TARGET_ANNOTATIONS = 32_000
 
 
 class TaskType(models.TextChoices):
@@ -174,7 +171,10 @@ class Item(models.Model):
     metadata = models.JSONField(_("metadata"), default=dict, blank=True)
     # Higher first: a model's uncertainty about the item when predictions exist.
     priority = models.FloatField(_("priority"), default=0.0)
-    target_annotations = models.PositiveSmallIntegerField(default=1)
+    # Distinct annotators the item needs. Gold items have none (NULL): each
+    # annotator gets one at most once, and the project's gold ratio decides how
+    # often (see services.assignment_lease), not a count on the item.
+    target_annotations = models.PositiveSmallIntegerField(default=1, null=True, blank=True)
     # Live leases + submitted annotations; the distribution counter.
     reserved_count = models.PositiveSmallIntegerField(default=0)
     annotation_count = models.PositiveSmallIntegerField(default=0)
@@ -203,6 +203,11 @@ class Item(models.Model):
                 name="item_gold_has_answer",
                 condition=Q(is_gold=False) | Q(gold_answer__isnull=False),
             ),
+            models.CheckConstraint(
+                name="item_target_unless_gold",
+                condition=Q(is_gold=False, target_annotations__isnull=False)
+                | Q(is_gold=True, target_annotations__isnull=True),
+            ),
         ]
         indexes = [
             # The next-task scan: open items with room, best first. Partial, so
@@ -214,6 +219,14 @@ class Item(models.Model):
                 "id",
                 name="item_next_task",
                 condition=Q(status="open", reserved_count__lt=F("target_annotations")),
+            ),
+            # The gold scan: few rows, none of them in item_next_task (no target).
+            models.Index(
+                "project",
+                F("priority").desc(),
+                "id",
+                name="item_next_gold",
+                condition=Q(status="open", is_gold=True),
             ),
             models.Index(fields=["project", "status"], name="item_project_status"),
         ]
@@ -264,6 +277,33 @@ class Assignment(models.Model):
         return (
             f"assignment {self.pk}: item {self.item_id} → user {self.annotator_id} ({self.status})"
         )
+
+
+class AnnotatorTally(models.Model):
+    """How many tasks, and how many of them gold, an annotator was served in a
+    project: what the gold ratio is checked against. The lease statement keeps
+    it current and reads it (locked) in the same statement, so the check costs
+    neither a COUNT over the annotator's history nor a round trip."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
+    annotator = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+"
+    )
+    tasks = models.PositiveIntegerField(default=0)
+    gold = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["project", "annotator"], name="annotator_tally_once_per_project"
+            ),
+            models.CheckConstraint(
+                name="annotator_tally_gold_within_tasks", condition=Q(gold__lte=F("tasks"))
+            ),
+        ]
+
+    def __str__(self):
+        return f"tally of user {self.annotator_id} in project {self.project_id}"
 
 
 class Annotation(models.Model):

@@ -3,8 +3,11 @@
 import hashlib
 import json
 import logging
+from array import array
 from datetime import timedelta
+from decimal import Decimal
 
+import numpy as np
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import connection, transaction
 from django.db.models import Exists, F, OuterRef, Q
@@ -20,6 +23,7 @@ from valuechain import postings
 from . import agreement, permissions
 from .models import (
     Annotation,
+    AnnotatorTally,
     Assignment,
     Item,
     ItemResult,
@@ -36,7 +40,7 @@ from .schemas import (
     label_schema_validate,
 )
 from .selectors import project_counts
-from .task_types import task_types_where
+from .task_types import task_type_spec, task_types_where
 from .token_estimate import estimate_tokens
 
 # An annotator holds the task on screen and the prefetched next one.
@@ -179,21 +183,61 @@ def project_results_reinfer(*, project: Project, requested_by: User) -> None:
 # --- distribution ---------------------------------------------------------------
 
 
-def _gold_due(*, project: Project, annotator: User) -> bool:
-    """Serve gold at the project's ratio: on the task that crosses each 1/ratio step."""
-    if project.gold_ratio <= 0:
-        return False
-    served = Assignment.objects.filter(project=project, annotator=annotator).count()
-    ratio = float(project.gold_ratio)
-    return int((served + 1) * ratio) > int(served * ratio)
+def _gold_due(*, tasks: int, gold: int, ratio: Decimal) -> bool:
+    """Whether the annotator's next task is gold: when their gold stays within
+    the ratio of all the tasks they were served, this one included, rounded to
+    the nearest whole task. Rounding (gold at tasks 25, 75, 125… at 0.02), not
+    flooring (50, 100…), keeps the share right across annotators: flooring
+    lost half a gold task per annotator on average, a fifth of the gold for
+    annotators doing 125 tasks at 0.02. _LEASE_SQL asks the same in SQL."""
+    return gold + Decimal("0.5") <= ratio * (tasks + 1)
 
 
+# One statement picks, reserves, tallies and leases. Gold comes first when it
+# is due (see _gold_due; the annotator's tally is read here, not counted) and the
+# annotator still has regular work: gold measures the work, so none is served
+# once the regular pool is exhausted for them (except in an all-gold project,
+# gold_ratio 1). Otherwise, or when no gold is left for them, a regular item.
+# The tally is read from the statement's snapshot without a lock: only the
+# same annotator's simultaneous leases race on it, at worst one gold early,
+# which the ratio check then makes up for.
 _LEASE_SQL = """
-WITH picked AS (
-    SELECT i.id
+WITH due AS (
+    SELECT COALESCE(MAX(t.gold), 0) + 0.5 <= %(ratio)s * (COALESCE(MAX(t.tasks), 0) + 1) AS gold
+    FROM {tally} AS t
+    WHERE t.project_id = %(project)s AND t.annotator_id = %(annotator)s
+), gold_pick AS (
+    SELECT i.id, i.is_gold
     FROM {item} AS i
-    WHERE i.project_id = %(project)s
-      AND i.is_gold = %(gold)s
+    WHERE (SELECT gold FROM due)
+      AND i.project_id = %(project)s
+      AND i.is_gold
+      AND i.status = 'open'
+      AND NOT EXISTS (
+          SELECT 1 FROM {assignment} AS a
+          WHERE a.item_id = i.id AND a.annotator_id = %(annotator)s
+      )
+      AND (%(all_gold)s OR EXISTS (
+          SELECT 1
+          FROM {item} AS r
+          WHERE r.project_id = %(project)s
+            AND NOT r.is_gold
+            AND r.status = 'open'
+            AND r.reserved_count < r.target_annotations
+            AND NOT EXISTS (
+                SELECT 1 FROM {assignment} AS a
+                WHERE a.item_id = r.id AND a.annotator_id = %(annotator)s
+            )
+      ))
+    ORDER BY i.priority DESC, i.id
+    LIMIT 1
+    FOR UPDATE SKIP LOCKED
+), regular_pick AS (
+    SELECT i.id, i.is_gold
+    FROM {item} AS i
+    WHERE NOT EXISTS (SELECT 1 FROM gold_pick)
+      AND i.project_id = %(project)s
+      AND NOT i.is_gold
       AND i.status = 'open'
       AND i.reserved_count < i.target_annotations
       AND NOT EXISTS (
@@ -203,12 +247,22 @@ WITH picked AS (
     ORDER BY i.priority DESC, i.id
     LIMIT 1
     FOR UPDATE SKIP LOCKED
+), picked AS (
+    SELECT id, is_gold FROM gold_pick
+    UNION ALL
+    SELECT id, is_gold FROM regular_pick
 ), reserved AS (
     UPDATE {item} AS i
     SET reserved_count = i.reserved_count + 1
     FROM picked
     WHERE i.id = picked.id
-    RETURNING i.id
+    RETURNING i.id, i.is_gold
+), tallied AS (
+    INSERT INTO {tally} AS t (project_id, annotator_id, tasks, gold)
+    SELECT %(project)s, %(annotator)s, 1, reserved.is_gold::int
+    FROM reserved
+    ON CONFLICT (project_id, annotator_id)
+    DO UPDATE SET tasks = t.tasks + 1, gold = t.gold + EXCLUDED.gold
 )
 INSERT INTO {assignment} (project_id, item_id, annotator_id, status, leased_at, expires_at)
 SELECT %(project)s, reserved.id, %(annotator)s, 'leased', %(now)s, %(expires)s
@@ -216,10 +270,10 @@ FROM reserved
 RETURNING id
 """
 _LEASE_SQL_WAITING = _LEASE_SQL.replace("FOR UPDATE SKIP LOCKED", "FOR UPDATE")
-assert _LEASE_SQL_WAITING != _LEASE_SQL
+assert _LEASE_SQL_WAITING.count("FOR UPDATE\n") == 2
 
 
-def _lease_one_postgresql(*, project, annotator, gold, now, expires) -> int | None:
+def _lease_one_postgresql(*, project, annotator, now, expires) -> int | None:
     """Pick and lease in one statement: SKIP LOCKED lets concurrent annotators
     pass over each other's candidate rows instead of queueing behind them.
 
@@ -230,14 +284,20 @@ def _lease_one_postgresql(*, project, annotator, gold, now, expires) -> int | No
     item filled in the meantime is passed over. Without this an annotator was
     told "no more tasks" while items they could do remained.
     """
+    ratio = Decimal(project.gold_ratio)
     params = {
         "project": project.pk,
-        "gold": gold,
         "annotator": annotator.pk,
+        "ratio": ratio,
+        "all_gold": ratio >= 1,
         "now": now,
         "expires": expires,
     }
-    tables = {"item": Item._meta.db_table, "assignment": Assignment._meta.db_table}
+    tables = {
+        "item": Item._meta.db_table,
+        "assignment": Assignment._meta.db_table,
+        "tally": AnnotatorTally._meta.db_table,
+    }
     with connection.cursor() as cursor:
         cursor.execute(_LEASE_SQL.format(**tables), params)
         row = cursor.fetchone()
@@ -247,27 +307,34 @@ def _lease_one_postgresql(*, project, annotator, gold, now, expires) -> int | No
     return row[0] if row else None
 
 
-def _lease_one_portable(*, project, annotator, gold, now, expires) -> int | None:
+def _lease_one_portable(*, project, annotator, now, expires) -> int | None:
     # SQLite (make run) has one writer at a time and IMMEDIATE transactions,
-    # so select-then-update cannot race there.
-    item = (
-        Item.objects.filter(
-            project=project,
-            is_gold=gold,
-            status=Item.Status.OPEN,
-            reserved_count__lt=F("target_annotations"),
+    # so select-then-update cannot race there. Same choice as _LEASE_SQL.
+    def first_open(gold: bool):
+        candidates = Item.objects.filter(project=project, is_gold=gold, status=Item.Status.OPEN)
+        if not gold:
+            candidates = candidates.filter(reserved_count__lt=F("target_annotations"))
+        return (
+            candidates.exclude(assignments__annotator=annotator).order_by("-priority", "pk").first()
         )
-        .exclude(assignments__annotator=annotator)
-        .order_by("-priority", "pk")
-        .first()
-    )
+
+    ratio = Decimal(project.gold_ratio)
+    tally = AnnotatorTally.objects.filter(project=project, annotator=annotator).first()
+    served = {"tasks": tally.tasks, "gold": tally.gold} if tally else {"tasks": 0, "gold": 0}
+    regular = first_open(False)
+    item = None
+    if _gold_due(**served, ratio=ratio) and (ratio >= 1 or regular is not None):
+        item = first_open(True)
+    item = item or regular
     if item is None:
         return None
-    updated = Item.objects.filter(pk=item.pk, reserved_count__lt=F("target_annotations")).update(
-        reserved_count=F("reserved_count") + 1
-    )
-    if not updated:
+    room = Q(is_gold=True) | Q(reserved_count__lt=F("target_annotations"))
+    if not Item.objects.filter(room, pk=item.pk).update(reserved_count=F("reserved_count") + 1):
         return None
+    tally, _ = AnnotatorTally.objects.get_or_create(project=project, annotator=annotator)
+    AnnotatorTally.objects.filter(pk=tally.pk).update(
+        tasks=F("tasks") + 1, gold=F("gold") + int(item.is_gold)
+    )
     return Assignment.objects.create(
         project=project, item=item, annotator=annotator, leased_at=now, expires_at=expires
     ).pk
@@ -293,6 +360,9 @@ def assignment_lease(
     An active lease the caller is not already showing (`holding`) comes back
     first, so a page reload never strands a lease until it expires; a new item
     is leased only while the annotator holds fewer than MAX_ACTIVE_LEASES.
+    Gold is mixed in at the project's gold_ratio of the tasks the annotator
+    was served (never more than half a task above it) and never once no
+    regular item is left for them (see _gold_due and _LEASE_SQL).
     """
     annotator_check(project=project, annotator=annotator)
     now = now or timezone.now()
@@ -314,14 +384,10 @@ def assignment_lease(
         return active[0]
     expires = now + timedelta(seconds=project.lease_seconds)
     lease_one = _lease_one_postgresql if connection.vendor == "postgresql" else _lease_one_portable
-    gold_first = _gold_due(project=project, annotator=annotator)
-    for gold in (gold_first, not gold_first) if project.gold_ratio > 0 else (False,):
-        assignment_id = lease_one(
-            project=project, annotator=annotator, gold=gold, now=now, expires=expires
-        )
-        if assignment_id is not None:
-            return Assignment.objects.select_related("item").get(pk=assignment_id)
-    return None
+    assignment_id = lease_one(project=project, annotator=annotator, now=now, expires=expires)
+    if assignment_id is None:
+        return None
+    return Assignment.objects.select_related("item").get(pk=assignment_id)
 
 
 def _release(assignment: Assignment, status: str, now) -> None:
@@ -519,49 +585,161 @@ def project_completion_check(*, project: Project) -> bool:
 VOTABLE_TYPES = task_types_where(lambda spec: spec.votable)
 
 
+_INFER_CHUNK = 2000
+
+
 @transaction.atomic
 def project_results_infer(*, project: Project) -> dict:
     """Re-decide unreviewed results with Dawid–Skene over the whole project.
 
     Dawid–Skene weighs each annotator by their estimated confusion matrix, so
     a careless annotator counts less than a careful one. Items whose inferred
-    confidence falls under the threshold go to review. Safe to run twice.
+    confidence falls under the threshold go to review. Safe to run twice: a
+    second run finds every result as the first left it and writes nothing.
+
+    The inference may pick a label none of the item's annotators gave (their
+    known confusions all point to it): a legitimate outcome, not an error. Its
+    answer is built from the key by the task type (``answer_from_key``) and
+    stored with its posterior as confidence, and the item goes to review
+    whatever that confidence, because no human gave that answer. When the
+    label was given, the result keeps its answer if it already has that key,
+    or takes the first live annotation with it (a preference keeps its
+    rationale that way).
+
+    Memory stays bounded on big projects: annotations are streamed and kept
+    as integer codes (item, annotator, label) in numpy arrays, results are
+    read and written in chunks, and only the answers a changed result needs
+    are fetched.
     """
+    summary = {"items": 0, "changed": 0, "to_review": 0, "unseen": 0}
     if project.task_type not in VOTABLE_TYPES:
-        return {"items": 0, "changed": 0, "to_review": 0}
-    rows = list(
+        return summary
+    spec = task_type_spec(project.task_type)
+    item_buf, annotator_buf, label_buf = array("q"), array("q"), array("q")
+    label_code: dict = {}
+    rows = (
         Annotation.objects.filter(project=project, item__is_gold=False)
         .exclude(status=Annotation.Status.REJECTED)
         .exclude(item__status=Item.Status.OPEN)
-        .values_list("item_id", "annotator_id", "answer", "pk")
+        .values_list("item_id", "annotator_id", "answer")
+        # A fixed order keeps the floating-point sums, and so a rerun's results, equal.
         .order_by("item_id", "pk")
     )
-    if not rows:
-        return {"items": 0, "changed": 0, "to_review": 0}
-    triples = [(i, a, answer_key(project.task_type, ans)) for i, a, ans, _ in rows]
-    answers = {}
-    for item_id, _, ans, _ in rows:
-        answers.setdefault((item_id, answer_key(project.task_type, ans)), ans)
-    inferred = agreement.dawid_skene(triples)
-    threshold = float(project.agreement_threshold)
-    changed, to_review = [], 0
-    status_of: dict[str, list[int]] = {Item.Status.IN_REVIEW: [], Item.Status.DONE: []}
+    for item_id, annotator_id, answer in rows.iterator(chunk_size=5000):
+        key = spec.answer_key(answer)
+        item_buf.append(item_id)
+        annotator_buf.append(annotator_id)
+        label_buf.append(label_code.setdefault(key, len(label_code)))
+    if not item_buf:
+        return summary
+    item_ids, item_of = np.unique(np.frombuffer(item_buf, dtype=np.int64), return_inverse=True)
+    _, annotator_of = np.unique(np.frombuffer(annotator_buf, dtype=np.int64), return_inverse=True)
+    del item_buf, annotator_buf
+    classes = agreement.class_order(label_code)
+    remap = np.empty(len(label_code), dtype=np.intp)
+    for key, code in label_code.items():
+        remap[code] = classes.index(key)
+    class_of = remap[np.frombuffer(label_buf, dtype=np.int64)]
+    del label_buf
+    inferred = agreement.dawid_skene_coded(
+        item_of,
+        annotator_of,
+        class_of,
+        n_items=len(item_ids),
+        n_annotators=int(annotator_of.max()) + 1,
+        n_classes=len(classes),
+    )
+    given = np.zeros((len(item_ids), len(classes)), dtype=bool)
+    given[item_of, class_of] = True
+    del item_of, annotator_of, class_of
+    winners = inferred.winners
+    unseen = ~given[np.arange(len(item_ids)), winners]
+    del given
+
     results = (
         ItemResult.objects.select_for_update()
         .filter(project=project, reviewed_by__isnull=True)
         .exclude(method=ItemResult.Method.REVIEW)
         .order_by("pk")  # consistent lock order with other writers
     )
-    now = timezone.now()
-    for result in results.iterator(chunk_size=5000):
-        if result.item_id not in inferred.labels:
-            continue
-        key = inferred.labels[result.item_id]
-        confidence = inferred.confidence[result.item_id]
-        needs_review = confidence < threshold or _sampled(
-            project.pk, result.item_id, project.review_rate
+    context = {
+        "project": project,
+        "spec": spec,
+        "item_ids": item_ids,
+        "classes": classes,
+        "inferred": inferred,
+        "unseen": unseen,
+        "threshold": float(project.agreement_threshold),
+        "now": timezone.now(),
+    }
+    chunk: list[ItemResult] = []
+    for result in results.iterator(chunk_size=_INFER_CHUNK):
+        chunk.append(result)
+        if len(chunk) == _INFER_CHUNK:
+            _infer_chunk_apply(chunk, context, summary)
+            chunk = []
+    _infer_chunk_apply(chunk, context, summary)
+    summary["items"] = len(item_ids)
+    summary["iterations"] = inferred.iterations
+    logger.info(
+        "results inferred",
+        extra={
+            "project_id": project.pk,
+            "items": summary["items"],
+            "changed": summary["changed"],
+            "unseen": summary["unseen"],
+        },
+    )
+    return summary
+
+
+def _infer_chunk_apply(chunk: list[ItemResult], context: dict, summary: dict) -> None:
+    """Apply the inference to one chunk of locked results (see project_results_infer)."""
+    if not chunk:
+        return
+    project, spec, item_ids = context["project"], context["spec"], context["item_ids"]
+    inferred, classes, threshold = context["inferred"], context["classes"], context["threshold"]
+    decided = []  # (result, key, confidence, unseen, answer or None when it must be fetched)
+    for result in chunk:
+        index = int(np.searchsorted(item_ids, result.item_id))
+        if index == len(item_ids) or item_ids[index] != result.item_id:
+            continue  # not inferred: its item is open again
+        key = classes[inferred.winners[index]]
+        confidence = float(inferred.confidence[index])
+        unseen = bool(context["unseen"][index])
+        if unseen:
+            answer = spec.answer_from_key(key)
+        elif spec.answer_key(result.answer) == key:
+            answer = result.answer
+        else:
+            answer = None
+        decided.append((result, key, confidence, unseen, answer))
+    wanted = {result.item_id: key for result, key, _, _, answer in decided if answer is None}
+    fetched: dict[int, dict] = {}
+    if wanted:
+        for item_id, answer in (
+            Annotation.objects.filter(item_id__in=list(wanted))
+            .exclude(status=Annotation.Status.REJECTED)
+            .values_list("item_id", "answer")
+            .order_by("item_id", "pk")
+        ):
+            if item_id not in fetched and spec.answer_key(answer) == wanted[item_id]:
+                fetched[item_id] = answer
+    changed = []
+    status_of: dict[str, list[int]] = {Item.Status.IN_REVIEW: [], Item.Status.DONE: []}
+    for result, key, confidence, unseen, answer in decided:
+        if answer is None and result.item_id not in fetched:
+            # Its annotation was rejected since the rows were read: nobody gives it now.
+            unseen, answer = True, spec.answer_from_key(key)
+        elif answer is None:
+            answer = fetched[result.item_id]
+        needs_review = (
+            unseen
+            or confidence < threshold
+            or _sampled(project.pk, result.item_id, project.review_rate)
         )
-        answer = answers[(result.item_id, key)]
+        if unseen:
+            summary["unseen"] += 1
         if (result.answer, result.confidence, result.approved, result.method) == (
             answer,
             confidence,
@@ -570,12 +748,12 @@ def project_results_infer(*, project: Project) -> dict:
         ):
             continue  # a second run changes nothing
         if result.approved and needs_review:
-            to_review += 1
+            summary["to_review"] += 1
         result.answer, result.confidence = answer, confidence
         result.method, result.approved, result.updated_at = (
             ItemResult.Method.DAWID_SKENE,
             not needs_review,
-            now,
+            context["now"],
         )
         changed.append(result)
         status_of[Item.Status.IN_REVIEW if needs_review else Item.Status.DONE].append(
@@ -584,17 +762,12 @@ def project_results_infer(*, project: Project) -> dict:
     ItemResult.objects.bulk_update(
         changed, ["answer", "confidence", "method", "approved", "updated_at"], batch_size=2000
     )
-    for status, item_ids in status_of.items():
-        for start in range(0, len(item_ids), 5000):
-            Item.objects.filter(pk__in=item_ids[start : start + 5000]).exclude(
-                status=Item.Status.OPEN
-            ).update(status=status, updated_at=now)
-    return {
-        "items": len(inferred.labels),
-        "changed": len(changed),
-        "to_review": to_review,
-        "iterations": inferred.iterations,
-    }
+    for status, item_ids_changed in status_of.items():
+        if item_ids_changed:
+            Item.objects.filter(pk__in=item_ids_changed).exclude(status=Item.Status.OPEN).update(
+                status=status, updated_at=context["now"]
+            )
+    summary["changed"] += len(changed)
 
 
 # --- review ---------------------------------------------------------------------

@@ -4,12 +4,16 @@ Every task is safe to run twice (acks are late, so a task whose worker died
 runs again): the services look before they write.
 """
 
+import logging
+
 from celery import shared_task
 from django.conf import settings
 
 from . import services
 from .imports import import_job_run
 from .models import Project
+
+logger = logging.getLogger(__name__)
 
 
 @shared_task(name="annotation.import_job_run", time_limit=4 * 3600, soft_time_limit=4 * 3600 - 60)
@@ -32,7 +36,11 @@ def project_results_infer_task(project_id: int) -> dict:
     project = Project.objects.filter(pk=project_id).first()
     if project is None:  # deleted since it was queued
         return {}
-    return services.project_results_infer(project=project)
+    try:
+        return services.project_results_infer(project=project)
+    except Exception:
+        logger.exception("results inference failed", extra={"project_id": project_id})
+        raise
 
 
 @shared_task(name="annotation.export_job_run", time_limit=4 * 3600, soft_time_limit=4 * 3600 - 60)
@@ -44,12 +52,23 @@ def export_job_run_task(job_id: str) -> str:
 
 @shared_task(name="annotation.results_infer_active", time_limit=120, soft_time_limit=100)
 def results_infer_active_task() -> int:
-    """Queue Dawid–Skene for every active project where it can change an answer."""
+    """Queue Dawid–Skene for every active project where it can change an answer.
+
+    One project's failure (raised here when tasks run eagerly, or a broker
+    error) is logged with its id and the other projects still get their run.
+    Returns how many were queued.
+    """
     project_ids = list(
         Project.objects.filter(
             status=Project.Status.ACTIVE, overlap__gt=1, task_type__in=services.VOTABLE_TYPES
         ).values_list("pk", flat=True)
     )
+    queued = 0
     for project_id in project_ids:
-        project_results_infer_task.delay(project_id)
-    return len(project_ids)
+        try:
+            project_results_infer_task.delay(project_id)
+        except Exception:
+            logger.exception("results inference not run", extra={"project_id": project_id})
+        else:
+            queued += 1
+    return queued

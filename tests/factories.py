@@ -125,7 +125,7 @@ def annotation_project(
 
 def items(project, count, *, data=None, gold_every=0):
     """count items of project, each a dict like data with its number in the text."""
-    from annotation.models import GOLD_TARGET_ANNOTATIONS, Item
+    from annotation.models import Item
 
     made = []
     for n in range(count):
@@ -137,7 +137,7 @@ def items(project, count, *, data=None, gold_every=0):
                 data=data or {"text": f"第{n}条评论：很好吃"},
                 gold_answer={"label": "positive"} if gold else None,
                 is_gold=bool(gold),
-                target_annotations=GOLD_TARGET_ANNOTATIONS if gold else project.overlap,
+                target_annotations=None if gold else project.overlap,
             )
         )
     return Item.objects.bulk_create(made)

@@ -198,6 +198,11 @@ class TaskTypeSpec:
         """The hashable part of an answer that agreement and voting compare."""
         raise NotImplementedError
 
+    def answer_from_key(self, key) -> dict:
+        """The answer whose answer_key is key. Votable types provide it: Dawid–Skene
+        may infer a key that none of an item's annotators gave, and stores this."""
+        raise NotImplementedError(f"{self.name} answers cannot be rebuilt from their key")
+
     def answer_text(self, answer: dict) -> str:
         """The text an answer adds, for token counting."""
         return ""

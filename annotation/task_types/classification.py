@@ -33,6 +33,9 @@ class Classification(TaskTypeSpec):
     def answer_key(self, answer):
         return answer["label"]
 
+    def answer_from_key(self, key):
+        return {"label": key}
+
     def gold_from_shorthand(self, value):
         return {"label": str(value)}
 

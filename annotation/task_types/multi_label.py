@@ -64,6 +64,9 @@ class MultiLabel(TaskTypeSpec):
     def answer_key(self, answer):
         return tuple(answer["labels"])
 
+    def answer_from_key(self, key):
+        return {"labels": list(key)}
+
     def gold_from_shorthand(self, value):
         labels = value if isinstance(value, list) else str(value).split("|")
         return {"labels": [str(v).strip() for v in labels if str(v).strip()]}

@@ -71,6 +71,10 @@ class Preference(TaskTypeSpec):
     def answer_key(self, answer):
         return answer["choice"]
 
+    def answer_from_key(self, key):
+        # No rationale: nobody wrote one for an answer rebuilt from its key.
+        return {"choice": key}
+
     def answer_text(self, answer):
         return answer.get("rationale", "")
 

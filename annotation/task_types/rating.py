@@ -52,6 +52,9 @@ class Rating(TaskTypeSpec):
     def answer_key(self, answer):
         return answer["rating"]
 
+    def answer_from_key(self, key):
+        return {"rating": key}
+
     def gold_from_shorthand(self, value):
         try:
             return {"rating": int(value)}

@@ -12,6 +12,7 @@ from annotation.agreement import (
     SpanScore,
     cohen_kappa,
     dawid_skene,
+    dawid_skene_coded,
     fleiss_kappa,
     fleiss_kappa_from_units,
     krippendorff_alpha,
@@ -441,3 +442,41 @@ def test_dawid_skene_reports_non_convergence():
     _, triples = synthetic_crowd()
     result = dawid_skene(triples, max_iter=1)
     assert (result.iterations, result.converged) == (1, False)
+
+
+def swapping_crowd() -> list[tuple]:
+    """A and B swap "neg" and "neu" (C, D, E outvote them and expose it); the last
+    item has only A's and B's "neg", which decodes to "neu", a label neither gave."""
+    triples = []
+    for n in range(6):
+        for annotator, label in zip("ABCDE", ["neg", "neg", "neu", "neu", "neu"], strict=True):
+            triples.append((f"neu-{n}", annotator, label))
+        for annotator, label in zip("ABCDE", ["neu", "neu", "neg", "neg", "neg"], strict=True):
+            triples.append((f"neg-{n}", annotator, label))
+    return [*triples, ("last", "A", "neg"), ("last", "B", "neg")]
+
+
+def test_dawid_skene_may_infer_a_label_no_annotator_of_the_item_gave():
+    result = dawid_skene(swapping_crowd())
+    assert result.labels["last"] == "neu"
+    assert result.confidence["last"] > 0.99
+    assert all(result.labels[f"neu-{n}"] == "neu" for n in range(6))
+
+
+def test_dawid_skene_on_codes_matches_the_keyed_version():
+    triples = swapping_crowd()
+    keyed = dawid_skene(triples)
+    items = list(dict.fromkeys(i for i, _, _ in triples))
+    annotators = sorted({a for _, a, _ in triples})
+    classes = ["neg", "neu"]
+    coded = dawid_skene_coded(
+        np.array([items.index(i) for i, _, _ in triples]),
+        np.array([annotators.index(a) for _, a, _ in triples]),
+        np.array([classes.index(label) for _, _, label in triples]),
+        n_items=len(items),
+        n_annotators=len(annotators),
+        n_classes=len(classes),
+    )
+    assert [classes[k] for k in coded.winners] == [keyed.labels[i] for i in items]
+    assert coded.confidence.tolist() == pytest.approx([keyed.confidence[i] for i in items])
+    assert coded.iterations == keyed.iterations and coded.converged

@@ -551,6 +551,76 @@ def test_dawid_skene_outvotes_a_careless_annotator():
     assert services.project_results_infer(project=project)["changed"] == 0
 
 
+def swapping_crowd_project(*, last_answers, answer, x, y, **project_fields):
+    """A and B swap x and y, which C, D and E outvote, so Dawid–Skene learns to
+    read A's and B's x as y. The last item (first in the queue) is answered
+    only as last_answers says: {annotator name: label}."""
+    data = project_fields.pop("data", None)
+    project = annotation_project(overlap=5, agreement_threshold="0.5", **project_fields)
+    made = items(project, 13, data=data)
+    last = made[0]
+    Item.objects.filter(pk=last.pk).update(target_annotations=len(last_answers), priority=1)
+    truth = {item.pk: y if n % 2 else x for n, item in enumerate(made[1:])}
+    swap = {x: y, y: x}
+    for name in "ABCDE":
+        annotator = worker(project, username=f"swap-{name}-{project.pk}")
+        while lease := services.assignment_lease(project=project, annotator=annotator):
+            if lease.item_id == last.pk:
+                label = last_answers[name]
+            else:
+                label = swap[truth[lease.item_id]] if name in "AB" else truth[lease.item_id]
+            services.annotation_submit(
+                assignment_id=lease.pk, annotator=annotator, answer=answer(name, label)
+            )
+    return project, last
+
+
+def test_dawid_skene_stores_a_label_nobody_gave_and_sends_it_to_review():
+    project, last = swapping_crowd_project(
+        label_schema={"labels": ["positive", "negative", "neutral"]},
+        x="negative",
+        y="neutral",
+        last_answers={"A": "negative", "B": "negative"},
+        answer=lambda name, label: {"label": label},
+    )
+    assert ItemResult.objects.get(item=last).answer == {"label": "negative"}  # the majority
+
+    summary = services.project_results_infer(project=project)
+
+    result = ItemResult.objects.get(item=last)
+    assert result.answer == {"label": "neutral"}
+    assert result.method == ItemResult.Method.DAWID_SKENE
+    assert result.confidence > 0.99 and result.approved is False
+    assert Item.objects.get(pk=last.pk).status == Item.Status.IN_REVIEW
+    assert summary["unseen"] == 1
+    # The rest is decoded to the truth the careful three gave, and approved.
+    others = ItemResult.objects.filter(project=project).exclude(item=last)
+    assert len(others) == 12 and all(r.approved for r in others)
+    assert services.project_results_infer(project=project)["changed"] == 0
+    assert ItemResult.objects.get(item=last).answer == {"label": "neutral"}
+
+
+def test_dawid_skene_takes_a_given_answer_whole_when_it_outvotes_the_majority():
+    # A and B say "b" on the last item, C says "a": the majority is "b", Dawid–Skene
+    # reads A's and B's "b" as "a" and takes C's answer, rationale and all.
+    project, last = swapping_crowd_project(
+        task_type="preference",
+        data={"prompt": "p", "response_a": "A", "response_b": "B"},
+        x="a",
+        y="b",
+        last_answers={"A": "b", "B": "b", "C": "a"},
+        answer=lambda name, choice: {"choice": choice, "rationale": f"{name} chose {choice}"},
+    )
+    assert ItemResult.objects.get(item=last).answer["choice"] == "b"
+
+    summary = services.project_results_infer(project=project)
+
+    result = ItemResult.objects.get(item=last)
+    assert result.answer == {"choice": "a", "rationale": "C chose a"}
+    assert summary["unseen"] == 0
+    assert services.project_results_infer(project=project)["changed"] == 0
+
+
 # --- audit trail -----------------------------------------------------------------------
 
 

@@ -21,6 +21,23 @@ def test_periodic_inference_covers_active_overlapping_projects():
     assert ItemResult.objects.get(item=item).method == ItemResult.Method.DAWID_SKENE
 
 
+def test_one_failing_project_does_not_stop_the_periodic_inference(monkeypatch, caplog):
+    broken, healthy = annotation_project(overlap=2), annotation_project(overlap=2)
+    inferred = []
+
+    def infer(*, project):
+        if project.pk == broken.pk:
+            raise KeyError("boom")
+        inferred.append(project.pk)
+        return {}
+
+    monkeypatch.setattr(services, "project_results_infer", infer)
+    with caplog.at_level("ERROR", logger="annotation.tasks"):
+        assert tasks.results_infer_active_task() == 1
+    assert inferred == [healthy.pk]
+    assert {r.project_id for r in caplog.records} == {broken.pk}
+
+
 def test_the_expiry_task_returns_stale_leases(monkeypatch):
     project = annotation_project(lease_seconds=30)
     items(project, 1)

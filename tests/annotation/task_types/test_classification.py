@@ -54,3 +54,10 @@ def test_export_records():
         ]
     }
     assert SPEC.training_record(project, "dpo", {"text": "t"}, {"label": "neg"}) is None
+
+
+def test_an_answer_rebuilt_from_its_key_is_valid_and_has_that_key():
+    label_schema = schema_for("classification", ["pos", "neg"])
+    answer = SPEC.answer_from_key("neg")
+    assert answer == {"label": "neg"} and SPEC.answer_key(answer) == "neg"
+    assert answer_validate("classification", label_schema, answer, item_data={"text": "x"})

@@ -47,3 +47,9 @@ def test_gold_shorthand_and_exports():
     assert SPEC.gold_from_shorthand("a| b") == {"labels": ["a", "b"]}
     assert SPEC.training_formats == frozenset()
     assert SPEC.results_label({"labels": ["a"]}) == ""
+
+
+def test_an_answer_rebuilt_from_its_key_is_valid_and_has_that_key(schema):
+    answer = SPEC.answer_from_key(("a", "c"))
+    assert answer == {"labels": ["a", "c"]} and SPEC.answer_key(answer) == ("a", "c")
+    assert answer_validate("multi_label", schema, answer, item_data={"text": "x"}) == answer

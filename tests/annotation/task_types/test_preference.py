@@ -64,3 +64,11 @@ def test_preference_exports(fmt, expected):
 def test_gold_shorthand_and_item_text():
     assert SPEC.gold_from_shorthand(" A ") == {"choice": "a"}
     assert SPEC.item_text(PAIR) == "p\nA\nB"
+
+
+def test_an_answer_rebuilt_from_its_key_is_valid_and_has_that_key():
+    # A rationale explains a human's choice; a rebuilt answer has none.
+    label_schema = schema_for("preference", {"rationale": "optional"})
+    answer = SPEC.answer_from_key("tie")
+    assert answer == {"choice": "tie"} and SPEC.answer_key(answer) == "tie"
+    assert answer_validate("preference", label_schema, answer, item_data=PAIR) == answer

@@ -44,3 +44,10 @@ def test_valid_rating_key_text_and_gold(source):
 )
 def test_shortcuts_follow_the_scale(scale, keys):
     assert SPEC.editor_shortcuts(schema_for("rating", scale))[0][0] == keys
+
+
+def test_an_answer_rebuilt_from_its_key_is_valid_and_has_that_key():
+    label_schema = schema_for("rating", {"min": 1, "max": 5})
+    answer = SPEC.answer_from_key(2)
+    assert answer == {"rating": 2} and SPEC.answer_key(answer) == 2
+    assert answer_validate("rating", label_schema, answer, item_data={"response": "r"}) == answer

@@ -158,3 +158,19 @@ def test_the_fast_check_never_passes_what_json_schema_refuses(task_type):
 def test_whole_numbers_only():
     error = refused("rating", schema_for("rating", {}), {"rating": 3.0})
     assert error.field == "answer.rating"
+
+
+@pytest.mark.parametrize("task_type", sorted(VALID))
+def test_votable_types_rebuild_an_answer_from_its_key(task_type):
+    # Dawid–Skene may infer a key none of an item's annotators gave and stores
+    # the answer rebuilt from it, so every votable type must be able to.
+    spec = task_type_spec(task_type)
+    if not spec.votable:
+        with pytest.raises(NotImplementedError):
+            spec.answer_from_key("anything")
+        return
+    raw, answer, data = VALID[task_type]
+    label_schema = schema_for(task_type, raw)
+    rebuilt = spec.answer_from_key(spec.answer_key(answer))
+    assert spec.answer_key(rebuilt) == spec.answer_key(answer)
+    answer_validate(task_type, label_schema, rebuilt, item_data=data, source=MODEL)
