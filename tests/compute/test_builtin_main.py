@@ -61,7 +61,6 @@ DOCUMENTED = {
     "WEB_BIND": "0.0.0.0:1",
     "WEB_CONCURRENCY": "3",
     "WORKER_CONCURRENCY": "3",
-    "JOB_STALE_MINUTES": "5",
     "TEST_DATABASE_URL": "postgres://tw@127.0.0.1:1/tw",
     "TEST_REDIS_URL": "redis://127.0.0.1:1/15",
     "REQUIRE_SERVICES": "1",

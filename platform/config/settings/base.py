@@ -309,7 +309,7 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # An import or export job that has not written its heartbeat for this long lost
 # its worker, and beat fails it. Longer than the slowest step without one (the
 # import's merge: about 11 s a million rows, docs/BENCHMARKS.md).
-JOB_STALE_MINUTES = env.int("JOB_STALE_MINUTES", default=15)
+JOB_STALE_MINUTES = 15
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
     "sitehealth-heartbeat": {
