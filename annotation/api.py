@@ -15,11 +15,12 @@ from drf_spectacular.utils import (
 )
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from tenants.models import Organization
+from tenants.parsers import SafeJSONParser
 from tenants.permissions import REVIEWERS, WORKERS
 from tenants.scoping import TenantScopedMixin
 from tenants.serializers import RegionSerializer
@@ -454,7 +455,7 @@ class WorkspaceAssignmentViewSet(
 
     queryset = Assignment.objects.select_related("item")
     serializer_class = LeaseSerializer
-    parser_classes = [JSONParser]
+    parser_classes = [SafeJSONParser]
 
     def get_queryset(self):
         return super().get_queryset().filter(annotator=self.request.user)

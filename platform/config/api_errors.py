@@ -8,11 +8,14 @@ nothing of DRF); this handler maps them onto that shape, keeping their
 messages and field names.
 """
 
-from django.core.exceptions import NON_FIELD_ERRORS, PermissionDenied
+from django.conf import settings
+from django.core.exceptions import NON_FIELD_ERRORS, PermissionDenied, RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_standardized_errors.handler import ExceptionHandler
 from rest_framework import exceptions
 from rest_framework.settings import api_settings
+
+from .request_guards import PayloadTooLarge, too_large_message
 
 
 class TokenworksExceptionHandler(ExceptionHandler):
@@ -28,6 +31,9 @@ class TokenworksExceptionHandler(ExceptionHandler):
             else:
                 detail = exc.messages
             return exceptions.ValidationError(detail)
+        if isinstance(exc, RequestDataTooBig):
+            # A body without Content-Length is only measured as it is read.
+            return PayloadTooLarge(too_large_message(settings.DATA_UPLOAD_MAX_MEMORY_SIZE))
         if isinstance(exc, PermissionDenied) and exc.args:
             return exceptions.PermissionDenied(str(exc))
         return super().convert_known_exceptions(exc)

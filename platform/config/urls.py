@@ -1,6 +1,6 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import include, path
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
@@ -12,6 +12,8 @@ from kpireports import api as kpireports_api
 from sitehealth.views import healthz
 from tenants import api as tenants_api
 from tenants import views as tenants_views
+
+from .request_guards import api_not_found
 
 router = DefaultRouter()
 router.register("regions", tenants_api.RegionViewSet, basename="region")
@@ -74,6 +76,9 @@ urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("metrics", compute_views.prometheus_metrics, name="metrics"),
     path("compute/backends/", compute_views.backends_page, name="compute-backends"),
+    # Last: an /api/ address no route matched (an id the router refuses, a
+    # missing slash) answers in the API's JSON error shape, not an HTML page.
+    re_path(r"^api/", api_not_found),
 ]
 
 admin.site.site_header = "Tokenworks"

@@ -1,6 +1,5 @@
 """Report query parameters: parsed and refused here, with the field named."""
 
-import re
 from datetime import date
 from decimal import Decimal
 
@@ -9,29 +8,11 @@ from django.utils.translation import gettext_lazy as _
 from rest_framework import serializers
 
 from valuechain.selectors import month_add
+from valuechain.serializers import MonthField
 
 from .selectors import Period
 
-MONTH = re.compile(r"^(\d{4})-(\d{2})$")
 LONGEST_PERIOD_MONTHS = 60
-
-
-class MonthField(serializers.Field):
-    default_error_messages = {
-        "invalid": _("Expected a month as YYYY-MM, e.g. 2026-05."),
-    }
-
-    def to_internal_value(self, data):
-        match = MONTH.match(str(data).strip())
-        if not match:
-            self.fail("invalid")
-        year, month = int(match[1]), int(match[2])
-        if not (1 <= month <= 12 and 2000 <= year <= 2100):
-            self.fail("invalid")
-        return date(year, month, 1)
-
-    def to_representation(self, value):
-        return f"{value:%Y-%m}"
 
 
 class ReportQuerySerializer(serializers.Serializer):

@@ -3,6 +3,7 @@
 import re
 from datetime import date
 
+from django.utils.translation import gettext_lazy as _
 from rest_framework import serializers
 
 from .models import LedgerEntry
@@ -71,25 +72,46 @@ class AnnotatorStandingSerializer(serializers.Serializer):
 
 # --- client statements ------------------------------------------------------------------
 
-MONTH_FORMAT_HELP = "Expected a month as YYYY-MM, e.g. 2026-05."
 MONTH_PATTERN = re.compile(r"^(\d{4})-(\d{2})$")
+# The ledger's months: wide enough for any real statement or report, narrow
+# enough that month arithmetic never leaves Python's dates and the time zone
+# never falls back to local mean time (Shanghai's was +08:05:43 before 1901).
+FIRST_YEAR, LAST_YEAR = 2000, 2100
+
+
+class MonthField(serializers.Field):
+    """A calendar month as YYYY-MM, returned as the date of its first day."""
+
+    default_error_messages = {
+        "invalid": _("Expected a month as YYYY-MM, e.g. 2026-05."),
+        "out_of_range": _("Expected a month from 2000-01 to 2100-12."),
+    }
+
+    def to_internal_value(self, data):
+        match = MONTH_PATTERN.match(str(data).strip())
+        if not match or not 1 <= int(match[2]) <= 12:
+            self.fail("invalid")
+        year = int(match[1])
+        if not FIRST_YEAR <= year <= LAST_YEAR:
+            self.fail("out_of_range")
+        return date(year, int(match[2]), 1)
+
+    def to_representation(self, value):
+        return f"{value:%Y-%m}"
 
 
 class StatementQuerySerializer(serializers.Serializer):
-    month = serializers.CharField(
-        error_messages={"required": MONTH_FORMAT_HELP, "blank": MONTH_FORMAT_HELP}
+    month = MonthField(
+        error_messages={
+            "required": _("Expected a month as YYYY-MM, e.g. 2026-05."),
+            "null": _("Expected a month as YYYY-MM, e.g. 2026-05."),
+        }
     )
     format = serializers.ChoiceField(
         choices=["json", "csv"],
         default="json",
         error_messages={"invalid_choice": "Expected json or csv."},
     )
-
-    def validate_month(self, value) -> date:
-        match = MONTH_PATTERN.match(value.strip())
-        if not match or not 1 <= int(match[2]) <= 12 or int(match[1]) < 1:
-            raise serializers.ValidationError(MONTH_FORMAT_HELP, code="invalid")
-        return date(int(match[1]), int(match[2]), 1)
 
 
 class StatementLineSerializer(serializers.Serializer):
