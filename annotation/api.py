@@ -2,6 +2,7 @@
 
 import csv
 import io
+from contextlib import contextmanager
 
 from django.core.exceptions import ValidationError
 from django.http import FileResponse, Http404, HttpResponse, StreamingHttpResponse
@@ -13,7 +14,7 @@ from drf_spectacular.utils import (
     extend_schema,
     extend_schema_view,
 )
-from rest_framework import mixins, serializers, status, viewsets
+from rest_framework import exceptions, mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
@@ -57,6 +58,7 @@ from .serializers import (
     ProjectSerializer,
     ProjectUpdateSerializer,
     ReviewItemSerializer,
+    ReviewLeaseSerializer,
     ReviewRequestSerializer,
     ReviewSerializer,
     SubmitSerializer,
@@ -439,7 +441,34 @@ class WorkspaceProjectViewSet(TenantScopedMixin, viewsets.ReadOnlyModelViewSet):
         return Response(LeaseSerializer(assignment).data)
 
     @extend_schema(
-        summary="Items waiting for your review", responses=ReviewItemSerializer(many=True)
+        summary="Lease your next item to review",
+        description="Reviewers take items one at a time, as annotators take tasks. The item you "
+        "already hold comes back first (so a reload strands nothing); otherwise the least "
+        "confident item in review that you did not annotate and no other reviewer holds is "
+        "leased to you for the project's `lease_seconds`. Review it with "
+        "`POST /api/v1/workspace/items/{id}/review/` or put it off with `…/release/`. "
+        "`waiting` counts the items you could review now, this one included.",
+        request=None,
+        responses={
+            200: ReviewLeaseSerializer,
+            204: OpenApiResponse(description="Nothing is waiting for your review."),
+            400: OpenApiResponse(description="The project is not active."),
+            403: OpenApiResponse(description="You are not a reviewer of the staffing centre."),
+            404: OpenApiResponse(description="No such project among those you work on."),
+        },
+    )
+    @action(detail=True, methods=["post"], url_path="review-next")
+    def review_next(self, request, pk=None):
+        project = self.get_object()
+        lease = services.review_lease_take(project=project, reviewer=request.user)
+        if lease is None:
+            return Response(status=status.HTTP_204_NO_CONTENT)
+        waiting = selectors.review_waiting_count(project=project, reviewer=request.user)
+        return Response(ReviewLeaseSerializer(lease, context={"waiting": waiting}).data)
+
+    @extend_schema(
+        summary="Items waiting for review (a listing; reviewers take them with review-next)",
+        responses=ReviewItemSerializer(many=True),
     )
     @action(detail=True, methods=["get"], url_path="review-queue")
     def review_queue(self, request, pk=None):
@@ -530,24 +559,75 @@ class WorkspaceItemViewSet(TenantScopedMixin, mixins.RetrieveModelMixin, viewset
                 value={"verdict": "correct", "corrected_answer": {"label": "negative"}},
             ),
         ],
-        summary="Review an item: accept, reject with a reason, or correct",
+        summary="Review an item you hold: accept, reject with a reason, or correct",
+        description="You must hold the item's review lease (`POST "
+        "/api/v1/workspace/projects/{id}/review-next/`); the review ends the lease.",
         request=ReviewRequestSerializer,
-        responses={201: ReviewSerializer},
+        responses={
+            201: ReviewSerializer,
+            400: OpenApiResponse(
+                description="A field is wrong (verdict, reason, annotation, corrected_answer), "
+                "or the item is not in review."
+            ),
+            403: OpenApiResponse(
+                description="You are not a reviewer here, or you annotated the item."
+            ),
+            404: OpenApiResponse(description="No such item among those you review."),
+            409: OpenApiResponse(
+                description="You do not hold a live lease on the item: none taken, another "
+                "reviewer holds it, or yours expired or ended (`attr` is `lease`; the `code` "
+                "says which)."
+            ),
+        },
     )
     @action(detail=True, methods=["post"])
     def review(self, request, pk=None):
         item = self.get_object()
         form = ReviewRequestSerializer(data=request.data)
         form.is_valid(raise_exception=True)
-        review = services.review_submit(
-            item_id=item.pk,
-            reviewer=request.user,
-            verdict=form.validated_data["verdict"],
-            reason=form.validated_data["reason"],
-            corrected_answer=form.validated_data["corrected_answer"],
-            annotation_id=form.validated_data["annotation"],
-        )
+        with _lease_conflict_as_409():
+            review = services.review_submit(
+                item_id=item.pk,
+                reviewer=request.user,
+                verdict=form.validated_data["verdict"],
+                reason=form.validated_data["reason"],
+                corrected_answer=form.validated_data["corrected_answer"],
+                annotation_id=form.validated_data["annotation"],
+            )
         return Response(ReviewSerializer(review).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(
+        summary="Release the item you hold, for later",
+        description="Other reviewers can take it at once; it comes back to you only after "
+        "the other items waiting for you.",
+        request=None,
+        responses={
+            200: ReviewLeaseSerializer,
+            404: OpenApiResponse(description="No such item among those you review."),
+            409: OpenApiResponse(description="You hold no live lease on this item."),
+        },
+    )
+    @action(detail=True, methods=["post"])
+    def release(self, request, pk=None):
+        item = self.get_object()
+        with _lease_conflict_as_409():
+            lease = services.review_lease_release(item_id=item.pk, reviewer=request.user)
+        return Response(ReviewLeaseSerializer(lease).data)
+
+
+class LeaseConflict(exceptions.APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_detail = "You do not hold this lease."
+    default_code = "conflict"
+
+
+@contextmanager
+def _lease_conflict_as_409():
+    """A missing or lapsed review lease is a conflict with the server's state, not bad input."""
+    try:
+        yield
+    except services.ReviewLeaseError as error:
+        raise LeaseConflict({"lease": error.messages}, code=error.code) from error
 
 
 class WorkspaceMeView(APIView):

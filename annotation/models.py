@@ -5,7 +5,9 @@ Invariants the database enforces, not only the code:
   than it needs (`item_reserved_within_target`);
 - an annotator gets an item at most once, ever (`assignment_once_per_annotator`);
 - a lease yields at most one annotation (`Annotation.assignment` is one-to-one),
-  so a retried submit cannot create a second one.
+  so a retried submit cannot create a second one;
+- an item has at most one live review lease, and a reviewer at most one per
+  project (partial unique indexes on `ReviewLease`).
 """
 
 import uuid
@@ -334,6 +336,91 @@ class Review(models.Model):
 
     def __str__(self):
         return f"{self.verdict} of item {self.item_id}"
+
+
+class ReviewLease(models.Model):
+    """A reviewer's claim on one item in review, for the project's `lease_seconds`.
+
+    Reviewers take items the way annotators take tasks (`review_lease_take`):
+    one statement picks with `FOR UPDATE SKIP LOCKED` and inserts the lease,
+    so concurrent reviewers are never handed the same item and nobody answers
+    an item another reviewer is already looking at.
+
+    A row of its own rather than lease fields on ItemResult:
+    - the database can say "at most one live lease per item" as a partial
+      unique index (`review_lease_one_live_per_item`) that the lease
+      statement's ON CONFLICT relies on; on ItemResult, a reject deletes the
+      row and Dawid-Skene rewrites results in bulk under its own row locks,
+      which leasing would then contend with;
+    - the history stays: who held what and when, which lease became which
+      review (`review`), and which items a reviewer put off ("later"), which
+      are then served to them after the others;
+    - a reviewer holds one live lease per project
+      (`review_lease_one_live_per_reviewer`), so a second tab or a double
+      click gets the held item back instead of hoarding a second one.
+
+    Leases end as reviewed (with the review), released (skipped for later),
+    expired (past `expires_at`, returned by the beat expiry task), or
+    withdrawn (the item left review, e.g. re-inferred as confident).
+    """
+
+    class Status(models.TextChoices):
+        LEASED = "leased", _("Leased")
+        REVIEWED = "reviewed", _("Reviewed")
+        RELEASED = "released", _("Released")
+        EXPIRED = "expired", _("Expired")
+        WITHDRAWN = "withdrawn", _("Withdrawn: the item left review")
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="review_leases")
+    # Indexed by review_lease_item_reviewer below (item first).
+    item = models.ForeignKey(
+        Item, on_delete=models.CASCADE, related_name="review_leases", db_index=False
+    )
+    reviewer = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="review_leases"
+    )
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.LEASED)
+    leased_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+    review = models.OneToOneField(
+        Review, on_delete=models.PROTECT, null=True, blank=True, related_name="lease"
+    )
+
+    tenant_path = "project__workforce"
+
+    class Meta:
+        ordering = ["pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["item"],
+                condition=Q(status="leased"),
+                name="review_lease_one_live_per_item",
+            ),
+            models.UniqueConstraint(
+                fields=["project", "reviewer"],
+                condition=Q(status="leased"),
+                name="review_lease_one_live_per_reviewer",
+            ),
+            models.CheckConstraint(
+                name="review_lease_reviewed_has_review",
+                condition=(Q(status="reviewed") & Q(review__isnull=False))
+                | (~Q(status="reviewed") & Q(review__isnull=True)),
+            ),
+        ]
+        indexes = [
+            models.Index(
+                fields=["status", "expires_at"],
+                name="review_lease_expiry",
+                condition=Q(status="leased"),
+            ),
+            models.Index(fields=["item", "reviewer"], name="review_lease_item_reviewer"),
+        ]
+
+    def __str__(self):
+        return (
+            f"review lease {self.pk}: item {self.item_id} → user {self.reviewer_id} ({self.status})"
+        )
 
 
 class ItemResult(models.Model):

@@ -10,7 +10,7 @@ from tenants.permissions import ANNOTATORS
 from tenants.selectors import queryset_scope
 
 from . import agreement
-from .models import Annotation, Assignment, Item, ItemResult, Project, Review
+from .models import Annotation, Assignment, Item, ItemResult, Project, Review, ReviewLease
 from .schemas import answer_key
 from .task_types import task_type_spec
 
@@ -121,12 +121,30 @@ def project_stats(*, project: Project) -> dict:
 
 
 def review_queue(*, project: Project, reviewer: User) -> QuerySet[Item]:
-    """Items waiting for review that the reviewer did not annotate, least sure first."""
+    """Items waiting for review that the reviewer did not annotate, least sure first.
+
+    A listing (for managers and the API); reviewers take items one at a time
+    through their lease (services.review_lease_take), never from this list.
+    """
     return (
         Item.objects.filter(project=project, status=Item.Status.IN_REVIEW)
         .exclude(annotations__annotator=reviewer)
         .select_related("result")
         .order_by("result__confidence", "pk")
+    )
+
+
+def review_waiting_count(*, project: Project, reviewer: User) -> int:
+    """Items the reviewer could review now: in review, not their own work, not
+    held by another reviewer (their own held item counts)."""
+    return (
+        review_queue(project=project, reviewer=reviewer)
+        .exclude(
+            pk__in=ReviewLease.objects.filter(project=project, status=ReviewLease.Status.LEASED)
+            .exclude(reviewer=reviewer)
+            .values("item_id")
+        )
+        .count()
     )
 
 

@@ -1,5 +1,6 @@
 from decimal import Decimal
 
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from rest_framework import serializers
 
@@ -17,6 +18,7 @@ from .models import (
     ItemResult,
     Project,
     Review,
+    ReviewLease,
 )
 
 
@@ -352,3 +354,33 @@ class ReviewItemSerializer(serializers.ModelSerializer):
     def get_annotations(self, item) -> list[dict]:
         live = [a for a in item.annotations.all() if a.status != Annotation.Status.REJECTED]
         return ReviewAnnotationSerializer(live, many=True).data
+
+
+class ReviewLeaseSerializer(serializers.ModelSerializer):
+    item = ReviewItemSerializer(read_only=True)
+    seconds_left = serializers.SerializerMethodField(
+        help_text="Seconds until the lease ends, by the server's clock (0 once it has)."
+    )
+    waiting = serializers.SerializerMethodField(
+        help_text="Items waiting for you in this project, this one included."
+    )
+
+    class Meta:
+        model = ReviewLease
+        fields = [
+            "id",
+            "project",
+            "status",
+            "leased_at",
+            "expires_at",
+            "seconds_left",
+            "item",
+            "waiting",
+        ]
+
+    def get_seconds_left(self, lease) -> int:
+        # A countdown a browser can trust whatever its own clock says.
+        return max(0, int((lease.expires_at - timezone.now()).total_seconds()))
+
+    def get_waiting(self, lease) -> int | None:
+        return self.context.get("waiting")

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import connection, transaction
-from django.db.models import F
+from django.db.models import Exists, F, OuterRef, Q
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
@@ -25,6 +25,7 @@ from .models import (
     ItemResult,
     Project,
     Review,
+    ReviewLease,
 )
 from .schemas import (
     SchemaError,
@@ -599,6 +600,257 @@ def project_results_infer(*, project: Project) -> dict:
 # --- review ---------------------------------------------------------------------
 
 
+class ReviewLeaseError(ValidationError):
+    """A review sent without a live lease on the item; the API answers 409 Conflict."""
+
+    def __init__(self, message: str, code: str):
+        super().__init__({"lease": [ValidationError(message, code=code)]})
+        self.code = code
+
+
+_REVIEW_LEASE_SQL = """
+WITH picked AS (
+    SELECT i.id
+    FROM {item} AS i
+    LEFT JOIN {result} AS r ON r.item_id = i.id
+    WHERE i.project_id = %(project)s
+      AND i.status = 'in_review'
+      AND NOT EXISTS (
+          SELECT 1 FROM {annotation} AS a
+          WHERE a.item_id = i.id AND a.annotator_id = %(reviewer)s
+      )
+      AND NOT EXISTS (
+          SELECT 1 FROM {lease} AS l
+          WHERE l.item_id = i.id AND l.status = 'leased'
+      )
+    ORDER BY
+      EXISTS (
+          SELECT 1 FROM {lease} AS l
+          WHERE l.item_id = i.id AND l.reviewer_id = %(reviewer)s AND l.status = 'released'
+      ),
+      r.confidence,
+      i.id
+    LIMIT 1
+    FOR UPDATE OF i SKIP LOCKED
+), leased AS (
+    INSERT INTO {lease} (project_id, item_id, reviewer_id, status, leased_at, expires_at)
+    SELECT %(project)s, picked.id, %(reviewer)s, 'leased', %(now)s, %(expires)s
+    FROM picked
+    ON CONFLICT DO NOTHING
+    RETURNING id
+)
+SELECT picked.id, leased.id FROM picked LEFT JOIN leased ON TRUE
+"""
+_REVIEW_LEASE_SQL_WAITING = _REVIEW_LEASE_SQL.replace(
+    "FOR UPDATE OF i SKIP LOCKED", "FOR UPDATE OF i"
+)
+assert _REVIEW_LEASE_SQL_WAITING != _REVIEW_LEASE_SQL
+# Each lost race means another lease committed, which the next statement sees.
+_REVIEW_LEASE_ATTEMPTS = 5
+
+
+def _review_lease_one_postgresql(*, project, reviewer, now, expires, waiting) -> tuple:
+    """(picked item id or None, new lease id or None) from one statement.
+
+    A row lock alone does not change the item, so a statement whose snapshot
+    predates another reviewer's committed lease can still pick that item; the
+    partial unique indexes then refuse the insert (ON CONFLICT DO NOTHING) and
+    the caller picks again. The pick is least confident first; items this
+    reviewer put off ("later") come after the rest.
+    """
+    tables = {
+        "item": Item._meta.db_table,
+        "result": ItemResult._meta.db_table,
+        "annotation": Annotation._meta.db_table,
+        "lease": ReviewLease._meta.db_table,
+    }
+    sql = _REVIEW_LEASE_SQL_WAITING if waiting else _REVIEW_LEASE_SQL
+    params = {
+        "project": project.pk,
+        "reviewer": reviewer.pk,
+        "now": now,
+        "expires": expires,
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(sql.format(**tables), params)
+        row = cursor.fetchone()
+    return (row[0], row[1]) if row else (None, None)
+
+
+def _review_lease_one_portable(*, project, reviewer, now, expires, waiting) -> tuple:
+    # SQLite (make run) has one writer at a time, so select-then-insert cannot race.
+    item = (
+        Item.objects.filter(project=project, status=Item.Status.IN_REVIEW)
+        .exclude(annotations__annotator=reviewer)
+        .exclude(review_leases__status=ReviewLease.Status.LEASED)
+        .annotate(
+            put_off=Exists(
+                ReviewLease.objects.filter(
+                    item=OuterRef("pk"), reviewer=reviewer, status=ReviewLease.Status.RELEASED
+                )
+            )
+        )
+        .order_by("put_off", F("result__confidence").asc(nulls_last=True), "pk")
+        .first()
+    )
+    if item is None:
+        return None, None
+    lease = ReviewLease.objects.create(
+        project=project, item=item, reviewer=reviewer, leased_at=now, expires_at=expires
+    )
+    return item.pk, lease.pk
+
+
+def reviewer_check(*, project: Project, reviewer: User) -> None:
+    if project.status != Project.Status.ACTIVE:
+        raise ValidationError({"project": [f"The project is {project.status}, not active."]})
+    permissions.require_can_review_project(reviewer, project)
+
+
+def _review_leases_close(queryset, now) -> tuple[int, int]:
+    """End the live leases of queryset that expired or whose item left review.
+
+    Returns (expired, withdrawn). queryset must keep to status=leased, so a
+    lease is counted once.
+    """
+    expired = queryset.filter(expires_at__lte=now).update(
+        status=ReviewLease.Status.EXPIRED, finished_at=now
+    )
+    withdrawn = queryset.exclude(item__status=Item.Status.IN_REVIEW).update(
+        status=ReviewLease.Status.WITHDRAWN, finished_at=now
+    )
+    return expired, withdrawn
+
+
+@transaction.atomic
+def review_lease_take(*, project: Project, reviewer: User, now=None) -> ReviewLease | None:
+    """The reviewer's item to review, or None when nothing is waiting for them.
+
+    The reviewer's live lease comes back first (a reload strands nothing);
+    otherwise the least confident item in review that they did not annotate
+    and no other reviewer holds is leased for the project's lease_seconds.
+    """
+    reviewer_check(project=project, reviewer=reviewer)
+    now = now or timezone.now()
+    # Their own lease that lapsed (or whose item left review) must not block a
+    # new one until the beat expiry task runs.
+    _review_leases_close(
+        ReviewLease.objects.filter(
+            project=project, reviewer=reviewer, status=ReviewLease.Status.LEASED
+        ),
+        now,
+    )
+    expires = now + timedelta(seconds=project.lease_seconds)
+    lease_one = (
+        _review_lease_one_postgresql
+        if connection.vendor == "postgresql"
+        else _review_lease_one_portable
+    )
+    waiting = False
+    for _attempt in range(_REVIEW_LEASE_ATTEMPTS):
+        held = (
+            ReviewLease.objects.filter(
+                project=project, reviewer=reviewer, status=ReviewLease.Status.LEASED
+            )
+            .select_related("item__result")
+            .first()
+        )
+        if held is not None:
+            return held
+        picked, lease_id = lease_one(
+            project=project, reviewer=reviewer, now=now, expires=expires, waiting=waiting
+        )
+        if lease_id is not None:
+            logger.info(
+                "review lease taken",
+                extra={
+                    "review_lease_id": lease_id,
+                    "item_id": picked,
+                    "project_id": project.pk,
+                    "reviewer_id": reviewer.pk,
+                },
+            )
+            return ReviewLease.objects.select_related("item__result").get(pk=lease_id)
+        if picked is None:
+            if waiting:
+                return None
+            # SKIP LOCKED passes over items others lock for a moment (a
+            # submit, a re-inference): before saying "nothing left", pick
+            # once more waiting for those locks, as the annotators' lease does.
+            waiting = True
+    return None
+
+
+@transaction.atomic
+def review_lease_release(*, item_id: int, reviewer: User, now=None) -> ReviewLease:
+    """Put an item back for other reviewers ("later"); it comes back to this one last."""
+    now = now or timezone.now()
+    lease = (
+        ReviewLease.objects.select_for_update(of=("self",))
+        .filter(item_id=item_id, reviewer=reviewer, status=ReviewLease.Status.LEASED)
+        .first()
+    )
+    if lease is None:
+        raise ReviewLeaseError(
+            "You hold no review lease on this item; take your next item.",
+            code="review_lease_not_held",
+        )
+    lease.status = ReviewLease.Status.RELEASED
+    lease.finished_at = now
+    lease.save(update_fields=["status", "finished_at"])
+    return lease
+
+
+@transaction.atomic
+def review_lease_expire_stale(*, now=None, limit: int = 5000) -> int:
+    """Return lapsed review leases (and those whose item left review) to the pool.
+
+    Run from beat with assignment_expire_stale; safe to run twice.
+    """
+    now = now or timezone.now()
+    # of=("self",) with SKIP LOCKED: a lease being reviewed right now is left alone.
+    stale = list(
+        ReviewLease.objects.select_for_update(skip_locked=True, of=("self",))
+        .filter(status=ReviewLease.Status.LEASED)
+        .filter(Q(expires_at__lte=now) | ~Q(item__status=Item.Status.IN_REVIEW))
+        .order_by("pk")
+        .values_list("pk", flat=True)[:limit]
+    )
+    if not stale:
+        return 0
+    expired, withdrawn = _review_leases_close(
+        ReviewLease.objects.filter(pk__in=stale, status=ReviewLease.Status.LEASED), now
+    )
+    logger.info("stale review leases ended", extra={"expired": expired, "withdrawn": withdrawn})
+    return expired + withdrawn
+
+
+def _review_lease_check(lease: ReviewLease | None, item_id: int, reviewer: User, now) -> None:
+    """Refuse a review unless `lease` (the reviewer's latest on the item) is live."""
+    if lease is None or lease.status != ReviewLease.Status.LEASED:
+        holder = ReviewLease.objects.filter(item_id=item_id, status=ReviewLease.Status.LEASED)
+        if holder.exclude(reviewer=reviewer).exists():
+            raise ReviewLeaseError(
+                "Another reviewer holds this item; take your next item.",
+                code="review_lease_held_by_another",
+            )
+        if lease is not None and lease.status != ReviewLease.Status.REVIEWED:
+            raise ReviewLeaseError(
+                f"Your lease on this item was {lease.status}; take your next item.",
+                code="review_lease_ended",
+            )
+        raise ReviewLeaseError(
+            "You hold no review lease on this item; take it with review-next first.",
+            code="review_lease_not_held",
+        )
+    if lease.expires_at <= now:
+        raise ReviewLeaseError(
+            f"Your lease on this item expired at {lease.expires_at.isoformat()}; "
+            f"take your next item.",
+            code="review_lease_expired",
+        )
+
+
 @transaction.atomic
 def review_submit(
     *,
@@ -608,7 +860,21 @@ def review_submit(
     reason: str = "",
     corrected_answer=None,
     annotation_id: int | None = None,
+    now=None,
 ) -> Review:
+    """Record a reviewer's verdict on an item whose review lease they hold.
+
+    Nobody else is served the item while the lease is live, so reviewers no
+    longer race each other to it; the review ends the lease.
+    """
+    now = now or timezone.now()
+    # Lease before item: the lease service locks in that order too.
+    lease = (
+        ReviewLease.objects.select_for_update(of=("self",))
+        .filter(item_id=item_id, reviewer=reviewer)
+        .order_by("-pk")
+        .first()
+    )
     item = (
         Item.objects.select_for_update(of=("self",))
         .select_related("project")
@@ -630,10 +896,10 @@ def review_submit(
     if item.status != Item.Status.IN_REVIEW:
         # A stale queue must not undo another reviewer's decision.
         raise ValidationError({"item": ["This item has already been reviewed."]})
+    _review_lease_check(lease, item.pk, reviewer, now)
     if verdict not in Review.Verdict.values:
         raise ValidationError({"verdict": [f"Expected one of {', '.join(Review.Verdict.values)}."]})
     reason = (reason or "").strip()
-    now = timezone.now()
     review = Review(project=project, item=item, reviewer=reviewer, verdict=verdict, reason=reason)
 
     if verdict == Review.Verdict.ACCEPT:
@@ -700,6 +966,8 @@ def review_submit(
     item.save(update_fields=["status", "annotation_count", "reserved_count", "updated_at"])
     review.full_clean(exclude=["project", "item", "reviewer", "annotation"])
     review.save()
+    lease.status, lease.review, lease.finished_at = ReviewLease.Status.REVIEWED, review, now
+    lease.save(update_fields=["status", "review", "finished_at"])
     postings.review_posted(review, item)
     if review.annotation is not None:
         postings.annotation_rejected(review.annotation, review_id=review.pk)

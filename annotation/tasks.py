@@ -27,7 +27,8 @@ def jobs_fail_stale_task() -> int:
 
 @shared_task(name="annotation.assignment_expire_stale", time_limit=120, soft_time_limit=100)
 def assignment_expire_stale_task() -> int:
-    return services.assignment_expire_stale()
+    """Annotators' and reviewers' lapsed leases both go back to the pool."""
+    return services.assignment_expire_stale() + services.review_lease_expire_stale()
 
 
 @shared_task(

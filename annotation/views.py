@@ -49,10 +49,11 @@ def _api_urls(project: Project) -> dict:
 
     return {
         "next": reverse("v1:workspace-project-next", args=[project.pk]),
-        "reviewQueue": reverse("v1:workspace-project-review-queue", args=[project.pk]),
+        "reviewNext": reverse("v1:workspace-project-review-next", args=[project.pk]),
         "submit": with_placeholder("v1:workspace-assignment-submit"),
         "skip": with_placeholder("v1:workspace-assignment-skip"),
         "review": with_placeholder("v1:workspace-item-review"),
+        "release": with_placeholder("v1:workspace-item-release"),
     }
 
 
@@ -107,6 +108,9 @@ def _js_strings() -> dict:
         "corrected": _("Correction saved."),
         "reasonRequired": _("Say why the annotation is rejected."),
         "pickAnnotation": _("Choose which annotation to reject."),
+        "nextItem": _("Take the next item"),
+        "reviewLeaseLost": _("This item is no longer yours to review: %(detail)s"),
+        "released": _("Put off for later."),
         "methods": {
             "majority": _("Majority vote"),
             "dawid_skene": _("Dawid–Skene"),
@@ -170,7 +174,7 @@ def workspace(request, pk: int):
 @login_required
 @ensure_csrf_cookie
 def review(request, pk: int):
-    """The review queue of one project the caller reviews."""
+    """The review page of one project the caller reviews: one leased item at a time."""
     project = get_object_or_404(_review_projects(request.user), pk=pk)
     return render(
         request,

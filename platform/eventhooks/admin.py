@@ -2,7 +2,7 @@ from django.contrib import admin, messages
 from django.utils.translation import gettext_lazy as _
 
 from . import services
-from .models import WebhookDelivery, WebhookEndpoint
+from .models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 
 
 @admin.register(WebhookEndpoint)
@@ -11,7 +11,7 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
 
     list_display = ["url", "organization", "events", "is_active", "created_at"]
     list_filter = ["is_active"]
-    exclude = ["secret"]
+    exclude = ["secret_encrypted"]
 
     def get_readonly_fields(self, request, obj=None):
         return ["organization"] if obj is not None else []
@@ -46,8 +46,34 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
             services.webhook_endpoint_delete(endpoint=endpoint, deleted_by=request.user)
 
 
+class WebhookAttemptInline(admin.TabularInline):
+    """Attempts are a record of what happened: read only."""
+
+    model = WebhookAttempt
+    fields = readonly_fields = [
+        "number",
+        "started_at",
+        "finished_at",
+        "address",
+        "status_code",
+        "latency_ms",
+        "error",
+        "response_excerpt",
+    ]
+    extra = 0
+    can_delete = False
+    show_change_link = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
 @admin.register(WebhookDelivery)
 class WebhookDeliveryAdmin(admin.ModelAdmin):
     list_display = ["event", "endpoint", "status", "attempts", "last_status_code", "created_at"]
     list_filter = ["status", "event"]
     readonly_fields = [f.name for f in WebhookDelivery._meta.fields]
+    inlines = [WebhookAttemptInline]

@@ -9,6 +9,7 @@ from tenants.scoping import TenantScopedMixin
 from . import services
 from .models import WebhookDelivery, WebhookEndpoint
 from .serializers import (
+    WebhookDeliveryDetailSerializer,
     WebhookDeliverySerializer,
     WebhookEndpointCreatedSerializer,
     WebhookEndpointSerializer,
@@ -52,8 +53,13 @@ class WebhookEndpointViewSet(
 
     @extend_schema(
         summary="Add a webhook endpoint",
-        description="The response carries the signing secret, once. Deliveries are signed "
-        "`X-Tokenworks-Signature: sha256=HMAC(secret, timestamp + '.' + body)`.",
+        description="The response carries the signing secret (`whsec_<base64>`), once. "
+        "Deliveries are signed the Standard Webhooks way (https://www.standardwebhooks.com/): "
+        "`webhook-id`, `webhook-timestamp` and `webhook-signature: v1,<base64 "
+        "HMAC-SHA256(key, id + '.' + timestamp + '.' + body)>`, key being the bytes the "
+        "secret's base64 encodes, so a Standard Webhooks library verifies them. Deprecated, "
+        "for one release: `X-Tokenworks-Signature: sha256=<hex HMAC-SHA256(secret, "
+        "timestamp + '.' + body)>`.",
         responses={201: WebhookEndpointCreatedSerializer},
     )
     def create(self, request, *args, **kwargs):
@@ -76,15 +82,28 @@ class WebhookEndpointViewSet(
 
 @extend_schema_view(
     list=extend_schema(summary="Webhook delivery log"),
-    retrieve=extend_schema(summary="One delivery"),
+    retrieve=extend_schema(summary="One delivery, with every attempt made"),
 )
 class WebhookDeliveryViewSet(TenantScopedMixin, viewsets.ReadOnlyModelViewSet):
     queryset = WebhookDelivery.objects.all()
     serializer_class = WebhookDeliverySerializer
     filterset_fields = ["endpoint", "status", "event"]
 
+    def get_queryset(self):
+        queryset = super().get_queryset()
+        if self.action == "retrieve":
+            queryset = queryset.prefetch_related("attempt_log")
+        return queryset
+
+    def get_serializer_class(self):
+        if self.action == "retrieve":
+            return WebhookDeliveryDetailSerializer
+        return super().get_serializer_class()
+
     @extend_schema(
         summary="Send a failed delivery again",
+        description="Runs the whole retry schedule again, with the same webhook-id. A pending "
+        "delivery is left as it is (it is being retried already).",
         request=None,
         responses={202: WebhookDeliverySerializer},
     )

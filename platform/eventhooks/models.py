@@ -3,6 +3,10 @@ import uuid
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
+from tenants.secrets_cipher import secret_decrypt
+
+from .schedule import MAX_ATTEMPTS
+
 
 class Event(models.TextChoices):
     PROJECT_COMPLETED = "project.completed", _("Project completed")
@@ -15,8 +19,10 @@ class WebhookEndpoint(models.Model):
         "tenants.Organization", on_delete=models.CASCADE, related_name="webhooks"
     )
     url = models.URLField(_("URL"), max_length=500)
-    # Needed in clear to sign deliveries; never returned after creation.
-    secret = models.CharField(max_length=100)
+    # Fernet token of the signing secret (tenants.secrets_cipher): needed in
+    # clear to sign deliveries, so encrypted rather than hashed; never returned
+    # after creation.
+    secret_encrypted = models.TextField()
     events = models.JSONField(default=list, help_text=_("Event names; empty means all."))
     is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -32,6 +38,9 @@ class WebhookEndpoint(models.Model):
     def wants(self, event: str) -> bool:
         return self.is_active and (not self.events or event in self.events)
 
+    def signing_secret(self) -> str:
+        return secret_decrypt(self.secret_encrypted)
+
 
 class WebhookDelivery(models.Model):
     class Status(models.TextChoices):
@@ -46,9 +55,18 @@ class WebhookDelivery(models.Model):
     event = models.CharField(max_length=40, choices=Event.choices)
     payload = models.JSONField()
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    # Attempts made so far, never reset: it is also the version an attempt
+    # claims (attempt n runs only while attempts == n - 1), so two messages
+    # for the same attempt send it once.
     attempts = models.PositiveSmallIntegerField(default=0)
+    # Give up once attempts reaches it; a manual redelivery raises it by a
+    # whole schedule.
+    attempt_limit = models.PositiveSmallIntegerField(default=MAX_ATTEMPTS)
+    # The last attempt's outcome, kept for lists; every attempt is a WebhookAttempt.
     last_status_code = models.PositiveSmallIntegerField(null=True, blank=True)
     last_error = models.TextField(blank=True)
+    # While pending: when the next attempt is due, or, while one is being
+    # made, when its claim lapses. The sweeper re-sends what is overdue.
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     delivered_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -61,3 +79,36 @@ class WebhookDelivery(models.Model):
 
     def __str__(self):
         return f"{self.event} → {self.endpoint_id} ({self.status})"
+
+
+class WebhookAttempt(models.Model):
+    """One try at sending a delivery: written when claimed, completed with its outcome.
+
+    An attempt with no finished_at was cut short (its worker died); the
+    sweeper makes the next one once the claim lapses.
+    """
+
+    delivery = models.ForeignKey(
+        WebhookDelivery, on_delete=models.CASCADE, related_name="attempt_log"
+    )
+    number = models.PositiveSmallIntegerField()
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+    # The address the connection was pinned to (empty when none was reached).
+    address = models.GenericIPAddressField(null=True, blank=True)
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    latency_ms = models.PositiveIntegerField(null=True, blank=True)
+    # The first kilobyte of the receiver's answer, for debugging.
+    response_excerpt = models.TextField(blank=True)
+
+    tenant_path = "delivery__endpoint__organization"
+
+    class Meta:
+        ordering = ["delivery", "number"]
+        constraints = [
+            models.UniqueConstraint(fields=["delivery", "number"], name="attempt_number_once")
+        ]
+
+    def __str__(self):
+        return f"{self.delivery_id} #{self.number}"

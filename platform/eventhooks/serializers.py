@@ -2,7 +2,7 @@ from rest_framework import serializers
 
 from tenants.models import Organization
 
-from .models import Event, WebhookDelivery, WebhookEndpoint
+from .models import Event, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 
 
 class WebhookEndpointSerializer(serializers.ModelSerializer):
@@ -38,10 +38,39 @@ class WebhookDeliverySerializer(serializers.ModelSerializer):
             "payload",
             "status",
             "attempts",
+            "attempt_limit",
             "last_status_code",
             "last_error",
             "next_attempt_at",
             "delivered_at",
             "created_at",
         ]
+        read_only_fields = fields
+
+
+class WebhookAttemptSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = WebhookAttempt
+        fields = [
+            "number",
+            "started_at",
+            "finished_at",
+            "address",
+            "status_code",
+            "error",
+            "latency_ms",
+            "response_excerpt",
+        ]
+        read_only_fields = fields
+
+
+class WebhookDeliveryDetailSerializer(WebhookDeliverySerializer):
+    attempt_log = WebhookAttemptSerializer(
+        many=True,
+        read_only=True,
+        help_text="Every attempt, first to last. One with no finished_at was cut short.",
+    )
+
+    class Meta(WebhookDeliverySerializer.Meta):
+        fields = [*WebhookDeliverySerializer.Meta.fields, "attempt_log"]
         read_only_fields = fields

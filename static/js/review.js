@@ -1,6 +1,7 @@
-/* The review queue: one item at a time with all its annotations, the current
- * result and the model's suggestion; accept, reject (with a reason, naming
- * the annotation) or correct it through the API, then the next item. */
+/* The review page: one leased item at a time with all its annotations, the
+ * current result and the model's suggestion; accept, reject (with a reason,
+ * naming the annotation) or correct it through the API, then lease the next.
+ * The lease keeps every other reviewer off the item until it ends. */
 (() => {
   "use strict";
 
@@ -25,6 +26,7 @@
   const formErrorEl = document.getElementById("form-error");
   const queueCountEl = document.getElementById("queue-count");
   const reviewedCountEl = document.getElementById("reviewed-count");
+  const leaseTimerEl = document.getElementById("lease-timer");
   const buttons = {
     accept: document.getElementById("accept-button"),
     reject: document.getElementById("reject-button"),
@@ -45,10 +47,11 @@
 
   const url = (template, id) => template.replace("{id}", encodeURIComponent(id));
 
-  let queue = [];
   let waiting = 0;
   let reviewed = 0;
   let current = null;
+  /** When the lease on screen ends, on this page's clock (performance.now()). */
+  let deadline = null;
   let editor = null;
   let statusTimer = null;
 
@@ -58,6 +61,7 @@
     root.dataset.state = mode === "view" || mode === "correct" || mode === "reject" ? "ready" : mode;
     const view = mode === "view";
     for (const name of ["accept", "reject", "correct", "later"]) buttons[name].disabled = !view;
+    if (mode === "empty" || mode === "error" || mode === "loading") deadline = null;
     const correcting = mode === "correct";
     buttons.save.disabled = !correcting;
     buttons.cancel.disabled = !correcting;
@@ -79,27 +83,35 @@
     reviewedCountEl.textContent = String(reviewed);
   }
 
-  // --- loading the queue -----------------------------------------------------------------
-  async function loadQueue() {
-    setMode("loading");
-    const result = await TW.api("GET", `${config.api.reviewQueue}?page_size=25`);
-    if (!result.ok || !result.data) {
-      showFailure(result);
-      return;
-    }
-    queue = Array.isArray(result.data.results) ? result.data.results : [];
-    waiting = typeof result.data.count === "number" ? result.data.count : queue.length;
-    updateCounts();
-    showNext();
+  function tick() {
+    // Past the lease's end the server hands the item to another reviewer.
+    const left = deadline === null ? null : deadline - performance.now();
+    leaseTimerEl.textContent = left === null ? "—" : TW.clock(Math.max(0, left));
+    leaseTimerEl.classList.toggle("is-ending", left !== null && left < 60000);
   }
 
-  function showNext() {
-    current = queue.shift() || null;
-    if (!current) {
+  // --- leasing ---------------------------------------------------------------------------
+  /** Lease the next item (or get back the one this reviewer holds) and show it. */
+  async function take() {
+    setMode("loading");
+    formErrorEl.textContent = "";
+    const result = await TW.api("POST", config.api.reviewNext);
+    if (result.status === 204) {
       showEmpty();
       return;
     }
+    if (!result.ok || !result.data || !result.data.item) {
+      showFailure(result);
+      return;
+    }
+    const lease = result.data;
+    // seconds_left, not expires_at: immune to skew between client and server clocks.
+    deadline = performance.now() + Math.max(0, Number(lease.seconds_left) || 0) * 1000;
+    if (typeof lease.waiting === "number") waiting = lease.waiting;
+    updateCounts();
+    current = lease.item;
     render(current);
+    tick();
   }
 
   // --- rendering ---------------------------------------------------------------------------
@@ -200,7 +212,7 @@
 
   function showFailure(result) {
     bodyEl.hidden = true;
-    const retry = h("button", { type: "button", class: "btn", onclick: () => loadQueue() }, S.nextTask);
+    const retry = h("button", { type: "button", class: "btn", onclick: () => take() }, S.nextItem);
     failureEl.replaceChildren(h("p", {}, TW.describeFailure(result, S)), h("p", {}, retry));
     failureEl.hidden = false;
     setMode("error");
@@ -217,11 +229,20 @@
 
   async function done(message) {
     reviewed += 1;
-    waiting -= 1;
     updateCounts();
     status(message);
-    if (queue.length) showNext();
-    else await loadQueue();
+    await take();
+  }
+
+  /** 409: the lease on screen is gone (expired, taken back); say so, offer the next item. */
+  function leaseLost(result) {
+    if (dialog.open) dialog.close();
+    const errors = TW.errorsOf(result);
+    const detail = errors.length ? errors.map((e) => e.detail).join(" ") : TW.describeFailure(result, S);
+    const next = h("button", { type: "button", class: "btn", onclick: () => take() }, S.nextItem);
+    formErrorEl.replaceChildren(h("span", {}, TW.format(S.reviewLeaseLost, { detail })), " ", next);
+    setMode("lost");
+    next.focus();
   }
 
   function showRest(errors, result) {
@@ -234,13 +255,23 @@
     formErrorEl.textContent = "";
     const result = await sendVerdict({ verdict: "accept" });
     if (result.ok) await done(S.accepted);
+    else if (result.status === 409) leaseLost(result);
     else showRest(TW.errorsOf(result), result);
   }
 
-  function later() {
+  /** Release the item for other reviewers; it comes back to this one after the rest. */
+  async function later() {
     if (!current || root.dataset.mode !== "view") return;
-    queue.push(current);
-    showNext();
+    setMode("busy");
+    const result = await TW.api("POST", url(config.api.release, current.id));
+    // A lease that already ended (409) is released all the same: move on.
+    if (!result.ok && result.status !== 409) {
+      setMode("view");
+      formErrorEl.textContent = TW.describeFailure(result, S);
+      return;
+    }
+    status(S.released);
+    await take();
   }
 
   // Reject: a dialog asks which annotation and why.
@@ -326,6 +357,10 @@
       await done(S.rejected);
       return;
     }
+    if (result.status === 409) {
+      leaseLost(result);
+      return;
+    }
     const errors = TW.errorsOf(result);
     const rest = [];
     for (const error of errors) {
@@ -384,6 +419,10 @@
     const result = await sendVerdict({ verdict: "correct", corrected_answer: editor.answer() });
     if (result.ok) {
       await done(S.corrected);
+      return;
+    }
+    if (result.status === 409) {
+      leaseLost(result);
       return;
     }
     const errors = TW.errorsOf(result);
@@ -479,5 +518,7 @@
   });
 
   root.setAttribute("tabindex", "-1");
-  loadQueue();
+  window.setInterval(tick, 1000);
+  tick();
+  take();
 })();

@@ -10,7 +10,8 @@ from django.db.models import Sum
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from annotation.models import Item, Project
+from annotation import services
+from annotation.models import Item, Project, Review, ReviewLease
 from tenants.models import Membership, Organization
 from tests.factories import OrganizationFactory, annotation_project, api_token, items, worker
 
@@ -159,7 +160,23 @@ def test_reviewers_review_over_rest():
     reviewer.force_login(worker(project, role=Membership.Role.REVIEWER))
     queue = reviewer.get(f"/api/v1/workspace/projects/{project.pk}/review-queue/").json()
     assert queue["count"] == 1
-    item = queue["results"][0]
+    item_id = queue["results"][0]["id"]
+    # Reviewing needs the item's lease, taken with review-next.
+    response = reviewer.post(
+        f"/api/v1/workspace/items/{item_id}/review/", {"verdict": "accept"}, format="json"
+    )
+    assert response.status_code == 409
+    assert response.json()["errors"] == [
+        {
+            "code": "review_lease_not_held",
+            "detail": "You hold no review lease on this item; take it with review-next first.",
+            "attr": "lease",
+        }
+    ]
+    lease = reviewer.post(f"/api/v1/workspace/projects/{project.pk}/review-next/").json()
+    item = lease["item"]
+    assert item["id"] == item_id and lease["waiting"] == 1
+    assert 0 < lease["seconds_left"] <= project.lease_seconds
     assert item["annotations"][0]["answer"] == {"label": "negative"}
     response = reviewer.post(
         f"/api/v1/workspace/items/{item['id']}/review/", {"verdict": "reject"}, format="json"
@@ -173,10 +190,56 @@ def test_reviewers_review_over_rest():
     assert response.status_code == 201
     assert Item.objects.get().result.answer == {"label": "positive"}
 
+    assert reviewer.post(f"/api/v1/workspace/projects/{project.pk}/review-next/").status_code == 204
+
     # The annotator, even as a reviewer, finds nothing of their own to review.
     Membership.objects.create(user=annotator, organization=project.workforce, role="reviewer")
     own = api.get(f"/api/v1/workspace/projects/{project.pk}/review-queue/").json()
     assert own["count"] == 0
+
+
+def test_reviewers_release_items_and_lapsed_leases_answer_409():
+    project = annotation_project(review_rate="1", lease_seconds=60)
+    items(project, 2)
+    annotator = worker(project)
+    for _ in range(2):
+        lease = services.assignment_lease(project=project, annotator=annotator)
+        services.annotation_submit(
+            assignment_id=lease.pk, annotator=annotator, answer={"label": "positive"}
+        )
+    first, second = APIClient(), APIClient()
+    first.force_login(worker(project, role=Membership.Role.REVIEWER))
+    second.force_login(worker(project, role=Membership.Role.REVIEWER))
+    next_url = f"/api/v1/workspace/projects/{project.pk}/review-next/"
+    held = first.post(next_url).json()
+    assert first.post(next_url).json()["id"] == held["id"]  # a reload: the same lease
+    other = second.post(next_url).json()
+    assert other["item"]["id"] != held["item"]["id"] and other["waiting"] == 1
+
+    # Reviewing the item another reviewer holds is a conflict, named.
+    response = second.post(
+        f"/api/v1/workspace/items/{held['item']['id']}/review/",
+        {"verdict": "accept"},
+        format="json",
+    )
+    assert response.status_code == 409
+    assert response.json()["errors"][0]["code"] == "review_lease_held_by_another"
+
+    response = first.post(f"/api/v1/workspace/items/{held['item']['id']}/release/")
+    assert response.status_code == 200 and response.json()["status"] == "released"
+    response = first.post(f"/api/v1/workspace/items/{held['item']['id']}/release/")
+    assert response.status_code == 409
+
+    # A lapsed lease cannot be reviewed: 409, saying when it ended.
+    ReviewLease.objects.filter(pk=other["id"]).update(expires_at=timezone.now())
+    response = second.post(
+        f"/api/v1/workspace/items/{other['item']['id']}/review/",
+        {"verdict": "accept"},
+        format="json",
+    )
+    assert response.status_code == 409
+    assert "expired" in response.json()["errors"][0]["detail"]
+    assert not Review.objects.exists()
 
 
 def test_the_schema_documents_the_annotation_api(client):
@@ -184,6 +247,8 @@ def test_the_schema_documents_the_annotation_api(client):
     for path in (
         "/api/v1/projects/{id}/import/",
         "/api/v1/workspace/projects/{id}/next/",
+        "/api/v1/workspace/projects/{id}/review-next/",
+        "/api/v1/workspace/items/{id}/release/",
         "/api/v1/dataset-versions/",
         "/api/v1/projects/{id}/export/",
         "/api/v1/projects/{id}/statement/",

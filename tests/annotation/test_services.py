@@ -6,7 +6,15 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from annotation import services
-from annotation.models import Annotation, Assignment, Item, ItemResult, Project, Review
+from annotation.models import (
+    Annotation,
+    Assignment,
+    Item,
+    ItemResult,
+    Project,
+    Review,
+    ReviewLease,
+)
 from tenants.models import Membership
 from tests.factories import annotation_project, items, member, worker
 
@@ -320,12 +328,18 @@ def _item_in_review(project):
     return item, annotator
 
 
+def take_and_review(project, reviewer, **kwargs):
+    lease = services.review_lease_take(project=project, reviewer=reviewer)
+    return services.review_submit(item_id=lease.item_id, reviewer=reviewer, **kwargs)
+
+
 def test_an_item_is_reviewed_once():
     project = annotation_project(review_rate="1")
     item, _ = _item_in_review(project)
     first = worker(project, role=Membership.Role.REVIEWER)
     second = worker(project, role=Membership.Role.REVIEWER)
-    services.review_submit(item_id=item.pk, reviewer=first, verdict="accept")
+    take_and_review(project, first, verdict="accept")
+    assert services.review_lease_take(project=project, reviewer=second) is None
     with pytest.raises(ValidationError, match="already been reviewed"):
         services.review_submit(
             item_id=item.pk, reviewer=second, verdict="reject", reason="stale queue"
@@ -343,13 +357,14 @@ def test_reviewers_never_review_their_own_work():
     assert member_.pk
     with pytest.raises(PermissionDenied, match="another reviewer"):
         services.review_submit(item_id=item.pk, reviewer=annotator, verdict="accept")
+    assert services.review_lease_take(project=project, reviewer=annotator) is None
 
 
 def test_accept_approves_the_result():
     project = annotation_project(review_rate="1")
     item, _ = _item_in_review(project)
     reviewer = worker(project, role=Membership.Role.REVIEWER)
-    services.review_submit(item_id=item.pk, reviewer=reviewer, verdict="accept")
+    take_and_review(project, reviewer, verdict="accept")
     item.refresh_from_db()
     assert item.status == Item.Status.DONE
     assert item.result.approved and item.result.reviewed_by == reviewer
@@ -360,6 +375,7 @@ def test_reject_needs_a_reason_and_sends_the_item_back_to_the_pool():
     project = annotation_project(review_rate="1")
     item, annotator = _item_in_review(project)
     reviewer = worker(project, role=Membership.Role.REVIEWER)
+    services.review_lease_take(project=project, reviewer=reviewer)
     with pytest.raises(ValidationError, match="why"):
         services.review_submit(item_id=item.pk, reviewer=reviewer, verdict="reject")
     services.review_submit(
@@ -378,6 +394,7 @@ def test_correct_makes_the_reviewers_answer_authoritative():
     project = annotation_project(review_rate="1")
     item, _ = _item_in_review(project)
     reviewer = worker(project, role=Membership.Role.REVIEWER)
+    services.review_lease_take(project=project, reviewer=reviewer)
     with pytest.raises(ValidationError) as excinfo:
         services.review_submit(
             item_id=item.pk, reviewer=reviewer, verdict="correct", corrected_answer={"label": "meh"}
@@ -392,6 +409,119 @@ def test_correct_makes_the_reviewers_answer_authoritative():
     item.refresh_from_db()
     assert item.result.answer == {"label": "positive"}
     assert item.result.method == ItemResult.Method.REVIEW and item.result.confidence == 1.0
+
+
+# --- review leases --------------------------------------------------------------------
+
+
+def _items_in_review(project, count, annotator=None):
+    made = items(project, count)
+    annotator = annotator or worker(project)
+    for _ in made:
+        lease_and_submit(project, annotator, {"label": "positive"})
+    assert not Item.objects.filter(project=project).exclude(status=Item.Status.IN_REVIEW).exists()
+    return made
+
+
+def test_review_lease_serves_the_least_confident_item_and_the_held_one_again():
+    project = annotation_project(review_rate="1")
+    first, _second, third = _items_in_review(project, 3)
+    ItemResult.objects.filter(item=third).update(confidence=0.2)
+    reviewer = worker(project, role=Membership.Role.REVIEWER)
+    lease = services.review_lease_take(project=project, reviewer=reviewer)
+    assert (lease.item_id, lease.status) == (third.pk, ReviewLease.Status.LEASED)
+    assert lease.expires_at - lease.leased_at == timedelta(seconds=project.lease_seconds)
+    # A reload gets the held item back, not a second one.
+    assert services.review_lease_take(project=project, reviewer=reviewer).pk == lease.pk
+    other = worker(project, role=Membership.Role.REVIEWER)
+    assert services.review_lease_take(project=project, reviewer=other).item_id == first.pk
+    assert ReviewLease.objects.filter(status=ReviewLease.Status.LEASED).count() == 2
+
+
+def test_the_review_ends_the_lease_and_is_linked_to_it():
+    project = annotation_project(review_rate="1")
+    _items_in_review(project, 2)
+    reviewer = worker(project, role=Membership.Role.REVIEWER)
+    review = take_and_review(project, reviewer, verdict="accept")
+    lease = ReviewLease.objects.get(review=review)
+    assert lease.status == ReviewLease.Status.REVIEWED and lease.finished_at is not None
+    assert services.review_lease_take(project=project, reviewer=reviewer).item_id != review.item_id
+
+
+def test_a_review_needs_the_reviewers_own_live_lease():
+    project = annotation_project(review_rate="1", lease_seconds=60)
+    (item,) = _items_in_review(project, 1)
+    holder = worker(project, role=Membership.Role.REVIEWER)
+    other = worker(project, role=Membership.Role.REVIEWER)
+    with pytest.raises(services.ReviewLeaseError, match="review-next") as excinfo:
+        services.review_submit(item_id=item.pk, reviewer=holder, verdict="accept")
+    assert excinfo.value.code == "review_lease_not_held"
+    lease = services.review_lease_take(project=project, reviewer=holder)
+    with pytest.raises(services.ReviewLeaseError, match="Another reviewer") as excinfo:
+        services.review_submit(item_id=item.pk, reviewer=other, verdict="accept")
+    assert excinfo.value.code == "review_lease_held_by_another"
+    later = lease.expires_at + timedelta(seconds=1)
+    with pytest.raises(services.ReviewLeaseError, match="expired") as excinfo:
+        services.review_submit(item_id=item.pk, reviewer=holder, verdict="accept", now=later)
+    assert excinfo.value.code == "review_lease_expired"
+    assert not Review.objects.exists()
+    item.refresh_from_db()
+    assert item.status == Item.Status.IN_REVIEW
+
+
+def test_a_released_item_goes_to_others_and_comes_back_last():
+    project = annotation_project(review_rate="1")
+    first, second = _items_in_review(project, 2)
+    reviewer = worker(project, role=Membership.Role.REVIEWER)
+    assert services.review_lease_take(project=project, reviewer=reviewer).item_id == first.pk
+    released = services.review_lease_release(item_id=first.pk, reviewer=reviewer)
+    assert released.status == ReviewLease.Status.RELEASED
+    with pytest.raises(services.ReviewLeaseError):
+        services.review_lease_release(item_id=first.pk, reviewer=reviewer)
+    assert services.review_lease_take(project=project, reviewer=reviewer).item_id == second.pk
+    other = worker(project, role=Membership.Role.REVIEWER)
+    assert services.review_lease_take(project=project, reviewer=other).item_id == first.pk
+
+
+def test_lapsed_review_leases_return_to_the_pool():
+    project = annotation_project(review_rate="1", lease_seconds=60)
+    (item,) = _items_in_review(project, 1)
+    holder = worker(project, role=Membership.Role.REVIEWER)
+    other = worker(project, role=Membership.Role.REVIEWER)
+    lease = services.review_lease_take(project=project, reviewer=holder)
+    assert services.review_lease_take(project=project, reviewer=other) is None
+    assert services.review_lease_expire_stale(now=lease.expires_at - timedelta(seconds=1)) == 0
+    assert services.review_lease_expire_stale(now=lease.expires_at) == 1
+    lease.refresh_from_db()
+    assert lease.status == ReviewLease.Status.EXPIRED
+    assert services.review_lease_expire_stale(now=lease.expires_at) == 0  # safe to run twice
+    assert services.review_lease_take(project=project, reviewer=other).item_id == item.pk
+
+
+def test_a_lease_whose_item_left_review_is_withdrawn():
+    project = annotation_project(review_rate="1")
+    _first, second = _items_in_review(project, 2)
+    reviewer = worker(project, role=Membership.Role.REVIEWER)
+    lease = services.review_lease_take(project=project, reviewer=reviewer)
+    Item.objects.filter(pk=lease.item_id).update(status=Item.Status.DONE)  # e.g. re-inferred
+    assert services.review_lease_take(project=project, reviewer=reviewer).item_id == second.pk
+    lease.refresh_from_db()
+    assert lease.status == ReviewLease.Status.WITHDRAWN
+
+
+def test_at_most_one_live_review_lease_per_item():
+    project = annotation_project(review_rate="1")
+    (item,) = _items_in_review(project, 1)
+    holder = worker(project, role=Membership.Role.REVIEWER)
+    lease = services.review_lease_take(project=project, reviewer=holder)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        ReviewLease.objects.create(
+            project=project,
+            item=item,
+            reviewer=worker(project, role=Membership.Role.REVIEWER),
+            leased_at=lease.leased_at,
+            expires_at=lease.expires_at,
+        )
 
 
 def test_dawid_skene_outvotes_a_careless_annotator():

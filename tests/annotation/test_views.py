@@ -86,9 +86,9 @@ def test_pages_render_for_a_member_of_the_staffing_centre():
 
     review = client.get(f"/workspace/projects/{project.pk}/review/")
     assert review.status_code == 200
-    assert page_config(review, "review-config")["api"]["reviewQueue"] == (
-        f"/api/v1/workspace/projects/{project.pk}/review-queue/"
-    )
+    review_api = page_config(review, "review-config")["api"]
+    assert review_api["reviewNext"] == f"/api/v1/workspace/projects/{project.pk}/review-next/"
+    assert review_api["release"] == "/api/v1/workspace/items/{id}/release/"
 
     assert client.get("/workspace/me/").status_code == 200
 
@@ -236,6 +236,7 @@ def test_me_shows_the_record_and_the_reasons_of_rejections():
         answer={"label": "positive"},
         time_spent_ms=7_200_000,
     )
+    services.review_lease_take(project=project, reviewer=reviewer)
     services.review_submit(
         item_id=item.pk,
         reviewer=reviewer,

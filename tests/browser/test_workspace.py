@@ -1,13 +1,14 @@
-"""The annotator workspace and the review queue, driven in a real Chromium.
+"""The annotator workspace and the review page, driven in a real Chromium.
 
 Each test labels with the keyboard (the mouse only to select text for spans)
 and checks what the API stored in the database.
 """
 
 import pytest
+from django.utils import timezone
 
 from annotation import services
-from annotation.models import Annotation, Assignment, Item, Project, Review
+from annotation.models import Annotation, Assignment, Item, Project, Review, ReviewLease
 from tenants.models import Membership, Organization
 from tests.factories import DEFAULT_PASSWORD, OrganizationFactory, member
 
@@ -489,6 +490,10 @@ def test_review_accept_and_reject_with_a_reason(page):
     page.goto(f"/workspace/projects/{project.pk}/review/")
     page.wait_for_selector(f"#review[data-mode=view][data-item='{items[0].pk}']")
     assert page.text_content("#queue-count") == "2"
+    # The item is leased to this reviewer, with the lease's countdown shown.
+    lease = ReviewLease.objects.get(reviewer=reviewer)
+    assert (lease.item_id, lease.status) == (items[0].pk, ReviewLease.Status.LEASED)
+    assert page.text_content("#lease-timer") not in ("", "—")
     assert REVIEWS[0] in page.text_content("#review-item")
     assert page.locator(".annotation-card").count() == 1
     assert "正面" in page.text_content(".annotation-card")
@@ -520,6 +525,58 @@ def test_review_accept_and_reject_with_a_reason(page):
     assert rejected.annotation.status == Annotation.Status.REJECTED
     assert not Review.objects.filter(item=own).exists()
     assert own.pk not in (items[0].pk, items[1].pk)
+
+
+def test_review_later_releases_the_item_and_brings_it_back_last(page):
+    project, annotator, items = make_project(
+        "classification", SENTIMENT, [{"text": t} for t in REVIEWS[:2]], review_rate=1
+    )
+    for _ in items:
+        lease = services.assignment_lease(project=project, annotator=annotator)
+        services.annotation_submit(
+            assignment_id=lease.pk, annotator=annotator, answer={"label": "positive"}
+        )
+    reviewer = member(organization=project.workforce, role=Membership.Role.REVIEWER)
+
+    log_in(page, reviewer)
+    page.goto(f"/workspace/projects/{project.pk}/review/")
+    page.wait_for_selector(f"#review[data-mode=view][data-item='{items[0].pk}']")
+    page.keyboard.press("n")  # later: released for others, back to this reviewer last
+    page.wait_for_selector(f"#review[data-mode=view][data-item='{items[1].pk}']")
+    released = ReviewLease.objects.get(item=items[0])
+    assert released.status == ReviewLease.Status.RELEASED
+    page.reload()  # a reload shows the held item again
+    page.wait_for_selector(f"#review[data-mode=view][data-item='{items[1].pk}']")
+    page.keyboard.press("a")
+    page.wait_for_selector(f"#review[data-mode=view][data-item='{items[0].pk}']")
+    page.keyboard.press("a")
+    page.wait_for_selector("#review[data-state=empty]")
+    assert Review.objects.filter(reviewer=reviewer).count() == 2
+
+
+def test_review_of_a_lapsed_lease_says_so_and_offers_the_next_item(page):
+    project, annotator, items = make_project(
+        "classification", SENTIMENT, [{"text": REVIEWS[0]}], review_rate=1
+    )
+    lease = services.assignment_lease(project=project, annotator=annotator)
+    services.annotation_submit(
+        assignment_id=lease.pk, annotator=annotator, answer={"label": "positive"}
+    )
+    reviewer = member(organization=project.workforce, role=Membership.Role.REVIEWER)
+
+    log_in(page, reviewer)
+    page.goto(f"/workspace/projects/{project.pk}/review/")
+    page.wait_for_selector(f"#review[data-mode=view][data-item='{items[0].pk}']")
+    ReviewLease.objects.filter(reviewer=reviewer).update(expires_at=timezone.now())
+    page.keyboard.press("a")
+    page.wait_for_selector("#review[data-mode=lost]")
+    assert "expired" in page.text_content("#form-error")
+    assert not Review.objects.exists()
+    page.click("#form-error button")  # the next item: this one, leased again
+    page.wait_for_selector(f"#review[data-mode=view][data-item='{items[0].pk}']")
+    page.keyboard.press("a")
+    page.wait_for_selector("#review[data-state=empty]")
+    assert Review.objects.get().reviewer == reviewer
 
 
 def test_review_reject_names_the_annotation_with_a_digit(page):

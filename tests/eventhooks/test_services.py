@@ -1,62 +1,47 @@
 """Webhook deliveries to a real HTTP receiver on 127.0.0.1."""
 
+import base64
 import hashlib
 import hmac
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+import time
+from datetime import timedelta
 
 import pytest
 from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
+from django.utils import timezone
 from rest_framework.test import APIClient
+from standardwebhooks import Webhook
 
 from annotation import services as annotation_services
 from annotation.imports import import_job_create
 from eventhooks import services
 from eventhooks.models import WebhookDelivery
+from tests.eventhooks.conftest import subscribe
 from tests.factories import annotation_project, items, worker
 
 pytestmark = pytest.mark.django_db
 
 
-class Receiver:
-    def __init__(self):
-        self.requests: list[dict] = []
-        self.status = 200
-        receiver = self
+def standard_webhooks_verify(secret: str, headers: dict, body: bytes) -> None:
+    """A receiver's check written from the Standard Webhooks spec, not from our code.
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                receiver.requests.append({"headers": dict(self.headers), "body": body})
-                self.send_response(receiver.status)
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
-
-
-@pytest.fixture
-def receiver():
-    r = Receiver()
-    yield r
-    r.close()
-
-
-def subscribe(project, url, events=None):
-    return services.webhook_endpoint_create(
-        organization=project.organization, created_by=project.created_by, url=url, events=events
-    )
+    Raises AssertionError unless one v1 signature matches and the timestamp is
+    within five minutes.
+    """
+    headers = {k.lower(): v for k, v in headers.items()}
+    msg_id, timestamp = headers["webhook-id"], headers["webhook-timestamp"]
+    assert abs(time.time() - int(timestamp)) < 300
+    assert "." not in msg_id
+    key = base64.b64decode(secret.removeprefix("whsec_"))
+    expected = hmac.new(key, f"{msg_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
+    offered = [
+        base64.b64decode(sig)
+        for version, sig in (s.split(",", 1) for s in headers["webhook-signature"].split(" "))
+        if version == "v1"
+    ]
+    assert any(hmac.compare_digest(expected, o) for o in offered), "no matching signature"
 
 
 def test_an_import_is_announced_signed(receiver, django_capture_on_commit_callbacks):
@@ -71,6 +56,12 @@ def test_an_import_is_announced_signed(receiver, django_capture_on_commit_callba
     (request,) = receiver.requests
     headers, body = request["headers"], request["body"]
     assert headers["X-Tokenworks-Event"] == "import.finished"
+    # The secret is a Standard Webhooks one: whsec_ + base64 of 32 bytes.
+    assert len(base64.b64decode(secret.removeprefix("whsec_"), validate=True)) == 32
+    standard_webhooks_verify(secret, headers, body)
+    # And as a receiver would, with the Standard Webhooks reference library.
+    assert Webhook(secret).verify(body, headers) == json.loads(body)
+    # The deprecated header still verifies as before, for one release.
     expected = hmac.new(
         secret.encode(), f"{headers['X-Tokenworks-Timestamp']}.".encode() + body, hashlib.sha256
     ).hexdigest()
@@ -80,8 +71,15 @@ def test_an_import_is_announced_signed(receiver, django_capture_on_commit_callba
     assert payload["data"]["status"] == "succeeded" and payload["data"]["created"] == 1
     delivery = WebhookDelivery.objects.get()
     assert (delivery.status, delivery.attempts, delivery.last_status_code) == ("succeeded", 1, 200)
-    assert headers["X-Tokenworks-Delivery"] == str(delivery.pk)
-    assert endpoint.secret == secret
+    assert headers["X-Tokenworks-Delivery"] == headers["webhook-id"] == str(delivery.pk)
+    # At rest the secret is a Fernet token, decrypted only to sign.
+    endpoint.refresh_from_db()
+    assert secret not in endpoint.secret_encrypted
+    assert endpoint.signing_secret() == secret
+    (attempt,) = delivery.attempt_log.all()
+    assert (attempt.number, attempt.status_code, attempt.error) == (1, 200, "")
+    assert attempt.address == "127.0.0.1" and attempt.latency_ms is not None
+    assert attempt.finished_at >= attempt.started_at
 
 
 def test_failing_receivers_are_retried_then_given_up_on(
@@ -101,17 +99,25 @@ def test_failing_receivers_are_retried_then_given_up_on(
     assert delivery.last_status_code == 500
     assert len(receiver.requests) == services.MAX_ATTEMPTS
     # Every retry carries the same delivery id, so receivers can drop duplicates.
-    assert {r["headers"]["X-Tokenworks-Delivery"] for r in receiver.requests} == {str(delivery.pk)}
+    assert {r["headers"]["webhook-id"] for r in receiver.requests} == {str(delivery.pk)}
+    # One row per attempt: none overwrote another.
+    attempts = list(delivery.attempt_log.all())
+    assert [a.number for a in attempts] == list(range(1, services.MAX_ATTEMPTS + 1))
+    assert {(a.status_code, a.error) for a in attempts} == {(500, "HTTP 500")}
 
 
 def test_an_unreachable_receiver_is_logged():
     project = annotation_project()
     endpoint, _ = subscribe(project, "http://127.0.0.1:9/hook")
     delivery = WebhookDelivery.objects.create(endpoint=endpoint, event="export.ready", payload={})
+    before = timezone.now()
     delivery = services.webhook_deliver(delivery_id=delivery.pk)
-    assert delivery.status == "pending" and delivery.next_attempt_at is not None
+    assert delivery.status == "pending"
+    assert before + timedelta(minutes=1) <= delivery.next_attempt_at
+    assert delivery.next_attempt_at <= timezone.now() + timedelta(minutes=1)
     assert "ConnectError" in delivery.last_error
-    assert services.backoff_seconds(1) == 30 and services.backoff_seconds(20) == 3600
+    (attempt,) = delivery.attempt_log.all()
+    assert attempt.status_code is None and "ConnectError" in attempt.error
 
 
 def test_project_completion_is_announced_once(receiver, django_capture_on_commit_callbacks):
@@ -233,3 +239,26 @@ def test_only_managers_change_webhook_endpoints_and_a_refusal_is_not_audited():
     ).exists()
     endpoint.refresh_from_db()
     assert endpoint.is_active
+
+
+def test_a_secret_of_the_old_form_signs_standard_headers_with_its_own_bytes(receiver):
+    import secrets as random
+
+    from eventhooks.models import WebhookEndpoint
+    from tenants.secrets_cipher import secret_encrypt
+
+    project = annotation_project()
+    endpoint, _ = subscribe(project, receiver.url)
+    old_secret = "whsec_" + random.token_urlsafe(32)
+    WebhookEndpoint.objects.filter(pk=endpoint.pk).update(
+        secret_encrypted=secret_encrypt(old_secret)
+    )
+    delivery = WebhookDelivery.objects.create(endpoint=endpoint, event="export.ready", payload={})
+    services.webhook_deliver(delivery_id=delivery.pk)
+    (request,) = receiver.requests
+    headers, body = request["headers"], request["body"]
+    signed = f"{headers['webhook-id']}.{headers['webhook-timestamp']}.".encode() + body
+    mac = hmac.new(old_secret.encode(), signed, hashlib.sha256).digest()
+    assert headers["webhook-signature"] == "v1," + base64.b64encode(mac).decode()
+    # What the docs tell such receivers to do with the library.
+    Webhook(old_secret.encode()).verify(body, headers)

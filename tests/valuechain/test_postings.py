@@ -50,6 +50,7 @@ def test_a_rejected_annotation_is_reversed_and_the_review_is_posted():
     submit(project, worker(project), {"label": "negative"})
     reviewer = worker(project, role=Membership.Role.REVIEWER)
     item.refresh_from_db()
+    annotation_services.review_lease_take(project=project, reviewer=reviewer)
     annotation_services.review_submit(
         item_id=item.pk, reviewer=reviewer, verdict="reject", reason="错了"
     )

@@ -237,6 +237,7 @@ SPECTACULAR_SETTINGS = {
     }
     | {
         "ProjectStatusEnum": "annotation.models.Project.Status",
+        "WebhookDeliveryStatusEnum": "eventhooks.models.WebhookDelivery.Status",
         "ProjectKindEnum": "annotation.models.Project.Kind",
         "JobStatusEnum": "annotation.models.ImportJob.Status",
         "ItemStatusEnum": "annotation.models.Item.Status",
@@ -351,6 +352,11 @@ CELERY_BEAT_SCHEDULE = {
     "valuechain-tiers-review": {
         "task": "valuechain.tiers_review",
         "schedule": crontab(hour=2, minute=30),  # daily, after the day's work
+    },
+    # Re-sends webhook deliveries whose queued message was lost.
+    "eventhooks-sweep-deliveries": {
+        "task": "eventhooks.webhook_deliveries_sweep",
+        "schedule": 60.0,
     },
     "annotation-infer-results": {
         "task": "annotation.results_infer_active",
