@@ -6,7 +6,7 @@ class Migration(migrations.Migration):
     worker died instead of leaving it running forever."""
 
     dependencies = [
-        ("annotation", "0004_importstagingrow_priority"),
+        ("annotation", "0005_review_leases"),
     ]
 
     operations = [
