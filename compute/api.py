@@ -1,8 +1,16 @@
 """REST endpoints for compute: backends, pre-labeling runs, fine-tuning, observability."""
 
+from datetime import timedelta
+
 from django.core.exceptions import ValidationError
+from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiExample, extend_schema, extend_schema_view
+from drf_spectacular.utils import (
+    OpenApiExample,
+    OpenApiParameter,
+    extend_schema,
+    extend_schema_view,
+)
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
@@ -116,12 +124,25 @@ class BackendViewSet(TenantScopedMixin, viewsets.ModelViewSet):
         services.backend_delete(backend=instance, user=self.request.user)
 
     @extend_schema(
-        summary="Requests, errors, latency percentiles, tokens and cost (24 h)",
+        summary="Requests by outcome, error share, latency percentiles, tokens and cost",
+        description="Over the last `window` seconds (default 86400, at most 30 days), from "
+        "every metered attempt: `outcomes` counts attempts by outcome, `error_share` is the "
+        "share the backend did not answer (429, 5xx, timeouts, connection errors, malformed "
+        "replies), latency is the backend's own time for answered attempts.",
+        parameters=[OpenApiParameter("window", int, description="Seconds, 60 to 2592000.")],
         responses=OpenApiTypes.OBJECT,
     )
     @action(detail=False, methods=["get"])
     def metrics(self, request):
-        return Response(selectors.backend_metrics(backends=self.get_queryset()))
+        raw = request.query_params.get("window", "86400")
+        try:
+            window = int(raw)
+        except ValueError:
+            window = 0
+        if not 60 <= window <= 30 * 86400:
+            raise ValidationError({"window": ["Seconds, a whole number from 60 to 2592000."]})
+        since = timezone.now() - timedelta(seconds=window)
+        return Response(selectors.backend_metrics(backends=self.get_queryset(), since=since))
 
     @extend_schema(
         summary="Check a backend now (GET /models)", request=None, responses=BackendSerializer
@@ -221,7 +242,9 @@ class PrelabelRunViewSet(
         return Response(PrelabelRunSerializer(run).data)
 
     @extend_schema(
-        summary="Resume a cancelled or failed run", request=None, responses=PrelabelRunSerializer
+        summary="Resume a run: cancelled, finished with failures, or stalled (its workers died)",
+        request=None,
+        responses=PrelabelRunSerializer,
     )
     @action(detail=True, methods=["post"])
     def resume(self, request, pk=None):

@@ -1,17 +1,18 @@
 """HTTP client for OpenAI-compatible backends (vLLM, SGLang, DeepSeek, Qwen, built-in).
 
-Retries with exponential backoff and full jitter on connection errors,
-timeouts, 429 and 5xx, honouring Retry-After; never on other 4xx, which
-mean the request itself is wrong. Connections are pooled per client.
+`chat_attempt` makes exactly one HTTP request and says what happened: the
+caller meters every attempt and its retry policy (compute.retry_policy) alone
+decides whether to try again. The other calls (models, files, fine-tuning)
+are retried by the same policy on connection errors, timeouts, 429 and 5xx,
+honouring Retry-After; never on other 4xx, which mean the request itself is
+wrong. Connections are pooled per client.
 """
 
 import asyncio
 import email.utils
-import itertools
 import math
-import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import httpx
 
@@ -37,19 +38,6 @@ class BackendUnavailable(BackendError):
     """Still failing after every retry: try another backend."""
 
 
-@dataclass
-class ChatResult:
-    content: str
-    prompt_tokens: int
-    completion_tokens: int
-    latency_ms: float
-    confidence: float | None
-    model: str
-    attempts: int
-    http_status: int = 200
-    raw: dict = field(default_factory=dict, repr=False)
-
-
 def retry_after_seconds(value: str | None) -> float | None:
     """Retry-After as seconds: either delta-seconds or an HTTP date."""
     if not value:
@@ -63,11 +51,6 @@ def retry_after_seconds(value: str | None) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(0.0, when.timestamp() - time.time())
-
-
-def backoff_delay(attempt: int, *, base: float, cap: float, rng: random.Random) -> float:
-    """Full jitter (AWS architecture blog): uniform in [0, min(cap, base * 2**attempt)]."""
-    return rng.uniform(0, min(cap, base * 2 ** (attempt - 1)))
 
 
 def confidence_from(choice: dict) -> float | None:
@@ -87,6 +70,47 @@ def confidence_from(choice: dict) -> float | None:
     return math.exp(sum(logprobs))
 
 
+class Outcome:
+    """What one HTTP attempt came to; the values of InferenceCall.Outcome."""
+
+    OK = "ok"
+    RATE_LIMITED = "rate_limited"  # 429
+    SERVER_ERROR = "server_error"  # 5xx, 408, 409, 425
+    TIMEOUT = "timeout"
+    CONNECTION = "connection"  # refused, reset, dropped without a response
+    MALFORMED = "malformed"  # a 2xx whose body is not a chat completion
+    REJECTED = "rejected"  # other 4xx: the request itself is wrong
+
+
+RETRYABLE_OUTCOMES = {
+    Outcome.RATE_LIMITED,
+    Outcome.SERVER_ERROR,
+    Outcome.TIMEOUT,
+    Outcome.CONNECTION,
+    Outcome.MALFORMED,
+}
+
+
+@dataclass
+class ChatAttempt:
+    """One HTTP request to /chat/completions and its reply (or what went wrong).
+
+    `latency_ms` is the backend's time: from sending the request to having read
+    the response, never the wait for a concurrency slot or a backoff sleep.
+    """
+
+    outcome: str
+    latency_ms: float
+    http_status: int | None = None
+    content: str = ""
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    confidence: float | None = None
+    model: str = ""
+    error: str = ""
+    retry_after: float | None = None
+
+
 class BackendClient:
     """One backend's pooled async client. Use as an async context manager."""
 
@@ -100,9 +124,11 @@ class BackendClient:
         backoff_base: float = 0.5,
         backoff_cap: float = 20.0,
         max_concurrency: int = 16,
-        rng: random.Random | None = None,
+        policy=None,
         transport: httpx.AsyncBaseTransport | None = None,
     ):
+        from .retry_policy import RetryPolicy
+
         headers = {"User-Agent": "Tokenworks/1.0"}
         if api_key:
             headers["Authorization"] = f"Bearer {api_key}"
@@ -122,12 +148,14 @@ class BackendClient:
             )
             for _ in range(shards)
         ]
-        self._next_shard = itertools.cycle(self._clients)
-        self.max_retries = max_retries
-        self.backoff_base = backoff_base
-        self.backoff_cap = backoff_cap
+        # Requests go to the least busy shard: with at most max_concurrency in
+        # flight one always has a free connection, so no request waits in a
+        # pool, and the time measured around it is the backend's.
+        self._busy = [0] * shards
+        self.policy = policy or RetryPolicy(
+            max_attempts=max_retries + 1, backoff_base=backoff_base, backoff_cap=backoff_cap
+        )
         self.semaphore = asyncio.Semaphore(max_concurrency)
-        self.rng = rng or random.Random()
 
     async def __aenter__(self):
         return self
@@ -135,39 +163,44 @@ class BackendClient:
     async def __aexit__(self, *exc):
         await asyncio.gather(*(client.aclose() for client in self._clients))
 
-    async def _send(self, method: str, path: str, **kwargs) -> tuple[httpx.Response, int]:
-        attempt = 0
-        while True:
-            attempt += 1
-            wait = None
+    async def _request(self, method: str, path: str, **kwargs) -> tuple[httpx.Response, float]:
+        """One request inside a concurrency slot; returns it with the backend's time in ms."""
+        async with self.semaphore:
+            shard = min(range(len(self._clients)), key=self._busy.__getitem__)
+            self._busy[shard] += 1
+            started = time.perf_counter()
             try:
-                async with self.semaphore:
-                    response = await next(self._next_shard).request(method, path, **kwargs)
-            except (httpx.TimeoutException, httpx.TransportError) as exc:
-                error = BackendUnavailable(f"{type(exc).__name__}: {exc}", retryable=True)
-            else:
-                if response.status_code < 400:
-                    return response, attempt
-                detail = _error_message(response)
-                if response.status_code not in RETRYABLE_STATUS:
-                    raise BackendRejected(
-                        f"HTTP {response.status_code}: {detail}", status=response.status_code
-                    )
-                error = BackendUnavailable(
-                    f"HTTP {response.status_code}: {detail}",
-                    status=response.status_code,
-                    retryable=True,
-                )
-                wait = retry_after_seconds(response.headers.get("Retry-After"))
-            if attempt > self.max_retries:
-                raise error
-            if wait is None:
-                wait = backoff_delay(
-                    attempt, base=self.backoff_base, cap=self.backoff_cap, rng=self.rng
-                )
-            await asyncio.sleep(min(wait, self.backoff_cap * 3))
+                response = await self._clients[shard].request(method, path, **kwargs)
+            except httpx.RequestError as exc:
+                exc.tokenworks_latency_ms = (time.perf_counter() - started) * 1000
+                raise
+            finally:
+                self._busy[shard] -= 1
+            return response, (time.perf_counter() - started) * 1000
 
-    async def chat(
+    async def _send_once(self, method: str, path: str, **kwargs) -> httpx.Response:
+        try:
+            response, _ = await self._request(method, path, **kwargs)
+        except httpx.RequestError as exc:
+            raise BackendUnavailable(f"{type(exc).__name__}: {exc}", retryable=True) from exc
+        if response.status_code < 400:
+            return response
+        detail = _error_message(response)
+        if response.status_code not in RETRYABLE_STATUS:
+            raise BackendRejected(
+                f"HTTP {response.status_code}: {detail}", status=response.status_code
+            )
+        error = BackendUnavailable(
+            f"HTTP {response.status_code}: {detail}", status=response.status_code, retryable=True
+        )
+        error.retry_after = retry_after_seconds(response.headers.get("Retry-After"))
+        raise error
+
+    async def _send(self, method: str, path: str, **kwargs) -> httpx.Response:
+        retrying = self.policy.retrying(retry_exception=BackendUnavailable)
+        return await retrying(self._send_once, method, path, **kwargs)
+
+    async def chat_attempt(
         self,
         *,
         model: str,
@@ -176,7 +209,9 @@ class BackendClient:
         max_tokens: int | None = None,
         temperature: float = 0.0,
         logprobs: bool = True,
-    ) -> ChatResult:
+    ) -> ChatAttempt:
+        """One POST /chat/completions, never retried here, never raising for the
+        backend's faults: the attempt says what happened."""
         payload = {"model": model, "messages": messages, "temperature": temperature}
         if response_format is not None:
             payload["response_format"] = response_format
@@ -185,53 +220,71 @@ class BackendClient:
         if logprobs:
             payload["logprobs"] = True
             payload["top_logprobs"] = 5
-        started = time.perf_counter()
-        total_attempts = 0
-        for parse_attempt in range(1, self.max_retries + 2):
-            response, attempts = await self._send("POST", "/chat/completions", json=payload)
-            total_attempts += attempts
-            try:
-                body = response.json()
-                choice = body["choices"][0]
-                content = choice["message"]["content"]
-                usage = body.get("usage") or {}
-                if not isinstance(content, str):
-                    raise TypeError("message content is not text")
-                break
-            except (ValueError, KeyError, IndexError, TypeError) as exc:
-                # A garbled 200 (a proxy cut the body, a server bug) is transient too.
-                if parse_attempt > self.max_retries:
-                    raise BackendUnavailable(
-                        f"malformed reply: {type(exc).__name__}: {exc}",
-                        status=response.status_code,
-                        retryable=True,
-                    ) from exc
-                await asyncio.sleep(
-                    backoff_delay(
-                        parse_attempt, base=self.backoff_base, cap=self.backoff_cap, rng=self.rng
-                    )
-                )
-        latency_ms = (time.perf_counter() - started) * 1000
-        return ChatResult(
-            content=content,
-            prompt_tokens=int(usage.get("prompt_tokens") or 0),
-            completion_tokens=int(usage.get("completion_tokens") or 0),
+        try:
+            response, latency_ms = await self._request("POST", "/chat/completions", json=payload)
+        except httpx.TimeoutException as exc:
+            return ChatAttempt(
+                outcome=Outcome.TIMEOUT,
+                latency_ms=exc.tokenworks_latency_ms,
+                error=f"{type(exc).__name__}: {exc}"[:1000],
+            )
+        except httpx.RequestError as exc:
+            return ChatAttempt(
+                outcome=Outcome.CONNECTION,
+                latency_ms=exc.tokenworks_latency_ms,
+                error=f"{type(exc).__name__}: {exc}"[:1000],
+            )
+        status = response.status_code
+        if status >= 400:
+            if status == 429:
+                outcome = Outcome.RATE_LIMITED
+            elif status in RETRYABLE_STATUS or status >= 500:
+                outcome = Outcome.SERVER_ERROR
+            else:
+                outcome = Outcome.REJECTED
+            return ChatAttempt(
+                outcome=outcome,
+                latency_ms=latency_ms,
+                http_status=status,
+                error=f"HTTP {status}: {_error_message(response)}"[:1000],
+                retry_after=retry_after_seconds(response.headers.get("Retry-After")),
+            )
+        try:
+            body = response.json()
+            choice = body["choices"][0]
+            content = choice["message"]["content"]
+            usage = body.get("usage") or {}
+            if not isinstance(content, str):
+                raise TypeError("message content is not text")
+            prompt_tokens = int(usage.get("prompt_tokens") or 0)
+            completion_tokens = int(usage.get("completion_tokens") or 0)
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
+            # A garbled 200 (a proxy cut the body, a server bug): transient.
+            return ChatAttempt(
+                outcome=Outcome.MALFORMED,
+                latency_ms=latency_ms,
+                http_status=status,
+                error=f"malformed reply: {type(exc).__name__}: {exc}"[:1000],
+            )
+        return ChatAttempt(
+            outcome=Outcome.OK,
             latency_ms=latency_ms,
+            http_status=status,
+            content=content,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
             confidence=confidence_from(choice),
             model=str(body.get("model") or model),
-            attempts=total_attempts,
-            http_status=response.status_code,
-            raw=body,
         )
 
     async def models(self) -> list[str]:
-        response, _ = await self._send("GET", "/models")
+        response = await self._send("GET", "/models")
         return [entry["id"] for entry in response.json().get("data", []) if "id" in entry]
 
     async def upload_file(
         self, *, filename: str, content: bytes, purpose: str = "fine-tune"
     ) -> dict:
-        response, _ = await self._send(
+        response = await self._send(
             "POST",
             "/files",
             files={"file": (filename, content, "application/jsonl")},
@@ -240,15 +293,15 @@ class BackendClient:
         return response.json()
 
     async def create_fine_tuning_job(self, payload: dict) -> dict:
-        response, _ = await self._send("POST", "/fine_tuning/jobs", json=payload)
+        response = await self._send("POST", "/fine_tuning/jobs", json=payload)
         return response.json()
 
     async def fine_tuning_job(self, job_id: str) -> dict:
-        response, _ = await self._send("GET", f"/fine_tuning/jobs/{job_id}")
+        response = await self._send("GET", f"/fine_tuning/jobs/{job_id}")
         return response.json()
 
     async def fine_tuning_events(self, job_id: str) -> list[dict]:
-        response, _ = await self._send("GET", f"/fine_tuning/jobs/{job_id}/events")
+        response = await self._send("GET", f"/fine_tuning/jobs/{job_id}/events")
         return response.json().get("data", [])
 
 

@@ -160,6 +160,8 @@ class PrelabelRun(models.Model):
         RUNNING = "running", _("Running")
         CANCELLED = "cancelled", _("Cancelled")
         SUCCEEDED = "succeeded", _("Succeeded")
+        # Finished, and some items (not all) ended without an answer: see failures.
+        PARTIAL = "partial", _("Finished with failed items")
         FAILED = "failed", _("Failed")
 
     project = models.ForeignKey(
@@ -207,6 +209,10 @@ class PrelabelRun(models.Model):
     completion_tokens = models.PositiveBigIntegerField(default=0)
     cost = models.DecimalField(default=Decimal(0), **MONEY)
     error = models.TextField(blank=True)
+    # Items that ended without an answer, by the outcome of their last call.
+    failures = models.JSONField(default=dict, blank=True)
+    # The bounds every call of the run was retried within (compute.retry_policy).
+    retry_policy = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -256,7 +262,12 @@ class Prediction(models.Model):
 
 
 class InferenceCall(models.Model):
-    """Metering: one row per call to a backend, keyed by run, item and attempt."""
+    """Metering: one row per HTTP attempt to a backend, keyed by run, item and attempt.
+
+    Written as attempts return (in small batches), failures included, so what a
+    killed worker had called is metered and the error rate is what the backend
+    answered.
+    """
 
     class Purpose(models.TextChoices):
         PRELABEL = "prelabel", _("Pre-labeling")
@@ -265,7 +276,18 @@ class InferenceCall(models.Model):
     class Outcome(models.TextChoices):
         OK = "ok", _("Answered")
         INVALID = "invalid", _("Answer violated the schema")
-        ERROR = "error", _("Failed")
+        RATE_LIMITED = "rate_limited", _("Rate limited (429)")
+        SERVER_ERROR = "server_error", _("Server error (5xx)")
+        TIMEOUT = "timeout", _("Timed out")
+        CONNECTION = "connection", _("Connection failed")
+        MALFORMED = "malformed", _("Malformed reply")
+        REJECTED = "rejected", _("Rejected (4xx)")
+        ERROR = "error", _("Failed")  # calls metered before outcomes were told apart
+
+    # Outcomes that count against a backend's health (the circuit breaker, the
+    # error share): it was asked and did not answer. A rejected request or an
+    # invalid answer is the request's or the model's fault, not the backend's.
+    BACKEND_ERRORS = ("rate_limited", "server_error", "timeout", "connection", "malformed", "error")
 
     run = models.ForeignKey(PrelabelRun, on_delete=models.CASCADE, null=True, related_name="calls")
     project = models.ForeignKey(
@@ -284,8 +306,13 @@ class InferenceCall(models.Model):
     prompt_tokens = models.PositiveIntegerField(default=0)
     completion_tokens = models.PositiveIntegerField(default=0)
     cost = models.DecimalField(default=Decimal(0), **MONEY)
+    # The backend's time for this request: sending to reading the response,
+    # without queueing for a concurrency slot or backoff sleeps.
     latency_ms = models.FloatField(default=0)
     error = models.TextField(blank=True)
+    # The item's last attempt when it ended without an answer: its recorded final
+    # failure, so a retried chunk or a resumed run does not try it again.
+    final = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     tenant_path = "project__organization"

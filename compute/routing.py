@@ -57,7 +57,7 @@ def backends_ranked(run: PrelabelRun, *, model: str | None = None, now=None) -> 
     else:  # cheapest; the region policy also prefers the cheapest inside the region
         candidates.sort(key=lambda b: (price(b), latency(b), b.pk))
     # Half-open backends go last: they only get traffic when nothing else answers.
-    candidates.sort(key=lambda b: b.circuit == Backend.Circuit.OPEN)
+    candidates.sort(key=lambda b: b.circuit != Backend.Circuit.CLOSED)
     if run.backend_id:
         candidates.sort(key=lambda b: b.pk != run.backend_id)
     return candidates

@@ -43,8 +43,10 @@ def run_totals(*, run: PrelabelRun) -> dict:
         failed_calls=Count("pk", filter=~Q(outcome=InferenceCall.Outcome.OK)),
     )
     predicted = Prediction.objects.filter(run=run).count()
+    # Failed: ended without an answer (a recorded final failure), not merely
+    # failed once and still being retried.
     failed_items = (
-        InferenceCall.objects.filter(run=run)
+        InferenceCall.objects.filter(run=run, final=True)
         .exclude(item__predictions__run=run)
         .values("item_id")
         .distinct()
@@ -59,6 +61,21 @@ def run_totals(*, run: PrelabelRun) -> dict:
         "calls": calls["calls"],
         "failed_calls": calls["failed_calls"],
     }
+
+
+def run_failures(*, run: PrelabelRun) -> dict:
+    """Failed items by the outcome of their last call, each with an example error."""
+    rows = (
+        InferenceCall.objects.filter(run=run, final=True)
+        .exclude(item__predictions__run=run)
+        .order_by("outcome", "-pk")
+        .values_list("outcome", "error")
+    )
+    failures: dict[str, dict] = {}
+    for outcome, error in rows:
+        entry = failures.setdefault(outcome, {"items": 0, "example": error[:200]})
+        entry["items"] += 1
+    return failures
 
 
 def backends_due_for_health_check(*, now=None):
@@ -92,33 +109,48 @@ def _percentile(sorted_values: list[float], share: float) -> float | None:
 
 
 def backend_metrics(*, backends, since=None) -> list[dict]:
-    """Requests, errors, latency percentiles, tokens and cost per backend since `since`."""
+    """Per backend since `since` (24 h by default), from every metered attempt:
+    requests by outcome, the error share (attempts the backend did not answer:
+    429, 5xx, timeouts, connection errors, malformed replies), latency
+    percentiles of answered attempts (the backend's own time), tokens and cost."""
     since = since or timezone.now() - timedelta(hours=24)
     backends = list(backends)
-    rows = {
-        row["backend_id"]: row
-        for row in InferenceCall.objects.filter(backend__in=backends, created_at__gte=since)
-        .values("backend_id")
+    rows: dict[int, dict] = {}
+    for row in (
+        InferenceCall.objects.filter(backend__in=backends, created_at__gte=since)
+        .values("backend_id", "outcome")
         .annotate(
             requests=Count("pk"),
-            errors=Count("pk", filter=Q(outcome=InferenceCall.Outcome.ERROR)),
-            invalid=Count("pk", filter=Q(outcome=InferenceCall.Outcome.INVALID)),
             prompt_tokens=Sum("prompt_tokens"),
             completion_tokens=Sum("completion_tokens"),
             cost=Sum("cost"),
         )
         .order_by()
-    }
+    ):
+        entry = rows.setdefault(
+            row["backend_id"],
+            {"outcomes": {}, "prompt_tokens": 0, "completion_tokens": 0, "cost": Decimal(0)},
+        )
+        entry["outcomes"][row["outcome"]] = row["requests"]
+        entry["prompt_tokens"] += row["prompt_tokens"] or 0
+        entry["completion_tokens"] += row["completion_tokens"] or 0
+        entry["cost"] += row["cost"] or Decimal(0)
     result = []
     for backend in backends:
         latencies = sorted(
             InferenceCall.objects.filter(
-                backend=backend, created_at__gte=since, outcome=InferenceCall.Outcome.OK
+                backend=backend,
+                created_at__gte=since,
+                outcome__in=[InferenceCall.Outcome.OK, InferenceCall.Outcome.INVALID],
             )
             .order_by("-created_at")
             .values_list("latency_ms", flat=True)[:MAX_LATENCY_SAMPLES]
         )
         row = rows.get(backend.pk, {})
+        outcomes = {value: 0 for value in InferenceCall.Outcome.values}
+        outcomes.update(row.get("outcomes", {}))
+        requests = sum(outcomes.values())
+        errors = sum(outcomes[o] for o in InferenceCall.BACKEND_ERRORS)
         result.append(
             {
                 "id": backend.pk,
@@ -127,9 +159,12 @@ def backend_metrics(*, backends, since=None) -> list[dict]:
                 "region": backend.region.name_en if backend.region_id else None,
                 "health": backend.health,
                 "circuit": backend.circuit,
-                "requests": row.get("requests", 0),
-                "errors": row.get("errors", 0),
-                "invalid_answers": row.get("invalid", 0),
+                "since": since.isoformat(),
+                "requests": requests,
+                "errors": errors,
+                "error_share": round(errors / requests, 4) if requests else None,
+                "invalid_answers": outcomes[InferenceCall.Outcome.INVALID],
+                "outcomes": outcomes,
                 "latency_ms": {
                     "p50": _percentile(latencies, 0.5),
                     "p95": _percentile(latencies, 0.95),

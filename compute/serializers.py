@@ -98,6 +98,8 @@ class PrelabelRunSerializer(serializers.ModelSerializer):
             "completion_tokens",
             "cost",
             "error",
+            "failures",
+            "retry_policy",
             "created_at",
             "started_at",
             "finished_at",
@@ -162,6 +164,7 @@ class InferenceCallSerializer(serializers.ModelSerializer):
             "cost",
             "latency_ms",
             "error",
+            "final",
             "created_at",
         ]
 

@@ -1,9 +1,13 @@
 """Celery tasks for compute: thin, id-taking, safe to run twice."""
 
 from celery import shared_task
+from django.db import InterfaceError, OperationalError
 
 from . import selectors, services
 from .backend_client import BackendUnavailable
+
+# A chunk waits this many circuit cool-downs for a backend before the run fails.
+NO_BACKEND_RETRIES = 10
 
 
 @shared_task(name="compute.prelabel_run_dispatch", time_limit=600, soft_time_limit=540)
@@ -11,18 +15,29 @@ def prelabel_run_dispatch_task(run_id: int) -> int:
     return services.prelabel_run_dispatch(run_id=run_id)
 
 
+# Celery retries only what is not a backend's answer: the database being away
+# while the chunk is claimed or metered (rows written are skipped on the retry).
+# Backend faults are retried per call by the run's retry policy, never here.
 @shared_task(
     bind=True,
     name="compute.prelabel_chunk",
     time_limit=900,
     soft_time_limit=840,
-    autoretry_for=(BackendUnavailable,),
+    autoretry_for=(OperationalError, InterfaceError),
     retry_backoff=5,
-    retry_backoff_max=300,
-    max_retries=20,
+    retry_backoff_max=120,
+    max_retries=5,
 )
 def prelabel_chunk_task(self, run_id: int, item_ids: list[int]) -> dict:
-    return services.prelabel_chunk_process(run_id=run_id, item_ids=item_ids)
+    try:
+        return services.prelabel_chunk_process(run_id=run_id, item_ids=item_ids)
+    except services.NoBackendAvailable as exc:
+        # Nothing was sent: wait for a circuit's cool-down (a half-open probe), then
+        # claim the chunk again; in the end the run fails saying why.
+        if self.request.retries >= NO_BACKEND_RETRIES:
+            services.prelabel_run_fail(run_id=run_id, error=str(exc))
+            return {"skipped": len(item_ids), "reason": "no backend"}
+        raise self.retry(exc=exc, countdown=exc.retry_in, max_retries=NO_BACKEND_RETRIES) from exc
 
 
 @shared_task(name="compute.backends_health_check", time_limit=120, soft_time_limit=100)

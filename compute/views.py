@@ -41,7 +41,15 @@ class _BackendCollector:
                 labels=labels,
             ),
             "errors": GaugeMetricFamily(
-                "tokenworks_backend_errors_24h", "Failed calls in the last 24 h", labels=labels
+                "tokenworks_backend_errors_24h",
+                "Calls the backend did not answer (429, 5xx, timeouts, connection errors, "
+                "malformed replies) in the last 24 h",
+                labels=labels,
+            ),
+            "outcomes": GaugeMetricFamily(
+                "tokenworks_backend_calls_by_outcome_24h",
+                "Calls (every HTTP attempt) by outcome in the last 24 h",
+                labels=[*labels, "outcome"],
             ),
             "tokens": GaugeMetricFamily(
                 "tokenworks_backend_tokens_24h",
@@ -66,6 +74,8 @@ class _BackendCollector:
             key = [row["name"], row["kind"]]
             families["requests"].add_metric(key, row["requests"])
             families["errors"].add_metric(key, row["errors"])
+            for outcome, count in row["outcomes"].items():
+                families["outcomes"].add_metric([*key, outcome], count)
             families["tokens"].add_metric([*key, "input"], row["prompt_tokens"])
             families["tokens"].add_metric([*key, "output"], row["completion_tokens"])
             families["cost"].add_metric(key, float(row["cost"]))

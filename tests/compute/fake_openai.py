@@ -37,8 +37,11 @@ Fine-tuning
 
 Inspection
     ``fake.requests``: thread-safe log of RecordedRequest(method, path, query, headers,
-    json, body, time); ``fake.max_in_flight``/``fake.in_flight``: concurrency seen;
-    ``fake.set_latency(seconds)``: added to every request; ``fake.reset()``.
+    json, body, time, status, handled_seconds); ``fake.counts(path)``: a Counter of the
+    statuses answered on paths starting with ``path`` ("dropped" for requests that got
+    no response), so tests can compare what a client recorded with what the server
+    answered, attempts included; ``fake.max_in_flight``/``fake.in_flight``: concurrency
+    seen; ``fake.set_latency(seconds)``: added to every request; ``fake.reset()``.
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ import math
 import secrets
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -119,6 +123,8 @@ class RecordedRequest:
     body: bytes
     time: float  # time.monotonic() when the request arrived
     fault: Fault | None = field(default=None)
+    status: int | None = None  # the HTTP status answered; None: dropped, or never answered
+    handled_seconds: float | None = None  # from arrival to the response sent
 
 
 class RequestLog:
@@ -348,6 +354,14 @@ class FakeOpenAI:
         with self._lock:
             return self._max_in_flight
 
+    def counts(self, path: str = "/v1/chat/completions") -> Counter:
+        """Requests on paths starting with `path` that have ended, by status answered."""
+        return Counter(
+            "dropped" if r.status is None else r.status
+            for r in self.requests
+            if r.path.startswith(path) and r.handled_seconds is not None
+        )
+
     def reset(self) -> None:
         """Forget requests, queued faults and the concurrency high-water mark."""
         self.requests.clear()
@@ -449,10 +463,18 @@ class FakeOpenAI:
         with self._lock:
             self._in_flight += 1
             self._max_in_flight = max(self._max_in_flight, self._in_flight)
+
+        async def counted_send(message) -> None:
+            if message["type"] == "http.response.start":
+                recorded.status = message["status"]
+            await send(message)
+
+        counted_send.__self__ = getattr(send, "__self__", None)  # _drop reaches the socket
         try:
-            await self._handle(scope, send, recorded, gone)
+            await self._handle(scope, counted_send, recorded, gone)
         finally:
             watcher.cancel()
+            recorded.handled_seconds = time.monotonic() - recorded.time
             with self._lock:
                 self._in_flight -= 1
 

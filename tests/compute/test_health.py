@@ -2,6 +2,7 @@ import pytest
 
 from compute import services
 from compute.models import Backend
+from compute.routing import CIRCUIT_COOLDOWN
 from compute.tasks import backends_health_check_task
 from tests.compute.fake_openai import FakeOpenAI, Fault
 from tests.factories import annotation_project
@@ -28,7 +29,13 @@ def test_health_checks_time_the_models_endpoint_and_feed_the_circuit():
         assert (backend.health, backend.circuit) == ("unhealthy", "open")
 
         fake.set_rule(None)
-        services.backend_health_check(backend=backend)  # the probe brings it back
+        services.backend_health_check(backend=backend)  # within the cool-down: still out
+        backend.refresh_from_db()
+        assert backend.circuit == "open"
+        Backend.objects.filter(pk=backend.pk).update(
+            circuit_opened_at=backend.circuit_opened_at - CIRCUIT_COOLDOWN
+        )
+        services.backend_health_check(backend=backend)  # the half-open probe brings it back
         backend.refresh_from_db()
         assert (backend.health, backend.circuit) == ("healthy", "closed")
 

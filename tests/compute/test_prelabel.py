@@ -85,18 +85,18 @@ def test_a_run_predicts_every_item_and_meters_every_token(fake, django_capture_o
 
 
 @pytest.mark.parametrize(
-    "fault",
+    ("fault", "outcome"),
     [
-        Fault.status(500),
-        Fault.status(503),
-        Fault.malformed_json(),
-        Fault.drop(),
-        Fault.status(429, retry_after=0.3),
+        (Fault.status(500), "server_error"),
+        (Fault.status(503), "server_error"),
+        (Fault.malformed_json(), "malformed"),
+        (Fault.drop(), "connection"),
+        (Fault.status(429, retry_after=0.3), "rate_limited"),
     ],
     ids=["500", "503", "malformed-json", "dropped-connection", "429-retry-after"],
 )
-def test_transient_faults_are_retried_and_counted_once(
-    fake, fault, django_capture_on_commit_callbacks
+def test_transient_faults_are_retried_and_every_attempt_metered_once(
+    fake, fault, outcome, django_capture_on_commit_callbacks
 ):
     project = annotation_project()
     items(project, 1)
@@ -108,8 +108,11 @@ def test_transient_faults_are_retried_and_counted_once(
     assert run.done_items == 1 and run.failed_items == 0
     chats = [r for r in fake.requests if r.path.endswith("/chat/completions")]
     assert len(chats) == 2  # the fault, then the retry
-    call = InferenceCall.objects.get(run=run)
-    assert call.outcome == "ok" and call.prompt_tokens > 0
+    # Both attempts are metered: the fault with no tokens, then the answer.
+    failed, answered = InferenceCall.objects.filter(run=run).order_by("attempt")
+    assert failed.outcome == outcome and (failed.prompt_tokens, failed.completion_tokens) == (0, 0)
+    assert answered.outcome == "ok" and answered.prompt_tokens > 0
+    assert not failed.final and not answered.final
     if fault.retry_after:
         assert time.monotonic() - started >= fault.retry_after  # Retry-After was honoured
     assert_metered_once(run)
@@ -124,6 +127,9 @@ def test_a_timeout_is_retried(fake, django_capture_on_commit_callbacks, settings
     run = start(project, django_capture_on_commit_callbacks)
     assert run.done_items == 1
     assert Prediction.objects.filter(run=run).count() == 1
+    timed_out, answered = InferenceCall.objects.filter(run=run).order_by("attempt")
+    assert (timed_out.outcome, answered.outcome) == ("timeout", "ok")
+    assert 450 <= timed_out.latency_ms < 1500  # the time the backend had it: the timeout
 
 
 def test_a_client_error_is_not_retried_and_is_recorded(fake, django_capture_on_commit_callbacks):
@@ -133,10 +139,15 @@ def test_a_client_error_is_not_retried_and_is_recorded(fake, django_capture_on_c
     fake.enqueue(Fault.status(400, message="context too long"), path="/v1/chat/completions")
     run = start(project, django_capture_on_commit_callbacks)
 
-    assert (run.done_items, run.failed_items, run.status) == (0, 1, "succeeded")
+    # Not a plain "succeeded": the run says it failed, and why.
+    assert (run.done_items, run.failed_items, run.status) == (0, 1, "failed")
+    assert run.failures == {"rejected": 1}
+    assert (
+        run.error.startswith("1 of 1 items failed: 1 rejected") and "context too long" in run.error
+    )
     assert len([r for r in fake.requests if r.path.endswith("/chat/completions")]) == 1
     call = InferenceCall.objects.get(run=run)
-    assert (call.outcome, call.http_status) == ("error", 400)
+    assert (call.outcome, call.http_status, call.final) == ("rejected", 400, True)
     assert "context too long" in call.error
     assert "suggestion" not in Item.objects.get(project=project).metadata
 
@@ -167,7 +178,7 @@ def test_two_invalid_answers_are_a_recorded_failure_never_a_suggestion(
     fake.enqueue(fault(), fault(), path="/v1/chat/completions")
     run = start(project, django_capture_on_commit_callbacks)
 
-    assert (run.done_items, run.failed_items) == (0, 1)
+    assert (run.done_items, run.failed_items, run.status) == (0, 1, "failed")
     assert not Prediction.objects.exists()
     assert list(InferenceCall.objects.filter(run=run).values_list("outcome", flat=True)) == [
         "invalid",
@@ -190,9 +201,10 @@ def test_failover_to_the_next_backend(django_capture_on_commit_callbacks):
 
     assert run.done_items == 3
     assert set(Prediction.objects.filter(run=run).values_list("backend_id", flat=True)) == {good.pk}
-    assert InferenceCall.objects.filter(run=run, backend=bad, outcome="error").count() == 3
-    bad.refresh_from_db()
-    assert bad.consecutive_failures == 3
+    # Each item's first attempt went to the cheap backend; its 503 moved the item
+    # to the next backend at once, without a backoff sleep.
+    assert InferenceCall.objects.filter(run=run, backend=bad, outcome="server_error").count() == 3
+    assert InferenceCall.objects.filter(run=run, backend=bad).count() == len(broken.requests)
     assert_metered_once(run)
 
 
@@ -223,15 +235,10 @@ def test_a_chunk_written_twice_is_metered_once(fake, django_capture_on_commit_ca
     )
     # A redelivered message processed concurrently writes the same keys again.
     plan = services._plan(Backend.objects.get(), "")
-    outcome = services._ItemOutcome(
-        item_id=made[0].pk,
-        calls=[
-            services._CallRecord(
-                item_id=made[0].pk, attempt=1, backend=plan, outcome="ok", prompt_tokens=999
-            )
-        ],
+    record = services._CallRecord(
+        item_id=made[0].pk, attempt=1, backend=plan, outcome="ok", prompt_tokens=999
     )
-    services._record_outcomes(run, [outcome])
+    services._record_calls(run, [record], [], {plan.id: plan})
     assert (
         list(InferenceCall.objects.filter(run=run).values("item_id", "attempt", "prompt_tokens"))
         == calls

@@ -59,7 +59,9 @@ def test_run_totals_count_predictions_failed_items_tokens_and_cost():
         completion_tokens=2,
         cost=Decimal("0.000125"),
     )
-    InferenceCall.objects.create(**common, item=failed, outcome=InferenceCall.Outcome.ERROR)
+    InferenceCall.objects.create(
+        **common, item=failed, outcome=InferenceCall.Outcome.SERVER_ERROR, final=True
+    )
     Prediction.objects.create(
         run=run,
         project=project,

@@ -121,7 +121,7 @@ def test_other_organizations_backends_are_not_used():
     assert set(backends_ranked(_run(project))) == {mine, shared}
 
 
-def test_circuit_opens_after_five_failures_and_probes_after_the_cooldown():
+def test_health_checks_open_an_idle_backend_after_five_failures_and_probe_after_the_cooldown():
     project = annotation_project()
     b = backend(project)
     now = timezone.now()
@@ -134,11 +134,72 @@ def test_circuit_opens_after_five_failures_and_probes_after_the_cooldown():
     assert (b.circuit, b.health) == (Backend.Circuit.OPEN, Backend.Health.UNHEALTHY)
     run = _run(project)
     assert backends_ranked(run, now=now) == []
-    # After the cool-down the backend is tried again (half-open), and a success closes it.
-    assert backends_ranked(run, now=now + timedelta(seconds=61)) == [b]
-    services.backend_record_outcome(backend_id=b.pk, ok=True, latency_ms=40)
+    # A success within the cool-down does not close it (GET /models may answer
+    # while chat completions fail); after the cool-down the probe closes it.
+    services.backend_record_outcome(backend_id=b.pk, ok=True, latency_ms=40, now=now)
+    b.refresh_from_db()
+    assert b.circuit == Backend.Circuit.OPEN
+    later = now + timedelta(seconds=61)
+    assert backends_ranked(run, now=later) == [b]
+    services.backend_record_outcome(backend_id=b.pk, ok=True, latency_ms=40, now=later)
     b.refresh_from_db()
     assert (b.circuit, b.consecutive_failures, b.last_latency_ms) == ("closed", 0, 40)
+
+
+def _calls(b, project, outcomes):
+    from compute.models import InferenceCall
+    from tests.factories import items
+
+    project = annotation_project()  # fresh items each time
+    made = items(project, len(outcomes))
+    InferenceCall.objects.bulk_create(
+        InferenceCall(project=project, item=item, backend=b, model="m", outcome=outcome)
+        for item, outcome in zip(made, outcomes, strict=True)
+    )
+
+
+def test_the_circuit_stays_closed_for_a_backend_answering_most_calls():
+    # 91.6 % answered: the case that used to take the only backend out of service.
+    project = annotation_project()
+    b = backend(project)
+    _calls(b, project, ["ok"] * 84 + ["rate_limited"] * 4 + ["server_error"] * 4 + ["ok"] * 8)
+    assert services.backend_circuit_evaluate(backend_id=b.pk) == Backend.Circuit.CLOSED
+    b.refresh_from_db()
+    assert b.health == Backend.Health.HEALTHY
+
+
+def test_the_circuit_needs_a_minimum_volume_then_opens_above_half_errors():
+    project = annotation_project()
+    b = backend(project)
+    _calls(b, project, ["server_error"] * (services.CIRCUIT_MIN_CALLS - 1))
+    assert services.backend_circuit_evaluate(backend_id=b.pk) == Backend.Circuit.CLOSED
+    _calls(b, project, ["timeout"] * 5 + ["ok"] * 10)  # 24 of 34 failed
+    assert services.backend_circuit_evaluate(backend_id=b.pk) == Backend.Circuit.OPEN
+    b.refresh_from_db()
+    assert b.health == Backend.Health.UNHEALTHY and backends_ranked(_run(project)) == []
+
+
+def test_an_open_circuit_closes_when_the_half_open_probes_are_answered():
+    project = annotation_project()
+    b = backend(project)
+    opened = timezone.now() - timedelta(seconds=61)
+    Backend.objects.filter(pk=b.pk).update(circuit="open", circuit_opened_at=opened)
+    # Rejected requests and no calls decide nothing.
+    _calls(b, project, ["rejected"])
+    assert services.backend_circuit_evaluate(backend_id=b.pk) == Backend.Circuit.OPEN
+    _calls(b, project, ["server_error", "ok", "ok"])
+    assert services.backend_circuit_evaluate(backend_id=b.pk) == Backend.Circuit.CLOSED
+
+
+def test_a_failed_probe_opens_the_circuit_for_another_cool_down():
+    project = annotation_project()
+    b = backend(project)
+    opened = timezone.now() - timedelta(seconds=61)
+    Backend.objects.filter(pk=b.pk).update(circuit="open", circuit_opened_at=opened)
+    _calls(b, project, ["connection"])
+    assert services.backend_circuit_evaluate(backend_id=b.pk) == Backend.Circuit.OPEN
+    b.refresh_from_db()
+    assert b.circuit_opened_at > opened
 
 
 def test_prompt_versions_count_up_and_need_an_item_field():

@@ -265,6 +265,10 @@ BUILTIN_MODEL_URL = env.str("BUILTIN_MODEL_URL", default="http://127.0.0.1:8100/
 COMPUTE_REQUEST_TIMEOUT = env.float("COMPUTE_REQUEST_TIMEOUT", default=60.0)
 COMPUTE_MAX_RETRIES = env.int("COMPUTE_MAX_RETRIES", default=4)
 COMPUTE_BACKOFF_BASE = env.float("COMPUTE_BACKOFF_BASE", default=0.5)
+# Seconds from a call's first attempt after which no retry starts.
+COMPUTE_MAX_CALL_SECONDS = env.float("COMPUTE_MAX_CALL_SECONDS", default=120.0)
+# Calls are metered as they return, in batches of up to 50 or this many seconds.
+COMPUTE_METER_FLUSH_SECONDS = env.float("COMPUTE_METER_FLUSH_SECONDS", default=1.0)
 
 # Bearer token Prometheus sends to /metrics; empty leaves it open (keep it
 # on an internal network then).

@@ -1,0 +1,667 @@
+"""Benchmark: label accuracy and human actions per item, with a simulated workforce (issue #10).
+
+    .venv/bin/python bench/quality_sim.py                # 2,000 items, both datasets
+    .venv/bin/python bench/quality_sim.py --items 300 --datasets topics10 --configs k3-ds
+
+For each dataset and configuration a fresh project is made in the bench
+database and its items imported through the real import service (a share
+--gold-items of extra items with known answers imported as gold). 40 simulated
+annotators (bench/_quality_data.py: 10 at 0.92 accuracy, 15 at 0.85, 10 at
+0.72, 5 spammers at 0.40) then work through the real services, round by round
+in a seeded random order: each annotator who still has regular work they can
+take calls annotation.services.assignment_lease then annotation_submit, so the
+production lease rules apply (overlap, gold ratio, skill tier, one lease per
+item and annotator). Completed items are decided by the app (majority vote,
+review when disputed, below the agreement threshold or sampled at the review
+rate). Simulated reviewers (0.95 accuracy: they accept a right result and
+correct, or reject, a wrong one with probability 0.95) take items with
+annotation.services.review_lease_take and call review_submit.
+With "ds" the configuration then runs annotation.services.project_results_infer
+(Dawid-Skene, as Celery beat does for active projects) and the reviewers drain
+whatever it sent to review; the table shows the row before and after.
+
+Accuracy is the share of regular items whose final result (ItemResult) matches
+the truth, with a Wilson 95 % interval; an item without a result counts as
+wrong. Human actions per item = (annotations on regular items, rejected ones
+included + annotations on gold items + reviews) / regular items. Beside each
+dataset: a fixed-overlap-5 majority vote over the same simulated answers
+(5 distinct annotators per item from a seeded draw; no database), and
+Dawid-Skene over those same answers (annotation.agreement.dawid_skene, offline).
+
+Configurations (--configs, comma-separated; tokens joined by "-"):
+  k<N> overlap (1-5)  g<R> project gold_ratio  r<R> project review_rate  ds Dawid-Skene at the end
+  e.g. k1-r0.1-ds,k3-ds,k3-g0.1-ds,k5-ds (the default)
+
+The run exits 1 if a service raised (the row says which exception; the
+traceback goes to stderr) and carries on with the next configuration.
+
+Model in the loop (pre-label with compute/builtin, fine-tune on approved labels
+as they arrive) is not implemented yet: see ModelHook below for where it plugs in.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import sys
+import time
+import traceback
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common
+import _quality_data as qd
+
+DEFAULT_CONFIGS = "k1-r0.1-ds,k3-ds,k3-g0.1-ds,k5-ds"
+
+
+# --- configurations --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Config:
+    name: str
+    overlap: int
+    gold_ratio: Decimal
+    review_rate: Decimal
+    ds: bool
+
+
+def config_parse(text: str) -> Config:
+    overlap, gold, review, ds = 1, Decimal(0), Decimal(0), False
+    for token in text.split("-"):
+        if token == "ds":  # noqa: S105
+            ds = True
+        elif token[:1] == "k" and token[1:].isdigit():
+            overlap = int(token[1:])
+        elif token[:1] in ("g", "r"):
+            try:
+                value = Decimal(token[1:])
+            except ArithmeticError:
+                raise SystemExit(f"bad configuration token {token!r} in {text!r}") from None
+            if not 0 <= value <= 1:
+                raise SystemExit(f"{token!r}: a share between 0 and 1")
+            if token[0] == "g":
+                gold = value
+            else:
+                review = value
+        else:
+            raise SystemExit(f"bad token {token!r} in {text!r} (k<N>, g<R>, r<R>, ds)")
+    if not 1 <= overlap <= 5:
+        raise SystemExit(f"{text!r}: overlap k must be 1-5")
+    return Config(text, overlap, gold, review, ds)
+
+
+# --- statistics ------------------------------------------------------------------
+
+
+def wilson(correct: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    if n == 0:
+        return 0.0, 0.0
+    p = correct / n
+    denominator = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denominator
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denominator
+    return centre - half, centre + half
+
+
+def row_for(name: str, items: int, correct: int, ann: float, gold: float, rev: float, wall, note):
+    low, high = wilson(correct, items)
+    return [
+        name,
+        f"{items:,}",
+        f"{correct / items:.4f}" if items else "-",
+        f"{low:.4f}-{high:.4f}",
+        f"{ann / items:.3f}",
+        f"{gold / items:.3f}",
+        f"{rev / items:.3f}",
+        f"{(ann + gold + rev) / items:.3f}",
+        "-" if wall is None else f"{wall:.1f}",
+        note,
+    ]
+
+
+HEADERS = [
+    "config",
+    "items",
+    "accuracy",
+    "95% CI",
+    "annotations/item",
+    "gold/item",
+    "reviews/item",
+    "human actions/item",
+    "wall s",
+    "notes",
+]
+
+
+# --- offline baselines from the same simulated answers ---------------------------
+
+
+def baselines(ds: qd.Dataset, workers: list[qd.Worker], seed: int) -> list[list]:
+    from annotation import agreement
+
+    triples, majority_correct = [], 0
+    for external_id, _, truth in ds.regular:
+        rng = random.Random(f"baseline:{seed}:{external_id}")
+        votes = []
+        for worker in rng.sample(workers, 5):
+            label = qd.worker_answer(seed, worker, external_id, truth, ds.classes, ds.neighbour)
+            votes.append(label)
+            triples.append((external_id, worker.index, label))
+        winner, _ = agreement.majority_vote(votes)
+        majority_correct += winner == truth
+    inferred = agreement.dawid_skene(triples, classes=ds.classes)
+    ds_correct = sum(inferred.labels[e] == t for e, _, t in ds.regular)
+    n = len(ds.regular)
+    return [
+        row_for("baseline k5 majority (offline)", n, majority_correct, 5 * n, 0, 0, None, ""),
+        row_for("baseline k5 Dawid-Skene (offline)", n, ds_correct, 5 * n, 0, 0, None, ""),
+    ]
+
+
+# --- the model in the loop: a hook, not implemented yet ---------------------------
+
+
+class ModelHook:
+    """Where the built-in model will join the loop (issue #10's later work).
+
+    prepare(): after the import, before any annotation. The model-in-the-loop
+        version starts a compute/builtin server, registers it as a backend and
+        pre-labels the project (compute.services.prelabel_run_start, then
+        prelabel_chunk_process as the Celery chunk task does), which sets
+        item suggestions and lease priority.
+    after_round(): after each round of leases, submits and reviews. There it
+        would freeze a dataset version of the approved results every N new
+        approvals, run compute.finetuning.finetune_run_start / _poll /
+        _evaluate against the built-in backend, and pre-label the open items
+        again with the new model; an engine that lets the model vote would be
+        measured here too. Model calls are not human actions and would get
+        their own column.
+    This no-op version leaves the figures those of humans alone.
+    """
+
+    def prepare(self, project) -> None:
+        pass
+
+    def after_round(self, project, round_no: int) -> None:
+        pass
+
+
+# --- the simulation through the services ----------------------------------------
+
+
+class Stuck(RuntimeError):
+    pass
+
+
+class Simulation:
+    def __init__(self, ds: qd.Dataset, cfg: Config, args, workers: list[qd.Worker]):
+        self.ds, self.cfg, self.args, self.workers = ds, cfg, args, workers
+        self.rng = random.Random(f"order:{args.seed}:{ds.name}:{cfg.name}")
+        self.reviews_of: dict[str, int] = {}
+        self.hook = ModelHook()
+        self.submits = 0
+        self.t0 = time.perf_counter()
+
+    # set-up
+
+    def setup(self) -> None:
+        from django.core.files import File
+
+        from annotation import imports, services
+        from annotation.models import ImportJob
+        from tenants.models import Membership, User
+
+        cfg, ds = self.cfg, self.ds
+        self.fixture = _common.Fixture(f"q-{ds.name}-{cfg.name}")
+        owner = self.fixture.owner
+        self.project = services.project_update(
+            project=self.fixture.project,
+            updated_by=owner,
+            label_schema={"labels": ds.labels},
+            overlap=cfg.overlap,
+            gold_ratio=cfg.gold_ratio,
+            review_rate=cfg.review_rate,
+        )
+        workforce = self.fixture.workforce
+        self.users = {}
+        for worker in self.workers:
+            user = User.objects.create(
+                username=f"{self.fixture.tag}-a{worker.index:02d}-{worker.group}",
+                skill_tier=worker.tier,
+            )
+            Membership.objects.create(
+                user=user, organization=workforce, role=Membership.Role.ANNOTATOR
+            )
+            self.fixture.annotators.append(user)  # so Fixture.cleanup deletes it
+            self.users[worker.index] = user
+        self.reviewers = []
+        for n in range(self.args.reviewers):
+            user = User.objects.create(username=f"{self.fixture.tag}-r{n:02d}", skill_tier=3)
+            Membership.objects.create(
+                user=user, organization=workforce, role=Membership.Role.REVIEWER
+            )
+            self.fixture.annotators.append(user)
+            self.reviewers.append((n, user))
+
+        path = jsonl_file(ds, self.args.seed)
+        with path.open("rb") as f:
+            job = imports.import_job_create(
+                project=self.project,
+                created_by=owner,
+                upload=File(f, name=path.name),
+                filename=path.name,
+                enqueue=False,
+            )
+        job = imports.import_job_run(job_id=job.pk)
+        if job.status != ImportJob.Status.SUCCEEDED:
+            raise RuntimeError(f"import failed: {job.error} {job.errors[:3]}")
+        self.hook.prepare(self.project)
+
+    def cleanup(self) -> None:
+        from annotation.models import ImportJob
+
+        for stored in ImportJob.objects.filter(project=self.project):
+            stored.file.delete(save=False)
+        self.fixture.cleanup()
+
+    # annotators
+
+    def has_work(self, user) -> bool:
+        """Regular work this annotator may take. Without this check the lease serves
+        gold items as filler once no regular item is left for them."""
+        from django.db.models import F
+
+        from annotation.models import Item
+
+        return (
+            Item.objects.filter(
+                project=self.project,
+                is_gold=False,
+                status=Item.Status.OPEN,
+                reserved_count__lt=F("target_annotations"),
+            )
+            .exclude(assignments__annotator=user)
+            .exists()
+        )
+
+    def annotate_round(self) -> int:
+        from annotation import services
+
+        order = list(self.workers)
+        self.rng.shuffle(order)
+        done = 0
+        for worker in order:
+            user = self.users[worker.index]
+            if not self.has_work(user):
+                continue
+            assignment = services.assignment_lease(project=self.project, annotator=user)
+            if assignment is None:
+                continue
+            external_id = assignment.item.external_id
+            label = qd.worker_answer(
+                self.args.seed,
+                worker,
+                external_id,
+                self.ds.truth[external_id],
+                self.ds.classes,
+                self.ds.neighbour,
+            )
+            services.annotation_submit(
+                assignment_id=assignment.pk,
+                annotator=user,
+                answer={"label": label},
+                time_spent_ms=8000,
+            )
+            done += 1
+            self.submits += 1
+            if self.submits % 2000 == 0:
+                print(
+                    f"  … {self.cfg.name}: {self.submits:,} submits, "
+                    f"{time.perf_counter() - self.t0:.0f} s",
+                    file=sys.stderr,
+                    flush=True,
+                )
+        return done
+
+    # reviewers
+
+    def review_one(self, reviewer_index: int, reviewer, item) -> None:
+        from annotation import services
+        from annotation.models import Annotation
+
+        external_id = item.external_id
+        truth = self.ds.truth[external_id]
+        nth = self.reviews_of.get(external_id, 0)
+        self.reviews_of[external_id] = nth + 1
+        rng = random.Random(f"review:{self.args.seed}:{reviewer_index}:{external_id}:{nth}")
+        right = rng.random() < qd.REVIEWER_ACCURACY
+        result_ok = item.result.answer.get("label") == truth
+        if result_ok == right:  # a right result kept, or a wrong one missed
+            services.review_submit(item_id=item.pk, reviewer=reviewer, verdict="accept")
+            return
+        # A wrong result caught, or a right one wrongly overturned.
+        target = truth if right else qd.wrong_label(rng, truth, self.ds.classes, self.ds.neighbour)
+        if self.args.review_action == "reject":
+            live = list(
+                Annotation.objects.filter(item=item)
+                .exclude(status=Annotation.Status.REJECTED)
+                .order_by("pk")
+                .values_list("pk", "answer")
+            )
+            # Send back an annotation that disagrees with the reviewer's view.
+            for pk, answer in live:
+                if answer.get("label") != target:
+                    services.review_submit(
+                        item_id=item.pk,
+                        reviewer=reviewer,
+                        verdict="reject",
+                        reason="simulated reviewer: wrong label",
+                        annotation_id=pk,
+                    )
+                    return
+        services.review_submit(
+            item_id=item.pk,
+            reviewer=reviewer,
+            verdict="correct",
+            corrected_answer={"label": target},
+        )
+
+    def review_round(self, per_reviewer: int | None) -> int:
+        from annotation import services
+
+        done = 0
+        for index, reviewer in self.reviewers:
+            for _ in range(per_reviewer if per_reviewer is not None else 10**9):
+                # As the review page does: lease the next item, then submit the verdict.
+                lease = services.review_lease_take(project=self.project, reviewer=reviewer)
+                if lease is None:
+                    return done
+                self.review_one(index, reviewer, lease.item)
+                done += 1
+        return done
+
+    # the run
+
+    def work_until_done(self) -> None:
+        from annotation.selectors import project_counts
+
+        round_no = 0
+        while True:
+            round_no += 1
+            annotated = self.annotate_round()
+            reviewed = self.review_round(self.args.reviews_per_round)
+            self.hook.after_round(self.project, round_no)
+            if annotated or reviewed:
+                continue
+            counts = project_counts(project=self.project)
+            if counts["open"] == 0 and counts["in_review"] == 0:
+                return
+            raise Stuck(f"nothing to do in round {round_no} but {counts}")
+
+    def measure(self) -> tuple[int, int, int, int, int, dict]:
+        from django.db.models import Count, Q
+
+        from annotation.models import Annotation, Item, Review
+
+        rows = Item.objects.filter(project=self.project, is_gold=False).values_list(
+            "external_id", "result__answer"
+        )
+        items = correct = unresolved = 0
+        for external_id, answer in rows:
+            items += 1
+            if answer is None:
+                unresolved += 1
+            elif answer.get("label") == self.ds.truth[external_id]:
+                correct += 1
+        a = Annotation.objects.filter(project=self.project).aggregate(
+            regular=Count("pk", filter=Q(item__is_gold=False)),
+            gold=Count("pk", filter=Q(item__is_gold=True)),
+            gold_correct=Count("pk", filter=Q(gold_correct=True)),
+            rejected=Count("pk", filter=Q(status=Annotation.Status.REJECTED)),
+        )
+        verdicts = dict(
+            Review.objects.filter(project=self.project)
+            .values_list("verdict")
+            .annotate(n=Count("pk"))
+            .order_by("verdict")
+        )
+        extra = {"unresolved": unresolved, "verdicts": verdicts, **a}
+        return items, correct, a["regular"], a["gold"], sum(verdicts.values()), extra
+
+    def row(self, name: str, note: str = "") -> list:
+        items, correct, ann, gold, rev, extra = self.measure()
+        notes = [note] if note else []
+        if extra["unresolved"]:
+            notes.append(f"{extra['unresolved']} without a result")
+        if extra["rejected"]:
+            notes.append(f"{extra['rejected']} rejected")
+        if extra["gold"]:
+            notes.append(f"gold acc. {extra['gold_correct'] / extra['gold']:.3f}")
+        if extra["verdicts"]:
+            notes.append("reviews " + " ".join(f"{k} {v}" for k, v in extra["verdicts"].items()))
+        wall = time.perf_counter() - self.t0
+        return row_for(name, items, correct, ann, gold, rev, wall, "; ".join(notes))
+
+    def bench_side_ds_row(self, name: str) -> list:
+        """Workaround when project_results_infer raises: the same Dawid-Skene over the
+        same annotations, scored here. Unreviewed results take the inferred label
+        (even one no annotator of the item gave, which is what crashes the
+        service); those under the agreement threshold are counted, not reviewed."""
+        from annotation import agreement
+        from annotation.models import Annotation, Item
+
+        triples = [
+            (item_id, annotator_id, answer.get("label"))
+            for item_id, annotator_id, answer in Annotation.objects.filter(
+                project=self.project, item__is_gold=False
+            )
+            .exclude(status=Annotation.Status.REJECTED)
+            .exclude(item__status=Item.Status.OPEN)
+            .order_by("item_id", "pk")
+            .values_list("item_id", "annotator_id", "answer")
+        ]
+        inferred = agreement.dawid_skene(triples)
+        given: dict[int, set] = {}
+        for item_id, _, label in triples:
+            given.setdefault(item_id, set()).add(label)
+        threshold = float(self.project.agreement_threshold)
+        correct = low = unseen = 0
+        for pk, external_id, answer, reviewer, method in Item.objects.filter(
+            project=self.project, is_gold=False
+        ).values_list(
+            "pk", "external_id", "result__answer", "result__reviewed_by", "result__method"
+        ):
+            label = (answer or {}).get("label")
+            if reviewer is None and method != "review" and pk in inferred.labels:
+                label = inferred.labels[pk]
+                low += inferred.confidence[pk] < threshold
+                unseen += label not in given[pk]
+            correct += label == self.ds.truth[external_id]
+        items, _, ann, gold, rev, _ = self.measure()
+        wall = time.perf_counter() - self.t0
+        note = (
+            f"workaround: agreement.dawid_skene scored in the bench; {unseen} items get a "
+            f"label none of their annotators gave; {low} under the threshold (not reviewed)"
+        )
+        return row_for(name, items, correct, ann, gold, rev, wall, note)
+
+    def probe_filler_gold(self) -> str:
+        """After the work is done, does a lease still hand out a gold item?"""
+        from annotation import services
+        from annotation.models import Project
+
+        if self.cfg.gold_ratio <= 0:
+            return ""
+        project = Project.objects.get(pk=self.project.pk)
+        user = self.users[self.workers[0].index]
+        assignment = services.assignment_lease(project=project, annotator=user)
+        if assignment is None:
+            return ""
+        services.assignment_skip(assignment_id=assignment.pk, annotator=user)
+        state = "completed" if project.completed_at else "not completed"
+        served = "a gold item" if assignment.item.is_gold else "a regular item"
+        return f"after the last item ({state} project) a lease still served {served}"
+
+
+def jsonl_file(ds: qd.Dataset, seed: int) -> Path:
+    directory = Path(_common.bench_env()["VAR_DIR"]) / "bench" / "quality"
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{ds.name}-{len(ds.regular)}-{len(ds.gold)}-s{seed}.jsonl"
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("w", encoding="utf-8") as f:
+        for external_id, text, _ in ds.regular:
+            f.write(json.dumps({"external_id": external_id, "text": text}, ensure_ascii=False))
+            f.write("\n")
+        for external_id, text, truth in ds.gold:
+            row = {"external_id": external_id, "text": text, "gold": {"label": truth}}
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    tmp.replace(path)
+    return path
+
+
+def run_config(ds, cfg, args, workers) -> tuple[list[list], bool, list[str]]:
+    """Rows for one configuration, whether a service raised, and findings."""
+    rows, findings = [], []
+    sim = Simulation(ds, cfg, args, workers)
+    crashed = False
+    try:
+        sim.setup()
+        sim.t0 = time.perf_counter()
+        sim.work_until_done()
+        rows.append(sim.row(cfg.name.removesuffix("-ds") if cfg.ds else cfg.name))
+        if cfg.ds:
+            from annotation import services
+
+            try:
+                outcome = services.project_results_infer(project=sim.project)
+            except Exception as error:
+                crashed = True
+                traceback.print_exc()
+                rows.append(sim.row(cfg.name, f"CRASH in project_results_infer: {error!r}"))
+                rows.append(sim.bench_side_ds_row(f"{cfg.name} (bench-side)"))
+            else:
+                sim.review_round(None)  # what Dawid-Skene sent to review
+                rows.append(
+                    sim.row(
+                        cfg.name,
+                        f"DS changed {outcome['changed']}, sent {outcome['to_review']} to review",
+                    )
+                )
+        probe = sim.probe_filler_gold()
+        if probe:
+            findings.append(f"{ds.name} {cfg.name}: {probe}")
+    except Exception as error:
+        crashed = True
+        traceback.print_exc()
+        rows.append([cfg.name, "-", "-", "-", "-", "-", "-", "-", "-", f"CRASH: {error!r}"])
+    finally:
+        if getattr(sim, "fixture", None) is not None and not args.keep:
+            sim.cleanup()
+    return rows, crashed, findings
+
+
+def load_dataset(name: str, args) -> qd.Dataset | None:
+    gold = round(args.items * args.gold_items)
+    if name == "waimai":
+        if not _common.WAIMAI.exists():
+            print(f"waimai: {_common.WAIMAI} not found, skipped")
+            return None
+        return qd.waimai(_common.WAIMAI, args.seed, args.items, gold)
+    if name == "topics10":
+        return qd.topics10(args.seed, args.items, gold)
+    raise SystemExit(f"unknown dataset {name!r} (waimai, topics10)")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--items", type=int, default=2000, help="regular items per dataset")
+    parser.add_argument(
+        "--gold-items",
+        type=float,
+        default=0.05,
+        help="gold items imported, as a share of --items (default 0.05)",
+    )
+    parser.add_argument("--datasets", default="waimai,topics10")
+    parser.add_argument("--configs", default=DEFAULT_CONFIGS)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--reviewers", type=int, default=5)
+    parser.add_argument(
+        "--reviews-per-round",
+        type=int,
+        default=2,
+        help="reviews each reviewer makes per round of 40 annotator turns (default 2)",
+    )
+    parser.add_argument(
+        "--review-action",
+        choices=("correct", "reject"),
+        default="correct",
+        help="what a reviewer does with a result they find wrong (default correct)",
+    )
+    parser.add_argument(
+        "--model",
+        choices=("none", "builtin"),
+        default="none",
+        help="model in the loop: not implemented yet (see ModelHook)",
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the projects for inspection")
+    args = parser.parse_args()
+    if args.model != "none":
+        print("--model builtin is not implemented yet: see ModelHook in bench/quality_sim.py")
+        return 2
+    configs = [config_parse(c) for c in args.configs.split(",") if c]
+
+    _common.django_setup()
+    from django.db import connection
+
+    with connection.cursor() as c:
+        # Every lease and submit commits; waiting for the WAL flush doubled the
+        # wall time and changes no figure (a crash would only lose bench rows).
+        c.execute("SET synchronous_commit = off")
+    _common.print_header("quality_sim: simulated workforce through lease, submit, review, DS")
+    print("session: synchronous_commit off")
+    workers = qd.workforce()
+    print(
+        "workforce: "
+        + ", ".join(f"{c} {g} at {a}" for g, c, a, _ in qd.WORKFORCE)
+        + f"; {args.reviewers} reviewers at {qd.REVIEWER_ACCURACY} ({args.review_action}); "
+        f"seed {args.seed}; gold items {args.gold_items:.0%} of --items"
+    )
+    crashed = False
+    all_findings = []
+    for name in args.datasets.split(","):
+        ds = load_dataset(name, args)
+        if ds is None:
+            continue
+        print(
+            f"\n## {ds.name}: {len(ds.regular):,} items + {len(ds.gold):,} gold, "
+            f"{len(ds.classes)} classes; {ds.source}"
+        )
+        rows = baselines(ds, workers, args.seed)
+        for cfg in configs:
+            print(f"load average before {cfg.name}: {_common.load_average()}", flush=True)
+            cfg_rows, cfg_crashed, findings = run_config(ds, cfg, args, workers)
+            crashed |= cfg_crashed
+            all_findings += findings
+            rows += cfg_rows
+            for row in cfg_rows:
+                print("  " + " | ".join(row), flush=True)
+        print()
+        _common.print_table(HEADERS, rows)
+    print(f"\nload average after the run: {_common.load_average()}")
+    for finding in all_findings:
+        print(f"finding: {finding}")
+    if crashed:
+        print("a service raised: see the CRASH rows and the tracebacks above", file=sys.stderr)
+    return 1 if crashed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,237 @@
+"""Metering every attempt, honestly timed, over real HTTP against the fake server.
+
+What Tokenworks records is compared with what the server answered: every
+HTTP attempt (429, 5xx, timeouts and dropped connections included) is one
+call row and one ledger entry, its latency is the backend's time, and the
+error share the metrics show is the share the server failed.
+"""
+
+import itertools
+import statistics
+import threading
+from datetime import timedelta
+
+import pytest
+from django.core.exceptions import ValidationError
+from django.utils import timezone
+
+from compute import selectors, services
+from compute.models import Backend, InferenceCall, Prediction, PrelabelRun
+from tests.compute.fake_openai import FakeOpenAI, Fault
+from tests.compute.test_prelabel import assert_metered_once, make_backend, start
+from tests.factories import annotation_project, items
+from valuechain.models import LedgerEntry
+
+pytestmark = pytest.mark.django_db
+
+CHAT = "/v1/chat/completions"
+
+
+@pytest.fixture
+def fake():
+    with FakeOpenAI() as server:
+        yield server
+
+
+def every_nth_fails(n: int, faults: list[Fault]):
+    """A rule failing every n-th chat request, taking the faults in turn: an exact share."""
+    lock = threading.Lock()
+    counter = itertools.count(1)
+    cycle = itertools.cycle(faults)
+
+    def rule(request):
+        if not request.path.startswith(CHAT):
+            return None
+        with lock:
+            if next(counter) % n == 0:
+                return next(cycle)
+        return None
+
+    return rule
+
+
+def test_every_attempt_is_metered_and_the_error_share_is_what_the_server_failed(
+    django_capture_on_commit_callbacks, settings
+):
+    settings.COMPUTE_MAX_RETRIES = 6
+    rule = every_nth_fails(5, [Fault.status(429, retry_after=0), Fault.status(500)])  # 20 %
+    with FakeOpenAI(rule=rule) as fake:
+        project = annotation_project()
+        items(project, 120)
+        backend = make_backend(project, fake.url, max_concurrency=8)
+        run = start(project, django_capture_on_commit_callbacks)
+        answered = fake.counts(CHAT)
+
+    assert run.status == "succeeded" and run.done_items == 120
+    calls = InferenceCall.objects.filter(run=run)
+    # Calls recorded = calls the server answered, attempts included.
+    assert calls.count() == sum(answered.values()) > 120
+    assert calls.filter(outcome="rate_limited").count() == answered[429] > 0
+    assert calls.filter(outcome="server_error").count() == answered[500] > 0
+    assert calls.filter(outcome="ok").count() == answered[200] == 120
+    assert not calls.filter(outcome="ok", prompt_tokens=0).exists()
+    assert not calls.exclude(outcome="ok").exclude(prompt_tokens=0, completion_tokens=0).exists()
+    # Each call went to the ledger once, under its own key.
+    assert LedgerEntry.objects.filter(kind="inference").count() == calls.count()
+    assert_metered_once(run)
+
+    [row] = selectors.backend_metrics(backends=[backend])
+    server_share = (answered[429] + answered[500]) / sum(answered.values())
+    assert abs(server_share - 0.2) <= 0.01
+    assert abs(row["error_share"] - server_share) <= 0.01
+    assert row["outcomes"]["rate_limited"] == answered[429]
+    assert row["requests"] == sum(answered.values())
+    # 80 % answered: the only backend stays in service.
+    backend.refresh_from_db()
+    assert backend.circuit == "closed" and backend.health == "healthy"
+
+
+def test_the_metrics_endpoint_shows_outcomes_and_the_error_share(
+    api_client, django_capture_on_commit_callbacks, settings
+):
+    from tenants.models import Membership
+    from tests.factories import member
+
+    settings.COMPUTE_MAX_RETRIES = 6
+    rule = every_nth_fails(5, [Fault.status(500)])
+    with FakeOpenAI(rule=rule) as fake:
+        project = annotation_project()
+        items(project, 20)
+        make_backend(project, fake.url)
+        start(project, django_capture_on_commit_callbacks)
+        answered = fake.counts(CHAT)
+    manager = member(organization=project.workforce, role=Membership.Role.PROJECT_MANAGER)
+    api_client.force_authenticate(manager)
+    response = api_client.get("/api/v1/backends/metrics/?window=3600")
+    assert response.status_code == 200, response.content
+    [row] = [r for r in response.json() if r["name"] == "fake"]
+    assert row["outcomes"]["server_error"] == answered[500]
+    assert row["errors"] == answered[500] and row["requests"] == sum(answered.values())
+    assert abs(row["error_share"] - answered[500] / sum(answered.values())) < 1e-3
+    assert api_client.get("/api/v1/backends/metrics/?window=5").status_code == 400
+
+
+def test_latency_is_the_backends_time_not_queueing_or_backoff(
+    django_capture_on_commit_callbacks, settings
+):
+    settings.COMPUTE_BACKOFF_BASE = 0.3
+    handling = 0.1
+    with FakeOpenAI(latency=handling) as fake:
+        project = annotation_project()
+        items(project, 6)
+        # One request at a time: five items queue behind each one in flight,
+        # and two 429s make their items sleep before retrying.
+        make_backend(project, fake.url, max_concurrency=1)
+        fake.enqueue(
+            Fault.status(429, retry_after=0.3), Fault.status(429, retry_after=0.3), path=CHAT
+        )
+        run = start(project, django_capture_on_commit_callbacks)
+
+    assert run.done_items == 6
+    latencies = list(InferenceCall.objects.filter(run=run).values_list("latency_ms", flat=True))
+    assert len(latencies) == 8
+    server = [r.handled_seconds * 1000 for r in fake.requests if r.path.startswith(CHAT)]
+    # Within a few ms of the server's handling time, though items waited ~0.8 s.
+    assert abs(statistics.median(latencies) - statistics.median(server)) < 10
+    assert all(handling * 1000 - 2 <= ms <= handling * 1000 + 40 for ms in latencies)
+
+
+def test_retries_are_bounded_by_attempts_and_recorded_on_the_run(
+    django_capture_on_commit_callbacks, settings
+):
+    settings.COMPUTE_MAX_RETRIES = 2
+    with FakeOpenAI(rule=lambda r: Fault.status(503)) as fake:
+        project = annotation_project()
+        items(project, 3)
+        make_backend(project, fake.url)
+        run = start(project, django_capture_on_commit_callbacks)
+        answered = fake.counts(CHAT)
+
+    assert run.retry_policy["max_attempts"] == 3
+    assert answered == {503: 9}  # three attempts per item, no more
+    assert InferenceCall.objects.filter(run=run).count() == 9
+    assert InferenceCall.objects.filter(run=run, final=True).count() == 3
+    assert (run.status, run.done_items, run.failed_items) == ("failed", 0, 3)
+    assert run.failures == {"server_error": 3}
+    assert run.error.startswith("3 of 3 items failed: 3 server_error (HTTP 503")
+
+
+def test_retries_are_bounded_in_time(django_capture_on_commit_callbacks, settings):
+    settings.COMPUTE_MAX_RETRIES = 10
+    settings.COMPUTE_MAX_CALL_SECONDS = 1.0
+    with FakeOpenAI(rule=lambda r: Fault.status(429, retry_after=5)) as fake:
+        project = annotation_project()
+        items(project, 2)
+        make_backend(project, fake.url)
+        run = start(project, django_capture_on_commit_callbacks)
+        answered = fake.counts(CHAT)
+    # The next wait (Retry-After: 5 s) would pass the 1 s budget: no second attempt.
+    assert answered == {429: 2}
+    assert run.retry_policy["max_seconds"] == 1.0 and run.failures == {"rate_limited": 2}
+
+
+def test_a_run_with_some_failed_items_is_partial_and_says_why(
+    fake, django_capture_on_commit_callbacks
+):
+    project = annotation_project()
+    items(project, 4)
+    make_backend(project, fake.url)
+    fake.enqueue(Fault.status(400, message="context too long"), path=CHAT)
+    run = start(project, django_capture_on_commit_callbacks)
+    assert (run.status, run.done_items, run.failed_items) == ("partial", 3, 1)
+    assert run.failures == {"rejected": 1}
+    assert "1 of 4 items failed: 1 rejected" in run.error and "context too long" in run.error
+
+
+def test_failed_items_are_settled_and_not_sent_again(fake, django_capture_on_commit_callbacks):
+    project = annotation_project()
+    made = items(project, 2)
+    make_backend(project, fake.url)
+    fake.enqueue(Fault.status(400), path=CHAT)
+    run = start(project, django_capture_on_commit_callbacks)
+    sent = len(fake.requests)
+    # A redelivered chunk: the predicted item and the item with a final failure are skipped.
+    services.prelabel_chunk_process(run_id=run.pk, item_ids=[i.pk for i in made])
+    assert len(fake.requests) == sent
+
+
+def test_items_in_flight_are_not_failed_until_their_retries_end():
+    """An item whose chunk died mid-retry has calls but no final failure: it is
+    neither done nor failed, so the run is not finished and resume sends it again."""
+    project = annotation_project()
+    made = items(project, 2)
+    run = PrelabelRun.objects.create(
+        project=project,
+        created_by=project.created_by,
+        prompt=services.prompt_template_create(project=project, created_by=project.created_by),
+        status="running",
+        total_items=2,
+    )
+    backend = Backend.objects.create(name="b", base_url="http://127.0.0.1:9/v1")
+    InferenceCall.objects.create(
+        run=run, project=project, item=made[0], backend=backend, outcome="server_error"
+    )
+    run = services.prelabel_run_refresh(run_id=run.pk)
+    assert (run.status, run.done_items, run.failed_items) == ("running", 0, 0)
+
+
+def test_resume_re_dispatches_a_stalled_running_run_once(fake, django_capture_on_commit_callbacks):
+    project = annotation_project()
+    made = items(project, 4)
+    make_backend(project, fake.url)
+    with django_capture_on_commit_callbacks(execute=False):
+        run = services.prelabel_run_start(project=project, created_by=project.created_by)
+    # A chunk labelled one item, then its worker died; the run still says running.
+    services.prelabel_chunk_process(run_id=run.pk, item_ids=[made[0].pk])
+    with pytest.raises(ValidationError, match="still making progress"):
+        services.prelabel_run_resume(run=run, user=project.created_by)
+
+    later = timezone.now() + services.RUN_STALLED_AFTER + timedelta(seconds=1)
+    with django_capture_on_commit_callbacks(execute=True):
+        services.prelabel_run_resume(run=run, user=project.created_by, now=later)
+    run.refresh_from_db()
+    assert (run.status, run.done_items) == ("succeeded", 4)
+    assert Prediction.objects.filter(run=run).count() == 4
+    chats = [r for r in fake.requests if r.path.startswith(CHAT)]
+    assert len(chats) == 4  # the first item was not sent again
+    assert_metered_once(run)
