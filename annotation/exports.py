@@ -12,13 +12,18 @@ import io
 import json
 import logging
 import tempfile
-from collections.abc import Iterator
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import timedelta
 from decimal import Decimal
 
+from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files.base import File
-from django.db import transaction
-from django.db.models import Max
+from django.db import connection, transaction
+from django.db.models import Max, Q
 from django.utils import timezone
 
 from eventhooks.models import Event
@@ -40,6 +45,8 @@ from .token_estimate import estimate_tokens
 logger = logging.getLogger(__name__)
 
 CHUNK = 2000
+# How often a running export job says it is alive (see export_jobs_fail_stale).
+HEARTBEAT_SECONDS = 30
 
 # Which formats make sense for which task types: each type names the formats it fills.
 TRAINING_FORMATS = {
@@ -216,10 +223,14 @@ def export_job_create(
 
 
 class _LineFile(io.RawIOBase):
-    """A readable file over an iterator of text lines, so storage streams it."""
+    """A readable file over an iterator of text lines, so storage streams it.
 
-    def __init__(self, lines: Iterator[str]):
+    on_alive is called at most every HEARTBEAT_SECONDS while lines are read.
+    """
+
+    def __init__(self, lines: Iterator[str], on_alive: Callable[[], None] | None = None):
         self._lines, self._pending, self.lines = lines, b"", 0
+        self._on_alive, self._alive_at = on_alive, time.monotonic()
 
     def readable(self):
         return True
@@ -233,16 +244,42 @@ class _LineFile(io.RawIOBase):
             self.lines += 1
         size = min(len(buffer), len(self._pending))
         buffer[:size], self._pending = self._pending[:size], self._pending[size:]
+        if self._on_alive is not None and time.monotonic() - self._alive_at >= HEARTBEAT_SECONDS:
+            self._alive_at = time.monotonic()
+            self._on_alive()
         return size
 
 
+_ENDED = (ExportJob.Status.SUCCEEDED, ExportJob.Status.FAILED)
+
+
 def export_job_run(*, job_id) -> ExportJob:
-    """Write the export file. Safe to run twice: a finished job is left alone."""
+    """Write the export file; the job ends succeeded or failed, never left running.
+
+    Safe to run twice: a job that has ended is left alone, and one still running
+    (its worker died) starts over.
+    """
     job = ExportJob.objects.select_related("project").get(pk=job_id)
-    if job.status == ExportJob.Status.SUCCEEDED:
+    if job.status in _ENDED:
         return job
-    ExportJob.objects.filter(pk=job.pk).update(status=ExportJob.Status.RUNNING)
-    source = _LineFile(export_lines(job.project, job.format, approved_only=job.approved_only))
+    try:
+        return _export(job)
+    except Exception as error:
+        return _fail_unexpected(job, error)
+
+
+def _heartbeat(job: ExportJob) -> None:
+    job.heartbeat_at = timezone.now()
+    ExportJob.objects.filter(pk=job.pk).update(heartbeat_at=job.heartbeat_at)
+
+
+def _export(job: ExportJob) -> ExportJob:
+    job.status, job.heartbeat_at = ExportJob.Status.RUNNING, timezone.now()
+    ExportJob.objects.filter(pk=job.pk).update(status=job.status, heartbeat_at=job.heartbeat_at)
+    source = _LineFile(
+        export_lines(job.project, job.format, approved_only=job.approved_only),
+        on_alive=lambda: _heartbeat(job),
+    )
     if job.file:
         job.file.delete(save=False)  # a retried run replaces a partial file
     job.file.save(
@@ -254,6 +291,11 @@ def export_job_run(*, job_id) -> ExportJob:
     job.status = ExportJob.Status.SUCCEEDED
     job.finished_at = timezone.now()
     with transaction.atomic():
+        current = ExportJob.objects.select_for_update().filter(pk=job.pk).first()
+        if current is None or current.status in _ENDED:
+            # Beat failed it as stale while this run was slow: it stays failed.
+            job.file.delete(save=False)
+            return current or job
         job.save()
         webhook_event_emit(
             organization_id=job.project.organization_id,
@@ -276,6 +318,94 @@ def export_job_run(*, job_id) -> ExportJob:
         },
     )
     return job
+
+
+def _fail(job: ExportJob, message: str) -> ExportJob:
+    """End the job failed, unless it has ended already; a partial file goes."""
+    with transaction.atomic():
+        current = ExportJob.objects.select_for_update().filter(pk=job.pk).first()
+        if current is None or current.status in _ENDED:
+            return current or job
+        if current.file:
+            current.file.delete(save=False)
+        current.status = ExportJob.Status.FAILED
+        current.error = message
+        current.finished_at = timezone.now()
+        current.save(update_fields=["status", "error", "file", "finished_at"])
+    logger.warning(
+        "export failed",
+        extra={"export_job_id": str(job.pk), "project_id": job.project_id, "error": message},
+    )
+    return current
+
+
+def _fail_unexpected(job: ExportJob, error: Exception) -> ExportJob:
+    """Fail the job on an exception nobody expected: the client gets a message and an
+    error id, the log gets the traceback under the same id."""
+    error_id = uuid.uuid4().hex[:12]
+    logger.error(
+        "export stopped on an unexpected error",
+        exc_info=error,
+        extra={
+            "job_id": str(job.pk),
+            "export_job_id": str(job.pk),
+            "project_id": job.project_id,
+            "error_id": error_id,
+        },
+    )
+    if isinstance(error, SoftTimeLimitExceeded):
+        reason = "took longer than the time limit and was stopped"
+    else:
+        reason = "stopped on an unexpected error"
+    message = (
+        f"The export {reason} (error id {error_id}). Start a new export; if it fails "
+        f"again, tell support the error id."
+    )
+    if not connection.in_atomic_block:
+        # A database error may have broken the connection: record on a fresh one.
+        connection.close_if_unusable_or_obsolete()
+    try:
+        return _fail(job, message)
+    except Exception:
+        logger.exception(
+            "export failure recorded without removing its file",
+            extra={"job_id": str(job.pk), "error_id": error_id},
+        )
+        ExportJob.objects.filter(pk=job.pk).exclude(status__in=_ENDED).update(
+            status=ExportJob.Status.FAILED, error=message, finished_at=timezone.now()
+        )
+        return ExportJob.objects.get(pk=job.pk)
+
+
+def export_jobs_fail_stale(*, now=None, limit: int = 100) -> int:
+    """Fail running exports whose worker stopped: no heartbeat for JOB_STALE_MINUTES.
+    Run from beat; safe to run twice."""
+    now = now or timezone.now()
+    minutes = settings.JOB_STALE_MINUTES
+    cutoff = now - timedelta(minutes=minutes)
+    stale = Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, created_at__lt=cutoff)
+    job_ids = list(
+        ExportJob.objects.filter(stale, status=ExportJob.Status.RUNNING).values_list(
+            "pk", flat=True
+        )[:limit]
+    )
+    failed = 0
+    for job_id in job_ids:
+        with transaction.atomic():
+            job = (
+                ExportJob.objects.select_for_update(skip_locked=True)
+                .filter(stale, pk=job_id, status=ExportJob.Status.RUNNING)
+                .first()
+            )
+            if job is None:  # it moved on, or its run holds the lock: alive
+                continue
+            _fail(
+                job,
+                f"The worker writing this export stopped (no progress for {minutes} "
+                f"minutes). Start a new export.",
+            )
+            failed += 1
+    return failed
 
 
 # --- dataset versions -------------------------------------------------------------

@@ -281,28 +281,36 @@ def _iter_text(head: bytes, stream: BinaryIO, encoding: str) -> Iterator[str]:
 
     A leading byte order mark is dropped. On undecodable bytes every character
     before them is yielded first, then ``_DecodeFailure`` is raised, so that the
-    consumer's row count at that moment names the row holding the bad bytes.
+    consumer's row count at that moment names the row holding the bad bytes; the
+    message names the encoding and the byte offset.
     """
     decoder = codecs.getincrementaldecoder(encoding)("strict")
     decode = decoder.decode
     read = stream.read
     label = _encoding_label(encoding)
     at_start = True
+    fed = 0  # bytes given to the decoder before this chunk
     chunk = head
     while chunk:
         state = decoder.getstate()
         try:
             text = decode(chunk)
-        except UnicodeDecodeError as exc:
+        except UnicodeError as exc:  # UnicodeDecodeError, or a codec's own complaint
             decoder.setstate(state)
             text = _decode_prefix(decoder, chunk)
             if at_start and text[:1] == "\ufeff":
                 text = text[1:]
             if text:
                 yield text
+            # The decoder's input was its pending bytes followed by this chunk.
+            start = getattr(exc, "start", 0)
+            offset = fed - len(state[0]) + start
+            reason = getattr(exc, "reason", str(exc))
             raise _DecodeFailure(
-                f"invalid {label} byte sequence ({exc.reason}); re-save the file as UTF-8"
+                f"invalid {label} byte sequence at byte {offset} ({reason}); "
+                "re-save the file as UTF-8"
             ) from None
+        fed += len(chunk)
         if text:
             if at_start:
                 at_start = False
@@ -311,10 +319,13 @@ def _iter_text(head: bytes, stream: BinaryIO, encoding: str) -> Iterator[str]:
             if text:
                 yield text
         chunk = read(CHUNK_SIZE)
+    pending = len(decoder.getstate()[0])
     try:
         text = decode(b"", True)
-    except UnicodeDecodeError:
-        raise _DecodeFailure(f"the file ends in the middle of a {label} character") from None
+    except UnicodeError:
+        raise _DecodeFailure(
+            f"the file ends in the middle of a {label} character (at byte {fed - pending})"
+        ) from None
     if text:
         yield text
 
@@ -325,7 +336,7 @@ def _decode_prefix(decoder: codecs.IncrementalDecoder, chunk: bytes) -> str:
     for offset in range(len(chunk)):
         try:
             pieces.append(decoder.decode(chunk[offset : offset + 1]))
-        except UnicodeDecodeError:
+        except UnicodeError:
             break
     return "".join(pieces)
 
@@ -336,9 +347,55 @@ def _open_text(stream: BinaryIO, encoding: str | None) -> Iterator[str]:
         encoding = detect_encoding(head)
     if encoding == "utf-8":
         encoding = "utf-8-sig"  # drops a byte order mark, if any
+    elif encoding in _BYTE_ORDERS:
+        encoding = _byte_order(head, encoding)
     if eof and _is_blank(head, encoding):
         raise ImportFileError("the file is empty")
     return _iter_text(head, stream, encoding)
+
+
+# UTF-16 and UTF-32 without an order name the byte order in their first bytes; the
+# codecs refuse a stream without that mark ("does not start with BOM").
+_BYTE_ORDERS = {
+    "utf-16": (2, (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE), "utf-16-le", "utf-16-be"),
+    "utf-32": (4, (codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE), "utf-32-le", "utf-32-be"),
+}
+
+
+def _byte_order(head: bytes, encoding: str) -> str:
+    """``encoding`` when ``head`` starts with its byte order mark, else the order its
+    zero bytes show, or ``ImportFileError`` when they show none.
+
+    Latin letters, digits and punctuation (JSON keys, CSV headers) have zero high
+    bytes, which come last in a little-endian code unit and first in a big-endian
+    one. Without such zeros (all-Chinese text, or a file that is not UTF-16 at
+    all) the order cannot be told, and guessing would import garbage.
+    """
+    width, boms, little, big = _BYTE_ORDERS[encoding]
+    if head.startswith(boms):
+        return encoding
+    units = len(head) // width
+    # Zeros in each code unit's first and last byte: little-endian ASCII has them
+    # last, big-endian first. A quarter of the units must agree, and the other
+    # side (characters such as U+4E00) must have few.
+    first = head[0::width].count(0)
+    last = head[width - 1 :: width].count(0)
+    if last and last * 4 >= units and first * 4 <= last:
+        return little
+    if first and first * 4 >= units and last * 4 <= first:
+        return big
+    label = _encoding_label(encoding)
+    hint = ""
+    try:
+        if b"\x00" not in head and detect_encoding(head) in ("utf-8", "utf-8-sig"):
+            hint = " It reads as UTF-8: upload it with encoding utf-8, or leave the encoding out."
+    except ImportFileError:
+        pass
+    raise ImportFileError(
+        f"the file was declared {label} but has no {label} byte order mark at byte 0, and "
+        f"its byte order cannot be told from its content; give the encoding as "
+        f"{little} or {big}, or re-save the file as UTF-8.{hint}"
+    )
 
 
 def _is_blank(data: bytes, encoding: str) -> bool:

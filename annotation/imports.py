@@ -20,20 +20,33 @@ A row's own keys (everything else is the item's data, or give it as "data"):
   absent. Annotators are served open items highest priority first. A
   pre-labeling run later replaces it with the model's uncertainty (0 to 1), and
   an updating re-import sets it again from the row.
-A bad value is reported for its row and field, like any other invalid row.
+A bad value is reported for its row and field, like any other invalid row,
+and so is text PostgreSQL cannot store (a NUL character, or a lone surrogate
+that a JSON "\\ud800" escape can make) anywhere in a row.
+
+Nothing leaves a job running: a problem with the file fails it naming the row;
+anything unexpected fails it with an error id that is logged with the
+traceback; and a job whose worker died (no heartbeat for JOB_STALE_MINUTES) is
+failed by beat (import_jobs_fail_stale).
 """
 
+import codecs
 import io
 import json
 import logging
 import queue
 import re
 import threading
+import uuid
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import PurePath
 
+from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from eventhooks.models import Event
@@ -78,6 +91,58 @@ def _copy_text(value: str) -> str:
 def _copy_json(value) -> str:
     # JSON text escapes every control character itself; only its backslashes remain.
     return _to_json(value).replace("\\", "\\\\")
+
+
+# --- text PostgreSQL cannot store -------------------------------------------------
+
+NUL_MESSAGE = "contains a NUL character (\\u0000), which PostgreSQL cannot store"
+
+
+def _string_problem(value: str) -> str | None:
+    if "\x00" in value:
+        return NUL_MESSAGE
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as error:
+            code = ord(value[error.start])
+            return f"contains a lone surrogate (\\u{code:04x}), which is not valid Unicode text"
+    return None
+
+
+def _shown(text: str) -> str:
+    """text with NULs and lone surrogates as escapes, safe to store in a message."""
+    text = text.replace("\x00", "\\u0000")
+    return text if text.isascii() else text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _unstorable(value, field: str) -> tuple[str, str] | None:
+    """The first string in value, keys included, that the database cannot store:
+    (its field, why). Only for rows the cheap check in _copy_payload flagged."""
+    if isinstance(value, str):
+        problem = _string_problem(value)
+        return (field, problem) if problem else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            path = f"{field}.{_shown(str(key))}"
+            if isinstance(key, str) and (problem := _string_problem(key)):
+                return path, f"the key {problem}"
+            if found := _unstorable(item, path):
+                return found
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            if found := _unstorable(item, f"{field}[{index}]"):
+                return found
+    return None
+
+
+def _row_unstorable(staged: dict) -> tuple[str, str] | None:
+    return (
+        _unstorable(staged["external_id"], "external_id")
+        or _unstorable(staged["data"], "data")
+        or _unstorable(staged["gold_answer"], "gold")
+        or _unstorable(staged["metadata"], "metadata")
+    )
 
 
 class _CountingReader(io.RawIOBase):
@@ -182,16 +247,26 @@ def import_job_create(
     if on_error not in ImportJob.OnError.values:
         errors["on_error"] = [f"Expected one of {', '.join(ImportJob.OnError.values)}."]
     if encoding:
-        try:
-            "".encode(encoding)
-        except LookupError:
-            errors["encoding"] = [f"Unknown encoding {encoding!r}."]
+        max_length = ImportJob._meta.get_field("encoding").max_length
+        if len(encoding) > max_length:
+            errors["encoding"] = [
+                f"Expected a text encoding name of at most {max_length} characters."
+            ]
+        else:
+            try:
+                "".encode(encoding)  # LookupError for names that are no text encoding
+                encoding = codecs.lookup(encoding).name  # "UTF8" and "utf_8" are "utf-8"
+            except (LookupError, ValueError):
+                errors["encoding"] = [
+                    f"Unknown encoding {_shown(encoding)!r}; for example utf-8, gbk or utf-16."
+                ]
     size = getattr(upload, "size", None)
     if size == 0:
         errors["file"] = ["The file is empty."]
     if errors:
         raise ValidationError(errors)
     filename = PurePath(filename or getattr(upload, "name", "") or "upload").name
+    filename = filename.replace("\x00", "") or "upload"  # no file system takes a NUL
     job = ImportJob(
         project=project,
         created_by=created_by,
@@ -212,11 +287,20 @@ def import_job_create(
     return job
 
 
+_ENDED = (ImportJob.Status.SUCCEEDED, ImportJob.Status.FAILED)
+
+
 def _fail(job: ImportJob, message: str) -> ImportJob:
+    """End the job failed with message, unless it has ended already (another run
+    finished it, or beat failed it as stale while this run was slow)."""
     with transaction.atomic():
+        current = ImportJob.objects.select_for_update().filter(pk=job.pk).first()
         ImportStagingRow.objects.filter(job=job).delete()
+        if current is None or current.status in _ENDED:
+            return current or job
         job.status = ImportJob.Status.FAILED
         job.error = message
+        job.errors.sort(key=lambda error: error["row"])  # rows screened per batch come late
         job.finished_at = timezone.now()
         job.save()
         _announce(job)
@@ -231,6 +315,74 @@ def _fail(job: ImportJob, message: str) -> ImportJob:
         },
     )
     return job
+
+
+def _fail_unexpected(job: ImportJob, error: Exception) -> ImportJob:
+    """Fail the job on an exception nobody expected: the client gets a message and an
+    error id, the log gets the traceback under the same id."""
+    error_id = uuid.uuid4().hex[:12]
+    ids = {"job_id": str(job.pk), "import_job_id": str(job.pk), "error_id": error_id}
+    logger.error(
+        "import stopped on an unexpected error",
+        exc_info=error,
+        extra={**ids, "project_id": job.project_id},
+    )
+    if isinstance(error, SoftTimeLimitExceeded):
+        message = (
+            f"The import took longer than the time limit and was stopped (error id "
+            f"{error_id}), so nothing was imported. Split the file and import the parts."
+        )
+    else:
+        message = (
+            f"The import stopped on an unexpected error (error id {error_id}), so nothing "
+            f"was imported. Try again; if it fails again, tell support the error id."
+        )
+    if not connection.in_atomic_block:
+        # A database error may have broken the connection: record on a fresh one.
+        connection.close_if_unusable_or_obsolete()
+    try:
+        return _fail(job, message)
+    except Exception:
+        # Recording it in full failed too (the database, or the webhook): at least
+        # never leave the job running.
+        logger.exception("import failure recorded without its report", extra=ids)
+        ImportJob.objects.filter(pk=job.pk).exclude(status__in=_ENDED).update(
+            status=ImportJob.Status.FAILED, error=message, finished_at=timezone.now()
+        )
+        return ImportJob.objects.get(pk=job.pk)
+
+
+def import_jobs_fail_stale(*, now=None, limit: int = 100) -> int:
+    """Fail running imports whose worker stopped: no heartbeat for JOB_STALE_MINUTES.
+    Run from beat; safe to run twice. A live run whose job was failed this way
+    notices before its merge and leaves it failed."""
+    now = now or timezone.now()
+    minutes = settings.JOB_STALE_MINUTES
+    stale = Q(heartbeat_at__lt=now - timedelta(minutes=minutes)) | Q(
+        heartbeat_at__isnull=True, created_at__lt=now - timedelta(minutes=minutes)
+    )
+    job_ids = list(
+        ImportJob.objects.filter(stale, status=ImportJob.Status.RUNNING).values_list(
+            "pk", flat=True
+        )[:limit]
+    )
+    failed = 0
+    for job_id in job_ids:
+        with transaction.atomic():
+            job = (
+                ImportJob.objects.select_for_update(skip_locked=True)
+                .filter(stale, pk=job_id, status=ImportJob.Status.RUNNING)
+                .first()
+            )
+            if job is None:  # it moved on, or its run holds the lock: alive
+                continue
+            _fail(
+                job,
+                f"The worker running this import stopped (no progress for {minutes} "
+                f"minutes), so nothing was imported. Upload the file again.",
+            )
+            failed += 1
+    return failed
 
 
 def _announce(job: ImportJob) -> None:
@@ -268,7 +420,7 @@ def _copy_rows(job_id: str, rows: list[dict]) -> str:
     return "".join(lines)
 
 
-def _copy_in(text: str) -> None:
+def _copy_in(text: str | bytes) -> None:
     """COPY rows built by _copy_rows into the staging table, on this thread's connection."""
     table = ImportStagingRow._meta.db_table
     with (
@@ -281,13 +433,43 @@ def _copy_in(text: str) -> None:
         copy.write(text)
 
 
-def _stage(job: ImportJob, rows: list[dict]) -> None:
-    if not rows:
-        return
-    if connection.vendor == "postgresql":
-        _copy_in(_copy_rows(str(job.pk), rows))
-    else:
-        ImportStagingRow.objects.bulk_create(ImportStagingRow(job=job, **r) for r in rows)
+def _copy_payload(job_id: str, rows: list[dict]) -> bytes | None:
+    """The rows as COPY text in UTF-8, or None when a row may hold text PostgreSQL
+    cannot store. One search of the whole batch is the cheap check: JSON writes a
+    NUL as \\u0000 (COPY doubles its backslash), an external id carries it raw, and
+    a lone surrogate cannot be encoded. None may be a false alarm (a literal
+    backslash-u0000); _screen decides."""
+    try:
+        payload = _copy_rows(job_id, rows).encode()
+    except UnicodeEncodeError:
+        return None
+    if b"\x00" in payload or b"\\u0000" in payload:
+        return None
+    return payload
+
+
+def _screen(job: ImportJob, rows: list[dict]) -> list[dict]:
+    """rows without those holding text the database cannot store; each of those
+    is an invalid row, named with its field."""
+    kept = []
+    for staged in rows:
+        found = _row_unstorable(staged)
+        if found is None:
+            kept.append(staged)
+        else:
+            job.rows_valid -= 1
+            _note_error(job, staged["row"], *found)
+    return kept
+
+
+def _stage(job: ImportJob, rows: list[dict], payload: bytes | None) -> None:
+    # A savepoint inside a caller's transaction: a failed batch must not leave
+    # the transaction unusable for recording the failure.
+    with transaction.atomic():
+        if payload is not None:
+            _copy_in(payload)
+        else:
+            ImportStagingRow.objects.bulk_create(ImportStagingRow(job=job, **r) for r in rows)
 
 
 class _Stager:
@@ -323,12 +505,23 @@ class _Stager:
             connection.close()  # this thread's own connection, back to the pool
 
     def put(self, batch: list[dict]) -> None:
+        """Stage batch; rows holding text the database cannot store are noted as
+        invalid rows of the job instead."""
+        payload = None
+        if connection.vendor == "postgresql":
+            payload = _copy_payload(self.job_id, batch)
+        if payload is None:
+            batch = _screen(self.job, batch)
+            if not batch:
+                return
+            if connection.vendor == "postgresql":
+                payload = _copy_rows(self.job_id, batch).encode()
         if self.thread is None:
-            _stage(self.job, batch)
+            _stage(self.job, batch, payload)
             return
         if self.error is not None:
             raise self.error
-        self.queue.put(_copy_rows(self.job_id, batch))
+        self.queue.put(payload)
 
     def close(self) -> None:
         """Wait until every batch is staged (or given up on); raise the staging error."""
@@ -446,15 +639,26 @@ def _merge_portable(job: ImportJob, project: Project, now) -> tuple[int, int, in
 
 
 def import_job_run(*, job_id, on_progress: Callable[[ImportJob], None] | None = None) -> ImportJob:
-    """Run an import job to its end. Safe to run twice: a finished job is left as it is."""
+    """Run an import job to its end, succeeded or failed, never left running.
+
+    Safe to run twice: a job that has ended is left as it is, and one still
+    running (its worker died) starts over from the file.
+    """
     job = ImportJob.objects.select_related("project").get(pk=job_id)
-    if job.status in (ImportJob.Status.SUCCEEDED, ImportJob.Status.FAILED):
+    if job.status in _ENDED:
         return job
+    try:
+        return _import(job, on_progress)
+    except Exception as error:
+        return _fail_unexpected(job, error)
+
+
+def _import(job: ImportJob, on_progress: Callable[[ImportJob], None] | None) -> ImportJob:
     project = job.project
     # A retried run (the worker died) starts over from the file.
     ImportStagingRow.objects.filter(job=job).delete()
     job.status = ImportJob.Status.RUNNING
-    job.started_at = timezone.now()
+    job.started_at = job.heartbeat_at = timezone.now()
     job.errors, job.error = [], ""
     for counter in (
         "rows_read",
@@ -475,6 +679,7 @@ def import_job_run(*, job_id, on_progress: Callable[[ImportJob], None] | None = 
 
     job_key = job.pk.hex[:12]
     batch: list[dict] = []
+    counting = None
     stager = _Stager(job)
     try:
         with job.file.open("rb") as stored:
@@ -506,27 +711,33 @@ def import_job_run(*, job_id, on_progress: Callable[[ImportJob], None] | None = 
             if batch:
                 stager.put(batch)
             job.bytes_read = counting.count
-    except ImportFileError as error:
+    except (ImportFileError, UnicodeError) as error:
         stager.close()  # before _fail clears the staged rows
-        return _fail(job, str(error))
-    except UnicodeDecodeError as error:
-        stager.close()
-        return _fail(job, f"the file is not valid {job.encoding}: {error.reason}")
+        if counting is not None:
+            job.bytes_read = counting.count
+        if isinstance(error, ImportFileError):
+            return _fail(job, str(error))
+        return _fail(job, f"the file is not valid {job.encoding}: {_shown(str(error))}")
     finally:
         stager.close()  # every staged row is committed before the merge reads them
 
     if job.rows_invalid and job.on_error == ImportJob.OnError.REJECT:
+        first = min(job.errors, key=lambda error: error["row"]) if job.errors else None
         return _fail(
             job,
             f"{job.rows_invalid} of {job.rows_read} rows are invalid, so nothing "
-            f"was imported; fix them (see errors) or import with on_error=skip.",
+            f"was imported{f' ({_error_text(first)})' if first else ''}; fix them (see "
+            f"errors) or import with on_error=skip.",
         )
     if job.rows_valid == 0:
         return _fail(job, "the file has no valid rows")
 
+    _save_progress(job)  # the merge takes a while: a fresh heartbeat before it
     with transaction.atomic():
         locked = ImportJob.objects.select_for_update().get(pk=job.pk)
         if locked.status != ImportJob.Status.RUNNING:
+            # Beat failed it as stale while this run was slow: it stays failed.
+            ImportStagingRow.objects.filter(job=job).delete()
             return locked
         now = timezone.now()
         merge = _merge_postgresql if connection.vendor == "postgresql" else _merge_portable
@@ -564,11 +775,22 @@ def import_job_run(*, job_id, on_progress: Callable[[ImportJob], None] | None = 
 def _note_error(job: ImportJob, row: int, field: str | None, message: str) -> None:
     job.rows_invalid += 1
     if len(job.errors) < MAX_STORED_ERRORS:
-        job.errors.append({"row": row, "field": field, "message": message})
+        # A message may quote the row's own text, NULs included; errors is jsonb.
+        job.errors.append(
+            {"row": row, "field": field and _shown(field), "message": _shown(message)}
+        )
+
+
+def _error_text(error: dict) -> str:
+    """An error of job.errors as one phrase: "row 3, field data.text: ..."."""
+    where = f"row {error['row']}" + (f", field {error['field']}" if error["field"] else "")
+    return f"{where}: {error['message']}"
 
 
 def _save_progress(job: ImportJob) -> None:
+    job.heartbeat_at = timezone.now()
     ImportJob.objects.filter(pk=job.pk).update(
+        heartbeat_at=job.heartbeat_at,
         rows_read=job.rows_read,
         rows_valid=job.rows_valid,
         rows_invalid=job.rows_invalid,

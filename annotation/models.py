@@ -541,6 +541,9 @@ class ImportJob(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # Written as batches are staged; a running job whose heartbeat is old has lost
+    # its worker, and beat fails it (import_jobs_fail_stale).
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
 
     tenant_path = "project__organization"
 
@@ -552,9 +555,14 @@ class ImportJob(models.Model):
 
     @property
     def progress(self) -> float:
+        """The share of the file read: at most 0.99 while running (the merge is left),
+        1.0 once succeeded, and where it stopped once failed."""
         if self.status == self.Status.SUCCEEDED:
             return 1.0
-        return min(self.bytes_read / self.file_size, 0.99) if self.file_size else 0.0
+        if not self.file_size:
+            return 0.0
+        read = min(self.bytes_read / self.file_size, 1.0)
+        return read if self.status == self.Status.FAILED else min(read, 0.99)
 
 
 class ImportStagingRow(models.Model):
@@ -613,6 +621,9 @@ class ExportJob(models.Model):
     error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # Written as the file is written; beat fails a running job whose heartbeat is
+    # old (export_jobs_fail_stale).
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
 
     tenant_path = "project__organization"
 

@@ -123,7 +123,12 @@ class ImportRequestSerializer(serializers.Serializer):
     encoding = serializers.CharField(
         required=False,
         allow_blank=True,
-        help_text=_("Detected (UTF-8 or GB18030/GBK) if left out."),
+        max_length=ImportJob._meta.get_field("encoding").max_length,
+        help_text=_(
+            "Detected (UTF-8 or GB18030/GBK) if left out. utf-16 without a byte order mark "
+            "is read when its Latin characters show the byte order; else give utf-16-le or "
+            "utf-16-be."
+        ),
     )
     on_conflict = serializers.ChoiceField(
         choices=ImportJob.OnConflict.choices, default=ImportJob.OnConflict.UPDATE
@@ -134,7 +139,13 @@ class ImportRequestSerializer(serializers.Serializer):
 
 
 class ImportJobSerializer(serializers.ModelSerializer):
-    progress = serializers.FloatField(read_only=True)
+    progress = serializers.FloatField(
+        read_only=True,
+        help_text=_(
+            "The share of the file read: at most 0.99 while running, 1.0 once succeeded, "
+            "and where it stopped once failed."
+        ),
+    )
 
     class Meta:
         model = ImportJob

@@ -10,7 +10,7 @@ from celery import shared_task
 from django.conf import settings
 
 from . import services
-from .imports import import_job_run
+from .imports import import_job_run, import_jobs_fail_stale
 from .models import Project
 
 logger = logging.getLogger(__name__)
@@ -19,6 +19,14 @@ logger = logging.getLogger(__name__)
 @shared_task(name="annotation.import_job_run", time_limit=4 * 3600, soft_time_limit=4 * 3600 - 60)
 def import_job_run_task(job_id: str) -> str:
     return import_job_run(job_id=job_id).status
+
+
+@shared_task(name="annotation.jobs_fail_stale", time_limit=120, soft_time_limit=100)
+def jobs_fail_stale_task() -> int:
+    """Fail import and export jobs whose worker stopped, so none stays running."""
+    from .exports import export_jobs_fail_stale
+
+    return import_jobs_fail_stale() + export_jobs_fail_stale()
 
 
 @shared_task(name="annotation.assignment_expire_stale", time_limit=120, soft_time_limit=100)

@@ -1,6 +1,7 @@
 import csv
 import io
 import json
+import re
 
 import pytest
 from django.core.exceptions import ValidationError
@@ -155,3 +156,81 @@ def test_a_dataset_needs_approved_answers():
     project = annotation_project(task_type="text")
     with pytest.raises(ValidationError, match="no approved answers"):
         exports.dataset_version_create(project=project, created_by=project.created_by)
+
+
+def test_an_unexpected_error_fails_the_export_job_with_an_error_id(
+    monkeypatch, caplog, django_capture_on_commit_callbacks
+):
+    project = annotation_project()
+    answer_all(project, [{"label": "positive"}])
+
+    def breaking_lines(project, fmt, *, approved_only=True):
+        yield "external_id,answer\n"
+        raise RuntimeError("the database went away")
+
+    monkeypatch.setattr(exports, "export_lines", breaking_lines)
+    with (
+        caplog.at_level("INFO", logger="annotation.exports"),
+        django_capture_on_commit_callbacks(execute=True),
+    ):
+        job = exports.export_job_create(
+            project=project, created_by=project.created_by, fmt="results_csv"
+        )
+    job = ExportJob.objects.get(pk=job.pk)
+    assert job.status == ExportJob.Status.FAILED and job.finished_at is not None
+    error_id = re.search(r"error id ([0-9a-f]{12})", job.error).group(1)
+    (record,) = [
+        r for r in caplog.records if r.name == "annotation.exports" and r.levelname == "ERROR"
+    ]
+    assert (record.error_id, record.job_id) == (error_id, str(job.pk))
+    assert record.exc_info[0] is RuntimeError
+    assert not job.file
+
+    # A redelivered task leaves the failed job as it is.
+    from annotation.tasks import export_job_run_task
+
+    monkeypatch.undo()
+    assert export_job_run_task(str(job.pk)) == ExportJob.Status.FAILED
+    assert ExportJob.objects.get(pk=job.pk).error == job.error
+
+
+def test_beat_fails_a_running_export_whose_heartbeat_is_old_and_leaves_fresh_ones():
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    project = annotation_project()
+    now = timezone.now()
+    stale, fresh = (
+        ExportJob.objects.create(
+            project=project,
+            created_by=project.created_by,
+            format="results_jsonl",
+            status=ExportJob.Status.RUNNING,
+            heartbeat_at=now - timedelta(minutes=minutes),
+        )
+        for minutes in (30, 2)
+    )
+    assert exports.export_jobs_fail_stale() == 1
+    stale.refresh_from_db()
+    fresh.refresh_from_db()
+    assert stale.status == ExportJob.Status.FAILED
+    assert stale.error.startswith("The worker writing this export stopped")
+    assert fresh.status == ExportJob.Status.RUNNING
+    assert exports.export_jobs_fail_stale() == 0
+
+
+def test_a_long_export_writes_its_heartbeat(monkeypatch, django_capture_on_commit_callbacks):
+    project = annotation_project()
+    answer_all(project, [{"label": "positive"}])
+    monkeypatch.setattr(exports, "HEARTBEAT_SECONDS", 0)  # every read says it is alive
+    beats = []
+    real_heartbeat = exports._heartbeat
+    monkeypatch.setattr(exports, "_heartbeat", lambda job: beats.append(real_heartbeat(job)))
+    with django_capture_on_commit_callbacks(execute=True):
+        job = exports.export_job_create(
+            project=project, created_by=project.created_by, fmt="annotations_jsonl"
+        )
+    job = ExportJob.objects.get(pk=job.pk)
+    assert job.status == ExportJob.Status.SUCCEEDED and job.heartbeat_at is not None
+    assert beats, "the export never wrote its heartbeat while writing"

@@ -364,6 +364,37 @@ def test_utf16_with_bom():
     assert rows("a,b\n甲,乙\n".encode("utf-16"), "csv") == [RawRow(2, {"a": "甲", "b": "乙"})]
 
 
+@pytest.mark.parametrize(
+    ("declared", "codec"),
+    [
+        ("utf-16", "utf-16-le"),
+        ("utf-16", "utf-16-be"),
+        ("UTF16", "utf-16-le"),
+        ("utf-32", "utf-32-le"),
+        ("utf-32", "utf-32-be"),
+    ],
+)
+def test_utf16_and_utf32_without_a_bom_are_read_in_the_order_their_letters_show(declared, codec):
+    data = '{"text": "你好"}\n{"text": "ok"}\n'.encode(codec)
+    assert rows(data, "jsonl", encoding=declared) == [
+        RawRow(1, {"text": "你好"}),
+        RawRow(2, {"text": "ok"}),
+    ]
+
+
+def test_utf16_without_a_bom_and_no_sign_of_its_order_is_refused_not_guessed():
+    chinese = ("文本\n" + "你好世界" * 20 + "\n").encode("utf-16-be")
+    error = file_error(chinese, "csv", encoding="utf-16")
+    assert error.row is None
+    assert error.message.startswith(
+        "the file was declared UTF-16 but has no UTF-16 byte order mark at byte 0"
+    )
+    assert "give the encoding as utf-16-le or utf-16-be" in error.message
+    # A UTF-8 file declared UTF-16 is told so.
+    error = file_error('{"text": "你好"}\n'.encode(), "jsonl", encoding="utf-16")
+    assert "It reads as UTF-8" in error.message
+
+
 def _lines_past_the_head(count: int) -> list[bytes]:
     lines = [b'{"text": "%s"}\n' % (b"%05d" % i * 15) for i in range(1, count + 1)]
     assert sum(map(len, lines)) > HEAD_SIZE
@@ -380,7 +411,8 @@ def test_invalid_utf8_after_the_head_names_the_jsonl_row():
         for row in iterator:
             good.append(row)
     assert info.value.row == 1201
-    assert str(info.value).startswith("row 1201: invalid UTF-8 byte sequence")
+    offset = sum(map(len, lines[:1200])) + len(b'{"text": "caf')
+    assert str(info.value).startswith(f"row 1201: invalid UTF-8 byte sequence at byte {offset} ")
     assert [row.row for row in good] == list(range(1, 1201))
 
 
@@ -407,7 +439,7 @@ def test_file_truncated_inside_a_character_names_the_last_row():
     data = b'{"a": 1}\n{"a": "\xe4\xb8'
     error = file_error(data, "jsonl", encoding="utf-8")
     assert error.row == 2
-    assert "ends in the middle of a UTF-8 character" in error.message
+    assert error.message == "the file ends in the middle of a UTF-8 character (at byte 16)"
 
 
 def test_detect_encoding():

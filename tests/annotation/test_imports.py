@@ -1,4 +1,5 @@
 import json
+import re
 
 import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -310,3 +311,342 @@ def test_a_failed_import_is_logged_as_a_warning(caplog):
         job = run_import(project, b"   ")
     (record,) = [r for r in caplog.records if r.getMessage() == "import failed"]
     assert record.levelname == "WARNING" and record.import_job_id == str(job.pk)
+
+
+# --- jobs that never hang: bad text, crashes, dead workers ----------------------------
+
+NUL = "contains a NUL character (\\u0000), which PostgreSQL cannot store"
+
+
+def import_through_the_task(project, content: bytes, name: str, capture, **options):
+    """The real path: the service stores the upload, the Celery task (eager) runs it."""
+    with capture(execute=True):
+        job = import_job_create(
+            project=project,
+            created_by=project.created_by,
+            upload=ContentFile(content, name=name),
+            **options,
+        )
+    return ImportJob.objects.get(pk=job.pk)
+
+
+BAD_TEXT = {
+    "a NUL in a text": (
+        "classification",
+        jsonl({"external_id": "a", "text": "好"}, {"external_id": "b", "text": "坏\u0000了"}),
+        "items.jsonl",
+        (2, "data.text", NUL),
+    ),
+    "a NUL in a metadata key": (
+        "classification",
+        jsonl({"text": "好", "metadata": {"shop\u0000": 7}}),
+        "items.jsonl",
+        (1, "metadata.shop\\u0000", f"the key {NUL}"),
+    ),
+    "a NUL deep in a metadata value": (
+        "classification",
+        jsonl({"text": "好"}, {"text": "好", "metadata": {"a": [{"b": "x\u0000"}]}}),
+        "items.jsonl",
+        (2, "metadata.a[0].b", NUL),
+    ),
+    "a NUL in an external id": (
+        "classification",
+        jsonl({"external_id": "id\u0000", "text": "好"}),
+        "items.jsonl",
+        (1, "external_id", NUL),
+    ),
+    "a raw NUL in a CSV cell": (
+        "classification",
+        b"external_id,text\nr1,ok\nr2,b\x00d\n",
+        "items.csv",
+        (3, "data.text", NUL),
+    ),
+    "a NUL in a gold answer": (
+        "text",
+        jsonl({"prompt": "问", "gold": {"text": "答\u0000"}}),
+        "items.jsonl",
+        (1, "gold.text", NUL),
+    ),
+    "a lone surrogate in a text": (
+        "classification",
+        b'{"text": "ok \\ud800"}\n',
+        "items.jsonl",
+        (1, "data.text", "contains a lone surrogate (\\ud800), which is not valid Unicode text"),
+    ),
+}
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("case", BAD_TEXT.values(), ids=BAD_TEXT.keys())
+def test_text_postgresql_cannot_store_fails_the_job_naming_the_row_and_field(
+    case, django_capture_on_commit_callbacks
+):
+    task_type, content, name, (row, field, message) = case
+    project = annotation_project(task_type=task_type)
+    job = import_through_the_task(project, content, name, django_capture_on_commit_callbacks)
+    assert job.status == ImportJob.Status.FAILED
+    assert {"row": row, "field": field, "message": message} in job.errors
+    assert f"row {row}, field {field}: {message}" in job.error
+    assert job.progress == 1.0  # the whole file was read, and then rejected
+    assert job.finished_at is not None
+    assert not Item.objects.exists() and not ImportStagingRow.objects.exists()
+
+
+@pytest.mark.postgres
+def test_with_on_error_skip_the_rows_with_a_nul_are_left_out_and_reported(
+    django_capture_on_commit_callbacks,
+):
+    project = annotation_project()
+    content = jsonl(
+        {"external_id": "a", "text": "好"},
+        {"external_id": "b\u0000", "text": "坏"},
+        {"external_id": "c", "text": "\\u0000 is how JSON writes a NUL"},
+    )
+    job = import_through_the_task(
+        project, content, "a.jsonl", django_capture_on_commit_callbacks, on_error="skip"
+    )
+    assert job.status == ImportJob.Status.SUCCEEDED, job.error
+    assert (job.rows_valid, job.rows_invalid, job.created_count) == (2, 1, 2)
+    assert job.errors == [{"row": 2, "field": "external_id", "message": NUL}]
+    assert Item.objects.get(external_id="c").data["text"] == "\\u0000 is how JSON writes a NUL"
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        "text\n好\n".encode(),  # UTF-8 declared as UTF-16
+        ("文本\n" + "你好世界" * 10 + "\n").encode("utf-16-le"),  # too few zero bytes
+    ],
+    ids=["utf-8 bytes", "only Chinese text"],
+)
+def test_utf16_without_a_byte_order_mark_fails_naming_the_encoding(
+    content, django_capture_on_commit_callbacks
+):
+    project = annotation_project()
+    job = import_through_the_task(
+        project, content, "items.csv", django_capture_on_commit_callbacks, encoding="utf-16"
+    )
+    assert job.status == ImportJob.Status.FAILED
+    assert "declared UTF-16 but has no UTF-16 byte order mark at byte 0" in job.error
+    assert "utf-16-le or utf-16-be" in job.error
+    assert not Item.objects.exists()
+
+
+@pytest.mark.parametrize("codec", ["utf-16-le", "utf-16-be"])
+def test_utf16_without_a_byte_order_mark_is_read_when_its_letters_show_the_order(
+    codec, django_capture_on_commit_callbacks
+):
+    project = annotation_project()
+    content = "external_id,text\nr1,外卖很快\nr2,送错了\n".encode(codec)
+    job = import_through_the_task(
+        project, content, "items.csv", django_capture_on_commit_callbacks, encoding="utf-16"
+    )
+    assert job.status == ImportJob.Status.SUCCEEDED, job.error
+    assert Item.objects.get(external_id="r1").data["text"] == "外卖很快"
+
+
+def test_a_decode_error_names_the_encoding_the_row_and_the_byte():
+    project = annotation_project()
+    job = run_import(project, b"text\nok\nb\xffd\n", name="x.csv", encoding="utf-8")
+    assert job.status == ImportJob.Status.FAILED
+    assert job.error.startswith("row 3: invalid UTF-8 byte sequence at byte 9")
+
+
+@pytest.mark.parametrize(
+    ("encoding", "message"),
+    [
+        ("klingon", "Unknown encoding 'klingon'"),
+        ("rot13", "Unknown encoding 'rot13'"),  # a codec, but not of text
+        ("x" * 40, "no more than 32 characters"),
+    ],
+)
+def test_an_encoding_that_is_no_text_codec_or_too_long_is_a_400(encoding, message):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+    from rest_framework.test import APIClient
+
+    from tests.factories import api_token
+
+    project = annotation_project()
+    _, secret = api_token(organization=project.organization)
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
+    response = api.post(
+        f"/api/v1/projects/{project.pk}/import/",
+        {"file": SimpleUploadedFile("a.jsonl", b'{"text": "a"}\n'), "encoding": encoding},
+        format="multipart",
+    )
+    assert response.status_code == 400, response.content
+    (error,) = response.json()["errors"]
+    assert error["attr"] == "encoding" and message in error["detail"]
+    assert not ImportJob.objects.exists()
+
+
+def test_the_service_stores_the_codecs_own_name_and_refuses_unknown_ones():
+    project = annotation_project()
+    upload = ContentFile(b'{"text": "a"}\n', name="a.jsonl")
+    job = import_job_create(
+        project=project,
+        created_by=project.created_by,
+        upload=upload,
+        encoding="UTF8",
+        enqueue=False,
+    )
+    assert job.encoding == "utf-8"
+    with pytest.raises(ValidationError) as excinfo:
+        import_job_create(
+            project=project,
+            created_by=project.created_by,
+            upload=upload,
+            encoding="x" * 33,
+            enqueue=False,
+        )
+    assert "at most 32 characters" in excinfo.value.message_dict["encoding"][0]
+
+
+def test_an_unexpected_error_fails_the_job_with_an_error_id_in_the_log(
+    monkeypatch, caplog, django_capture_on_commit_callbacks
+):
+    from annotation import imports
+    from annotation.import_readers import RawRow
+
+    def breaking_reader(stream, *, fmt, encoding):
+        yield RawRow(1, {"text": "好"})
+        yield RawRow(2, {"text": "好"})
+        raise RuntimeError("the disk went away")
+
+    monkeypatch.setattr(imports, "STAGE_BATCH_ROWS", 1)  # a batch is staged first
+    monkeypatch.setattr(imports, "read_rows", breaking_reader)
+    project = annotation_project()
+    with caplog.at_level("INFO", logger="annotation.imports"):
+        job = import_through_the_task(
+            project, jsonl({"text": "好"}), "a.jsonl", django_capture_on_commit_callbacks
+        )
+    assert job.status == ImportJob.Status.FAILED
+    error_id = re.search(r"error id ([0-9a-f]{12})", job.error).group(1)
+    assert "nothing was imported" in job.error
+    (record,) = [
+        r for r in caplog.records if r.name == "annotation.imports" and r.levelname == "ERROR"
+    ]
+    assert (record.error_id, record.job_id) == (error_id, str(job.pk))
+    assert record.exc_info[0] is RuntimeError
+    assert job.finished_at is not None and job.progress != 0.99
+    assert not Item.objects.exists() and not ImportStagingRow.objects.exists()
+
+    # Run again (a redelivered task): a failed job stays as it is.
+    from annotation.tasks import import_job_run_task
+
+    monkeypatch.undo()
+    assert import_job_run_task(str(job.pk)) == ImportJob.Status.FAILED
+    assert ImportJob.objects.get(pk=job.pk).error == job.error
+    assert not Item.objects.exists()
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_database_error_in_the_staging_thread_fails_the_job_too(monkeypatch, caplog):
+    """Without the NUL check, PostgreSQL refuses the COPY on the stager's own
+    connection: the job still ends failed, with an error id."""
+    from annotation import imports
+
+    monkeypatch.setattr(
+        imports, "_copy_payload", lambda job_id, rows: imports._copy_rows(job_id, rows).encode()
+    )
+    project = annotation_project()
+    with caplog.at_level("ERROR", logger="annotation.imports"):
+        job = run_import(project, jsonl({"text": "好"}, {"text": "坏\u0000"}))
+    assert job.status == ImportJob.Status.FAILED
+    assert "error id" in job.error
+    (record,) = [r for r in caplog.records if r.getMessage().startswith("import stopped")]
+    assert record.error_id in job.error
+    assert not Item.objects.exists() and not ImportStagingRow.objects.exists()
+
+
+def test_progress_is_defined_for_every_status():
+    job = ImportJob(file_size=200, bytes_read=200, status=ImportJob.Status.RUNNING)
+    assert job.progress == 0.99  # read, but not merged yet
+    job.status = ImportJob.Status.FAILED
+    assert job.progress == 1.0  # read whole, then rejected
+    job.bytes_read = 50
+    assert job.progress == 0.25  # where it stopped
+    job.status = ImportJob.Status.SUCCEEDED
+    assert job.progress == 1.0
+    assert ImportJob(file_size=0).progress == 0.0
+
+
+def test_beat_fails_a_running_import_whose_heartbeat_is_old_and_leaves_fresh_ones():
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from annotation.tasks import jobs_fail_stale_task
+
+    project = annotation_project()
+    jobs = {}
+    for name in ("stale", "fresh", "pending", "silent"):
+        jobs[name] = import_job_create(
+            project=project,
+            created_by=project.created_by,
+            upload=ContentFile(jsonl({"text": "好"}), name=f"{name}.jsonl"),
+            enqueue=False,
+        )
+    now = timezone.now()
+    running = ImportJob.Status.RUNNING
+    ImportJob.objects.filter(pk=jobs["stale"].pk).update(
+        status=running, heartbeat_at=now - timedelta(minutes=16)
+    )
+    ImportJob.objects.filter(pk=jobs["fresh"].pk).update(
+        status=running, heartbeat_at=now - timedelta(minutes=1)
+    )
+    # Running since before heartbeats existed: judged by its age.
+    ImportJob.objects.filter(pk=jobs["silent"].pk).update(
+        status=running, created_at=now - timedelta(hours=1)
+    )
+    ImportJob.objects.filter(pk=jobs["pending"].pk).update(created_at=now - timedelta(hours=1))
+    ImportStagingRow.objects.create(job=jobs["stale"], row=1, external_id="x", data={"text": "x"})
+
+    assert jobs_fail_stale_task() == 2
+    status = dict(ImportJob.objects.values_list("filename", "status"))
+    assert status == {
+        "stale.jsonl": "failed",
+        "fresh.jsonl": "running",
+        "pending.jsonl": "pending",
+        "silent.jsonl": "failed",
+    }
+    stale = ImportJob.objects.get(pk=jobs["stale"].pk)
+    assert stale.error.startswith("The worker running this import stopped")
+    assert stale.finished_at is not None
+    assert not ImportStagingRow.objects.exists()
+    assert jobs_fail_stale_task() == 0  # safe to run twice
+
+    # The redelivered task of a swept job does nothing.
+    assert import_job_run(job_id=stale.pk).status == ImportJob.Status.FAILED
+    assert not Item.objects.exists()
+
+
+def test_a_slow_run_whose_job_beat_failed_as_stale_leaves_it_failed(monkeypatch):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from annotation import imports
+
+    monkeypatch.setattr(imports, "STAGE_BATCH_ROWS", 1)
+    project = annotation_project()
+    job = import_job_create(
+        project=project,
+        created_by=project.created_by,
+        upload=ContentFile(jsonl({"text": "一"}, {"text": "二"}), name="a.jsonl"),
+        enqueue=False,
+    )
+
+    def stall(running):
+        # The worker stalls for longer than the bound, and beat runs meanwhile.
+        ImportJob.objects.filter(pk=running.pk).update(
+            heartbeat_at=timezone.now() - timedelta(hours=1)
+        )
+        imports.import_jobs_fail_stale()
+
+    finished = import_job_run(job_id=job.pk, on_progress=stall)
+    assert finished.status == ImportJob.Status.FAILED
+    assert finished.error.startswith("The worker running this import stopped")
+    assert not Item.objects.exists() and not ImportStagingRow.objects.exists()

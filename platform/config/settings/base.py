@@ -326,6 +326,10 @@ CELERY_TASK_TIME_LIMIT = 30 * 60
 CELERY_TASK_SOFT_TIME_LIMIT = 25 * 60
 CELERY_RESULT_EXPIRES = 24 * 3600
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# An import or export job that has not written its heartbeat for this long lost
+# its worker, and beat fails it. Longer than the slowest step without one (the
+# import's merge: about 11 s a million rows, docs/BENCHMARKS.md).
+JOB_STALE_MINUTES = 15
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
     "sitehealth-heartbeat": {
@@ -336,6 +340,10 @@ CELERY_BEAT_SCHEDULE = {
     "annotation-expire-stale-leases": {
         "task": "annotation.assignment_expire_stale",
         "schedule": 30.0,
+    },
+    "annotation-fail-stale-jobs": {
+        "task": "annotation.jobs_fail_stale",
+        "schedule": 60.0,
     },
     "compute-backend-health": {
         "task": "compute.backends_health_check",

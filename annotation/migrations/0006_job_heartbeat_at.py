@@ -1,0 +1,23 @@
+from django.db import migrations, models
+
+
+class Migration(migrations.Migration):
+    """A heartbeat on import and export jobs, so that beat can fail a job whose
+    worker died instead of leaving it running forever."""
+
+    dependencies = [
+        ("annotation", "0005_review_leases"),
+    ]
+
+    operations = [
+        migrations.AddField(
+            model_name="exportjob",
+            name="heartbeat_at",
+            field=models.DateTimeField(blank=True, null=True),
+        ),
+        migrations.AddField(
+            model_name="importjob",
+            name="heartbeat_at",
+            field=models.DateTimeField(blank=True, null=True),
+        ),
+    ]
