@@ -6,7 +6,7 @@ class Migration(migrations.Migration):
     worker died instead of leaving it running forever."""
 
     dependencies = [
-        ("annotation", "0005_review_leases"),
+        ("annotation", "0006_gold_without_target_annotator_tally"),
     ]
 
     operations = [
