@@ -15,21 +15,20 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import timedelta
 from decimal import Decimal
 
 from celery.exceptions import SoftTimeLimitExceeded
-from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files.base import File
 from django.db import connection, transaction
-from django.db.models import Max, Q
+from django.db.models import Max
 from django.utils import timezone
 
 from eventhooks.models import Event
 from eventhooks.services import webhook_event_emit
 from tenants.models import User
 
+from .job_sweep import jobs_fail_stale
 from .models import (
     Annotation,
     DatasetVersion,
@@ -380,32 +379,16 @@ def _fail_unexpected(job: ExportJob, error: Exception) -> ExportJob:
 def export_jobs_fail_stale(*, now=None, limit: int = 100) -> int:
     """Fail running exports whose worker stopped: no heartbeat for JOB_STALE_MINUTES.
     Run from beat; safe to run twice."""
-    now = now or timezone.now()
-    minutes = settings.JOB_STALE_MINUTES
-    cutoff = now - timedelta(minutes=minutes)
-    stale = Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, created_at__lt=cutoff)
-    job_ids = list(
-        ExportJob.objects.filter(stale, status=ExportJob.Status.RUNNING).values_list(
-            "pk", flat=True
-        )[:limit]
+    return jobs_fail_stale(
+        model=ExportJob,
+        fail=_fail,
+        message=(
+            "The worker writing this export stopped (no progress for {minutes} "
+            "minutes). Start a new export."
+        ),
+        now=now,
+        limit=limit,
     )
-    failed = 0
-    for job_id in job_ids:
-        with transaction.atomic():
-            job = (
-                ExportJob.objects.select_for_update(skip_locked=True)
-                .filter(stale, pk=job_id, status=ExportJob.Status.RUNNING)
-                .first()
-            )
-            if job is None:  # it moved on, or its run holds the lock: alive
-                continue
-            _fail(
-                job,
-                f"The worker writing this export stopped (no progress for {minutes} "
-                f"minutes). Start a new export.",
-            )
-            failed += 1
-    return failed
 
 
 # --- dataset versions -------------------------------------------------------------

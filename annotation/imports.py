@@ -39,14 +39,11 @@ import re
 import threading
 import uuid
 from collections.abc import Callable
-from datetime import timedelta
 from pathlib import PurePath
 
 from celery.exceptions import SoftTimeLimitExceeded
-from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
-from django.db.models import Q
 from django.utils import timezone
 
 from eventhooks.models import Event
@@ -55,6 +52,7 @@ from tenants.models import User
 
 from .import_readers import FORMATS, ImportFileError, RowProblem, detect_encoding, detect_format
 from .import_readers import iter_rows as read_rows
+from .job_sweep import jobs_fail_stale
 from .models import (
     ImportJob,
     ImportStagingRow,
@@ -356,33 +354,16 @@ def import_jobs_fail_stale(*, now=None, limit: int = 100) -> int:
     """Fail running imports whose worker stopped: no heartbeat for JOB_STALE_MINUTES.
     Run from beat; safe to run twice. A live run whose job was failed this way
     notices before its merge and leaves it failed."""
-    now = now or timezone.now()
-    minutes = settings.JOB_STALE_MINUTES
-    stale = Q(heartbeat_at__lt=now - timedelta(minutes=minutes)) | Q(
-        heartbeat_at__isnull=True, created_at__lt=now - timedelta(minutes=minutes)
+    return jobs_fail_stale(
+        model=ImportJob,
+        fail=_fail,
+        message=(
+            "The worker running this import stopped (no progress for {minutes} "
+            "minutes), so nothing was imported. Upload the file again."
+        ),
+        now=now,
+        limit=limit,
     )
-    job_ids = list(
-        ImportJob.objects.filter(stale, status=ImportJob.Status.RUNNING).values_list(
-            "pk", flat=True
-        )[:limit]
-    )
-    failed = 0
-    for job_id in job_ids:
-        with transaction.atomic():
-            job = (
-                ImportJob.objects.select_for_update(skip_locked=True)
-                .filter(stale, pk=job_id, status=ImportJob.Status.RUNNING)
-                .first()
-            )
-            if job is None:  # it moved on, or its run holds the lock: alive
-                continue
-            _fail(
-                job,
-                f"The worker running this import stopped (no progress for {minutes} "
-                f"minutes), so nothing was imported. Upload the file again.",
-            )
-            failed += 1
-    return failed
 
 
 def _announce(job: ImportJob) -> None:
