@@ -22,6 +22,7 @@ from . import selectors, services
 from .finetuning import finetune_run_start
 from .models import Backend, FineTuneRun, InferenceCall, Prediction, PrelabelRun, PromptTemplate
 from .serializers import (
+    BackendMetricsSerializer,
     BackendSerializer,
     FineTuneRunCreateSerializer,
     FineTuneRunSerializer,
@@ -130,9 +131,10 @@ class BackendViewSet(TenantScopedMixin, viewsets.ModelViewSet):
         "share the backend did not answer (429, 5xx, timeouts, connection errors, malformed "
         "replies), latency is the backend's own time for answered attempts.",
         parameters=[OpenApiParameter("window", int, description="Seconds, 60 to 2592000.")],
-        responses=OpenApiTypes.OBJECT,
+        responses=BackendMetricsSerializer(many=True),
     )
-    @action(detail=False, methods=["get"])
+    # Not paginated: one row per visible backend, few by nature.
+    @action(detail=False, methods=["get"], pagination_class=None)
     def metrics(self, request):
         raw = request.query_params.get("window", "86400")
         try:
@@ -142,7 +144,8 @@ class BackendViewSet(TenantScopedMixin, viewsets.ModelViewSet):
         if not 60 <= window <= 30 * 86400:
             raise ValidationError({"window": ["Seconds, a whole number from 60 to 2592000."]})
         since = timezone.now() - timedelta(seconds=window)
-        return Response(selectors.backend_metrics(backends=self.get_queryset(), since=since))
+        rows = selectors.backend_metrics(backends=self.get_queryset(), since=since)
+        return Response(BackendMetricsSerializer(rows, many=True).data)
 
     @extend_schema(
         summary="Check a backend now (GET /models)", request=None, responses=BackendSerializer

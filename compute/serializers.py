@@ -200,3 +200,36 @@ class FineTuneRunCreateSerializer(serializers.Serializer):
     method = serializers.ChoiceField(
         choices=FineTuneRun.Method.choices, default=FineTuneRun.Method.SUPERVISED
     )
+
+
+class LatencyPercentilesSerializer(serializers.Serializer):
+    p50 = serializers.FloatField(allow_null=True)
+    p95 = serializers.FloatField(allow_null=True)
+    p99 = serializers.FloatField(allow_null=True)
+
+
+class BackendMetricsSerializer(serializers.Serializer):
+    """One backend's metered attempts over the window (compute.selectors.backend_metrics)."""
+
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    kind = serializers.ChoiceField(choices=Backend.Kind.choices)
+    region = serializers.CharField(allow_null=True, help_text="English name; null: no region.")
+    health = serializers.ChoiceField(choices=Backend.Health.choices)
+    circuit = serializers.ChoiceField(choices=Backend.Circuit.choices)
+    since = serializers.DateTimeField(help_text="Start of the window.")
+    requests = serializers.IntegerField(help_text="Attempts sent, answered or not.")
+    errors = serializers.IntegerField(help_text="Attempts the backend did not answer.")
+    error_share = serializers.FloatField(allow_null=True, help_text="null: no attempts.")
+    invalid_answers = serializers.IntegerField(
+        help_text="Answered, but the answer broke the schema."
+    )
+    outcomes = serializers.DictField(
+        child=serializers.IntegerField(), help_text="Attempts by outcome."
+    )
+    latency_ms = LatencyPercentilesSerializer(
+        help_text="The backend's own time, answered attempts."
+    )
+    prompt_tokens = serializers.IntegerField()
+    completion_tokens = serializers.IntegerField()
+    cost = serializers.DecimalField(max_digits=20, decimal_places=6, coerce_to_string=True)

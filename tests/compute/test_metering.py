@@ -12,6 +12,7 @@ import threading
 from datetime import timedelta
 
 import pytest
+import yaml
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
@@ -235,3 +236,23 @@ def test_resume_re_dispatches_a_stalled_running_run_once(fake, django_capture_on
     chats = [r for r in fake.requests if r.path.startswith(CHAT)]
     assert len(chats) == 4  # the first item was not sent again
     assert_metered_once(run)
+
+
+def test_the_metrics_schema_says_what_the_endpoint_returns(api_client):
+    """A list of per-backend rows, every field documented (generated clients rely on it)."""
+    from tenants.models import Membership
+    from tests.factories import member
+
+    project = annotation_project()
+    manager = member(organization=project.workforce, role=Membership.Role.PROJECT_MANAGER)
+    api_client.force_authenticate(manager)
+    make_backend(project, "http://127.0.0.1:9/v1")
+    schema = yaml.safe_load(api_client.get("/api/schema/").content)
+    ok = schema["paths"]["/api/v1/backends/metrics/"]["get"]["responses"]["200"]
+    body = ok["content"]["application/json"]["schema"]
+    assert body["type"] == "array"
+    documented = schema["components"]["schemas"][body["items"]["$ref"].rsplit("/", 1)[1]]
+    rows = api_client.get("/api/v1/backends/metrics/").json()
+    assert isinstance(rows, list) and rows
+    for row in rows:
+        assert set(row) == set(documented["properties"])
