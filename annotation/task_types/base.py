@@ -28,6 +28,7 @@ schema; jsonschema runs only to explain a refusal.
 Adding a task type: see ``annotation/task_types/__init__.py``.
 """
 
+import abc
 import functools
 import json
 from collections.abc import Callable
@@ -126,9 +127,10 @@ def strict_object(properties: dict, *, optional: tuple[str, ...] = ()) -> dict:
 Messages = dict[tuple[tuple, str | None], Callable[[object, dict], str]]
 
 
-class TaskTypeSpec:
-    """Everything one task type means. Subclasses set the attributes and override
-    the methods whose defaults do not fit."""
+class TaskTypeSpec(abc.ABC):
+    """Everything one task type means. Subclasses set the attributes, implement
+    the abstract methods (a type missing one fails when the registry is built)
+    and override the defaults that do not fit."""
 
     name: str = ""
     # Item data: the text fields an item needs and may have, in reading order.
@@ -152,8 +154,9 @@ class TaskTypeSpec:
 
     # --- label schema ---------------------------------------------------------
 
+    @abc.abstractmethod
     def label_schema_validate(self, schema: dict) -> dict:
-        raise NotImplementedError
+        """The normalized label schema, or SchemaError."""
 
     # --- item data ------------------------------------------------------------
 
@@ -186,21 +189,22 @@ class TaskTypeSpec:
 
     # --- answers --------------------------------------------------------------
 
+    @abc.abstractmethod
     def answer_schema(self, label_schema: dict) -> dict:
         """The canonical JSON Schema of an answer (see the module docstring)."""
-        raise NotImplementedError
 
     def answer_check(self, answer: dict, label_schema: dict, item_data, field: str) -> dict:
         """What JSON Schema cannot check, on a schema-valid answer; the normalized answer."""
         return answer
 
+    @abc.abstractmethod
     def answer_key(self, answer: dict):
         """The hashable part of an answer that agreement and voting compare."""
-        raise NotImplementedError
 
     def answer_from_key(self, key) -> dict:
         """The answer whose answer_key is key. Votable types provide it: Dawid–Skene
         may infer a key that none of an item's annotators gave, and stores this."""
+        # Not an unfinished stub: free text is no vote, so it has no key to rebuild from.
         raise NotImplementedError(f"{self.name} answers cannot be rebuilt from their key")
 
     def answer_text(self, answer: dict) -> str:
