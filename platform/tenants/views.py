@@ -1,5 +1,6 @@
 """The web shell: a home page that shows each person what their roles need."""
 
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import render
 from django.utils.translation import gettext_lazy as _
@@ -49,4 +50,18 @@ def home(request):
         request,
         "tenants/home.html",
         {"cards": cards, "memberships": memberships, "roles": roles},
+    )
+
+
+def login_locked_out(request, original_response=None, credentials=None):
+    """django-axes' lockout response: the login page again, saying why and for how long.
+
+    429, so scripts see throttling rather than a wrong password (django-axes logs
+    the lockout itself, with the username and address masked)."""
+    minutes = max(1, round(settings.AXES_COOLOFF_TIME.total_seconds() / 60))
+    return render(
+        request,
+        "registration/login.html",
+        {"locked_out_minutes": minutes, "next": request.POST.get("next", "")},
+        status=429,
     )

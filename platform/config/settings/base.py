@@ -4,6 +4,7 @@ Each mode module (development, production, test) imports this one and then
 tightens or loosens what it must. Every variable is listed in README.md.
 """
 
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -23,6 +24,8 @@ PRODUCTION_REQUIRED = (
     "DATABASE_URL",
     "CELERY_BROKER_URL",
     "ALLOWED_HOSTS",
+    # /metrics counts every organization's backend calls: never open in production.
+    "METRICS_TOKEN",
 )
 
 VAR_DIR = Path(env.str("VAR_DIR", default=str(BASE_DIR / "var")))
@@ -45,6 +48,8 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "drf_standardized_errors",
+    "axes",
+    "csp",
     # Tokenworks, platform-wide (platform/)
     "tenants",
     "sitehealth",
@@ -58,6 +63,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "config.request_guards.RequestGuardMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -68,6 +74,8 @@ MIDDLEWARE = [
     "tenants.request_context.AuditContextMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes requires: turns a locked-out login into its page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -126,6 +134,11 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 CACHES = {"default": env.cache_url("CACHE_URL", default="locmemcache://tokenworks")}
 
 AUTH_USER_MODEL = "tenants.User"
+AUTHENTICATION_BACKENDS = [
+    # First: refuses a locked-out username and address before the password is checked.
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -161,6 +174,39 @@ CSRF_COOKIE_HTTPONLY = False  # the annotator workspace reads it for fetch() wri
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
+
+# --- login throttling (django-axes) ----------------------------------------------
+# A username is locked from one address after LOGIN_FAILURE_LIMIT wrong passwords
+# in a row, for LOGIN_COOLOFF_MINUTES. Locking the pair, not the username alone,
+# means an attacker cannot lock everyone out from one address; not the address
+# alone, so colleagues behind one office NAT are not locked out together.
+AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.float("LOGIN_COOLOFF_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+# Failed attempts are what throttling needs; a row per successful login is not.
+AXES_DISABLE_ACCESS_LOG = True
+AXES_LOCKOUT_CALLABLE = "tenants.views.login_locked_out"
+AXES_CLIENT_IP_CALLABLE = "config.client_address.client_address"
+# Proxies in front that append to X-Forwarded-For (0: REMOTE_ADDR is the client).
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
+
+# --- Content-Security-Policy (django-csp 4) ---------------------------------------
+# Pages load scripts and styles only from /static/: no inline script, no inline
+# style, no style attributes. The API docs' views widen it for themselves only
+# (config.api_docs).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
+}
 
 # --- request limits -------------------------------------------------------
 # Larger bodies are refused with 413 before they are read (config.request_guards).
@@ -270,8 +316,8 @@ COMPUTE_MAX_CALL_SECONDS = env.float("COMPUTE_MAX_CALL_SECONDS", default=120.0)
 # Calls are metered as they return, in batches of up to 50 or this many seconds.
 COMPUTE_METER_FLUSH_SECONDS = env.float("COMPUTE_METER_FLUSH_SECONDS", default=1.0)
 
-# Bearer token Prometheus sends to /metrics; empty leaves it open (keep it
-# on an internal network then).
+# Bearer token Prometheus sends to /metrics; empty leaves it open, which only
+# development and tests allow (production requires it).
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 
 # --- Regional KPI reports -------------------------------------------------------
