@@ -29,11 +29,23 @@ def backends_page(request):
 
 
 class _BackendCollector:
-    """Per-backend figures over the last 24 hours, read from the metered calls."""
+    """Per-backend figures over the last 24 hours, read from the metered calls.
+
+    One token scrapes every organization's backends, so no label names an
+    organization or its backend: a backend is its id (what the REST API and the
+    backends page use), its kind, and whether it is platform-wide or an
+    organization's own. The figures an operator alerts on (calls, errors,
+    latency, circuit) are all there per backend.
+    """
 
     def collect(self):
-        rows = selectors.backend_metrics(backends=Backend.objects.select_related("region"))
-        labels = ["backend", "kind"]
+        backends = list(Backend.objects.select_related("region"))
+        scope = {
+            backend.pk: "platform" if backend.organization_id is None else "organization"
+            for backend in backends
+        }
+        rows = selectors.backend_metrics(backends=backends)
+        labels = ["backend_id", "kind", "scope"]
         families = {
             "requests": GaugeMetricFamily(
                 "tokenworks_backend_requests_24h",
@@ -71,7 +83,7 @@ class _BackendCollector:
             ),
         }
         for row in rows:
-            key = [row["name"], row["kind"]]
+            key = [str(row["id"]), row["kind"], scope[row["id"]]]
             families["requests"].add_metric(key, row["requests"])
             families["errors"].add_metric(key, row["errors"])
             for outcome, count in row["outcomes"].items():
@@ -88,7 +100,8 @@ class _BackendCollector:
 
 @require_GET
 def prometheus_metrics(request):
-    """Prometheus text format. With METRICS_TOKEN set, scrapers send it as a bearer token."""
+    """Prometheus text format. With METRICS_TOKEN set (production requires it),
+    scrapers send it as a bearer token."""
     token = settings.METRICS_TOKEN
     if token:
         sent = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()

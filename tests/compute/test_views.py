@@ -42,16 +42,33 @@ def metered():
     return project, backend
 
 
-def test_prometheus_metrics_report_each_backend(client, metered, settings):
+def test_prometheus_metrics_report_each_backend_by_id(client, metered, settings):
     settings.METRICS_TOKEN = ""
+    _, backend = metered
     body = client.get("/metrics").content.decode()
-    assert 'tokenworks_backend_requests_24h{backend="gy-vllm",kind="vllm"} 3.0' in body
-    assert 'tokenworks_backend_errors_24h{backend="gy-vllm",kind="vllm"} 1.0' in body
+    key = f'backend_id="{backend.pk}",kind="vllm",scope="organization"'
+    assert f"tokenworks_backend_requests_24h{{{key}}} 3.0" in body
+    assert f"tokenworks_backend_errors_24h{{{key}}} 1.0" in body
     assert (
-        'tokenworks_backend_tokens_24h{backend="gy-vllm",direction="input",kind="vllm"} 30.0'
-        in body
+        f'tokenworks_backend_tokens_24h{{backend_id="{backend.pk}",direction="input",'
+        'kind="vllm",scope="organization"} 30.0' in body
     )
     assert 'quantile="p99"' in body
+
+
+def test_prometheus_metrics_name_no_organization_or_backend(client, metered, settings):
+    # One scraper reads every centre's backends: names and URLs stay out.
+    settings.METRICS_TOKEN = ""
+    project, backend = metered
+    platform_wide = Backend.objects.create(
+        name="shared-qwen", kind="openai", base_url="https://llm.example.cn/v1"
+    )
+    body = client.get("/metrics").content.decode()
+    for secret in ("gy-vllm", "shared-qwen", "127.0.0.1", "llm.example.cn"):
+        assert secret not in body
+    for organization in (project.organization, project.workforce):
+        assert organization.name not in body and organization.slug not in body
+    assert f'backend_id="{platform_wide.pk}",kind="openai",scope="platform"' in body
 
 
 def test_prometheus_metrics_can_require_a_token(client, metered, settings):
