@@ -59,7 +59,7 @@ def test_prometheus_metrics_report_each_backend_by_id(client, metered, settings)
 def test_prometheus_metrics_name_no_organization_or_backend(client, metered, settings):
     # One scraper reads every centre's backends: names and URLs stay out.
     settings.METRICS_TOKEN = ""
-    project, backend = metered
+    project, _ = metered
     platform_wide = Backend.objects.create(
         name="shared-qwen", kind="openai", base_url="https://llm.example.cn/v1"
     )
