@@ -78,6 +78,20 @@ def test_prometheus_metrics_can_require_a_token(client, metered, settings):
     assert ok.status_code == 200 and b"tokenworks_backend_requests_24h" in ok.content
 
 
+def test_the_backend_page_shows_the_address_to_its_managers_only(client, metered):
+    project, backend = metered
+    Backend.objects.create(name="shared-qwen", kind="openai", base_url="https://llm.example.cn/v1")
+    client.force_login(member(organization=project.workforce, role=Membership.Role.ADMIN))
+    page = client.get("/compute/backends/").content.decode()
+    assert backend.base_url in page and "shared-qwen" in page
+    assert "llm.example.cn" not in page
+
+    client.force_login(member(organization=project.organization, role=Membership.Role.ADMIN))
+    page = client.get("/compute/backends/").content.decode()
+    assert "shared-qwen" in page and "llm.example.cn" not in page
+    assert "gy-vllm" not in page  # another organization's backend is not listed at all
+
+
 def test_managers_see_the_backend_page(client, metered):
     project, backend = metered
     client.force_login(member(organization=project.workforce, role=Membership.Role.PROJECT_MANAGER))
