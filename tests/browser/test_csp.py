@@ -111,7 +111,7 @@ def test_the_site_policy_forbids_inline_script_and_style(client):
 
 def test_every_page_loads_without_a_csp_violation(page, demo):
     w = Watched(page)
-    project, annotator, items = make_project(
+    project, annotator, _ = make_project(
         "classification", SENTIMENT, [{"text": f"评论 {n}"} for n in range(4)], review_rate=1
     )
     lease = services.assignment_lease(project=project, annotator=annotator)
