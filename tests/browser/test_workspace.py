@@ -431,6 +431,8 @@ def test_the_model_suggestion_is_prefilled_with_its_confidence(page):
 
     assert "83%" in page.text_content("#suggestion")
     assert "demo" in page.text_content("#suggestion")
+    # The meter's width is set through the CSSOM (no style attribute under the CSP).
+    assert page.evaluate("document.querySelector('.meter-fill').style.width") == "83%"
     assert page.get_attribute(".label-btn[data-value=negative]", "aria-pressed") == "true"
     page.keyboard.press("Enter")
 
