@@ -176,6 +176,10 @@ class ApiToken(models.Model):
     def is_active(self) -> bool:
         return self.revoked_at is None and not self.is_expired
 
+    def get_roles_display(self) -> str:
+        labels = dict(Membership.Role.choices)
+        return ", ".join(str(labels.get(role, role)) for role in self.roles or ())
+
     @property
     def is_expired(self) -> bool:
         return self.expires_at is not None and self.expires_at <= timezone.now()
