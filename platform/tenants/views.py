@@ -5,7 +5,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import NON_FIELD_ERRORS, PermissionDenied, ValidationError
 from django.shortcuts import get_object_or_404, redirect, render
-from django.utils.translation import gettext as gettext_now
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_POST
 
@@ -97,7 +97,7 @@ def api_tokens(request):
     manageable, creatable = _token_organizations(request.user)
     if not manageable:
         raise PermissionDenied(
-            gettext_now(
+            gettext(
                 "API tokens are created by the admins, client developers, officials and "
                 "project managers of an organization."
             )
@@ -150,6 +150,6 @@ def api_token_revoke(request, pk):
     services.api_token_revoke(token=token, revoked_by=request.user)
     messages.success(
         request,
-        gettext_now("Token “%(name)s” revoked: it stops working at once.") % {"name": token.name},
+        gettext("Token “%(name)s” revoked: it stops working at once.") % {"name": token.name},
     )
     return redirect("api-tokens")
