@@ -13,7 +13,7 @@ from rest_framework.views import APIView
 
 from . import selectors, services
 from .models import ApiToken, AuditEvent, Membership, Organization, Region
-from .permissions import can_manage_api_tokens, can_read_audit_log, is_platform_staff
+from .permissions import api_token_organizations, can_read_audit_log, is_platform_staff
 from .scoping import TenantScopedMixin, principal_for_request
 from .serializers import (
     ApiTokenCreatedSerializer,
@@ -150,11 +150,7 @@ class ApiTokenViewSet(
 
     def get_queryset(self):
         # Scoped to the caller's organizations, then to those whose tokens they manage.
-        manageable = [
-            organization.pk
-            for organization in Organization.objects.filter(pk__in=self.tenant_organization_ids())
-            if can_manage_api_tokens(self.request.user, organization)
-        ]
+        manageable = [o.pk for o in api_token_organizations(self.request.user)]
         return super().get_queryset().filter(organization_id__in=manageable)
 
     @extend_schema(

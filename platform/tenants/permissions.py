@@ -240,6 +240,13 @@ def require_can_create_api_tokens(user: User, organization: Organization) -> Non
     )
 
 
+def api_token_organizations(user: User) -> list[Organization]:
+    """The organizations whose tokens user manages, among those they act for (a
+    superuser reaches the others' in the admin)."""
+    own = Organization.objects.filter(pk__in=principal_for(user).organization_ids())
+    return [o for o in own.order_by("name") if can_manage_api_tokens(user, o)]
+
+
 def can_manage_members(user: User, organization: Organization) -> bool:
     if is_platform_staff(user):
         return True

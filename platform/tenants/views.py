@@ -12,12 +12,7 @@ from django.views.decorators.http import require_POST
 from . import services
 from .forms import ApiTokenForm
 from .models import Membership, Organization
-from .permissions import (
-    can_create_api_tokens,
-    can_manage_api_tokens,
-    grantable_roles,
-    principal_for,
-)
+from .permissions import api_token_organizations, can_create_api_tokens, grantable_roles
 from .selectors import api_tokens_manageable, memberships_for_user
 
 # What each role finds on the home page, in the order the cards are shown.
@@ -77,12 +72,9 @@ def home(request):
 
 
 def _token_organizations(user) -> tuple[list[Organization], list[Organization]]:
-    """(organizations whose tokens user manages, those where they may create one),
-    among their own organizations: a superuser uses the admin for the others."""
-    own = Organization.objects.filter(pk__in=principal_for(user).organization_ids())
-    manageable = [o for o in own.order_by("name") if can_manage_api_tokens(user, o)]
-    creatable = [o for o in manageable if can_create_api_tokens(user, o)]
-    return manageable, creatable
+    """(organizations whose tokens user manages, those where they may create one)."""
+    manageable = api_token_organizations(user)
+    return manageable, [o for o in manageable if can_create_api_tokens(user, o)]
 
 
 def _form_errors_from(form, exc: ValidationError) -> None:
