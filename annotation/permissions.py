@@ -9,9 +9,11 @@ A rule costs at most one query (the caller's roles in one organization).
 from tenants.models import Organization, User
 from tenants.permissions import (
     ANNOTATORS,
+    CENTRE_RUN_MANAGERS,
     PROJECT_EDITORS,
     REVIEWERS,
     has_role,
+    is_platform_staff,
     require,
     require_roles,
 )
@@ -71,3 +73,24 @@ def can_review_item(user: User, item: Item) -> bool:
 
 def require_can_review_project(user: User, project: Project) -> None:
     require_roles(user, project.workforce, REVIEWERS, "review this project")
+
+
+# --- the quality engine's record of people ---------------------------------------
+
+
+def can_manage_annotator_quality(user: User, project: Project) -> bool:
+    """Named annotators' estimates, quarantine reasons and releases: the staffing
+    centre's project managers (clients see counts, never people)."""
+    if is_platform_staff(user):
+        return True
+    return project.workforce_id is not None and has_role(
+        user, project.workforce, CENTRE_RUN_MANAGERS
+    )
+
+
+def require_can_manage_annotator_quality(user: User, project: Project) -> None:
+    require(
+        can_manage_annotator_quality(user, project),
+        "Only the staffing centre's project managers may see and change annotators' "
+        "quality records.",
+    )

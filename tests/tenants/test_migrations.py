@@ -1,4 +1,4 @@
-"""tenants 0005: existing tokens get their creator's roles, or are revoked."""
+"""tenants 0006: existing tokens get their creator's roles, or are revoked."""
 
 import pytest
 from django.db import connection
@@ -6,8 +6,8 @@ from django.db.migrations.executor import MigrationExecutor
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-BEFORE = [("tenants", "0004_audit_event")]
-AFTER = [("tenants", "0005_apitoken_roles_expiry")]
+BEFORE = [("tenants", "0005_audit_quarantine_events")]
+AFTER = [("tenants", "0006_apitoken_roles_expiry")]
 
 
 def _migrate(targets):
@@ -19,7 +19,7 @@ def _migrate(targets):
 
 @pytest.fixture
 def old_world():
-    """The schema as of 0004, put back to the newest one afterwards."""
+    """The schema as of 0005, put back to the newest one afterwards."""
     apps = _migrate(BEFORE)
     yield apps
     executor = MigrationExecutor(connection)

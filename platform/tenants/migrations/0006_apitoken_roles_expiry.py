@@ -12,7 +12,7 @@ since 0001), so no token needs one guessed.
 from django.db import migrations, models
 from django.utils import timezone
 
-MIGRATION_ACTOR = "system:migration tenants.0005"
+MIGRATION_ACTOR = "system:migration tenants.0006"
 
 
 def roles_from_creators(apps, schema_editor):
@@ -52,7 +52,7 @@ def roles_from_creators(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("tenants", "0004_audit_event"),
+        ("tenants", "0005_audit_quarantine_events"),
     ]
 
     operations = [
