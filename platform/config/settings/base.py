@@ -235,6 +235,8 @@ SPECTACULAR_SETTINGS = {
             *(f"ErrorCode{code}Enum" for code in (401, 403, 404, 405, 406, 415, 429, 500)),
         ]
     }
+    # A membership's role and an API token's roles are one choice set: one name.
+    | {"RoleEnum": "tenants.models.Membership.Role"}
     | {
         "ProjectStatusEnum": "annotation.models.Project.Status",
         "WebhookDeliveryStatusEnum": "eventhooks.models.WebhookDelivery.Status",
