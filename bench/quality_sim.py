@@ -204,8 +204,9 @@ class ModelHook:
 
     BASE_MODEL = "tokenworks-base"
 
-    def __init__(self, args=None):
+    def __init__(self, args=None, truth: dict[str, str] | None = None):
         self.enabled = getattr(args, "model", "none") == "builtin"
+        self.truth = truth or {}
         self.retrain_every = getattr(args, "retrain_every", 0)
         self.server = None
         self.backend = None
@@ -275,8 +276,26 @@ class ModelHook:
         run.refresh_from_db()
         print(
             f"  model: pre-labeled {run.done_items:,} of {run.total_items:,} items with "
-            f"{self.BASE_MODEL} ({run.status}, {time.perf_counter() - started:.1f} s)",
+            f"{self.BASE_MODEL} ({run.status}, {time.perf_counter() - started:.1f} s); "
+            f"{self.suggestions_scored(project)}",
             flush=True,
+        )
+
+    def suggestions_scored(self, project) -> str:
+        """The model's suggestions on the open items against the truth, regular and gold."""
+        from annotation.models import Item
+
+        tally = {False: [0, 0], True: [0, 0]}
+        for external_id, is_gold, metadata in Item.objects.filter(
+            project=project, status=Item.Status.OPEN
+        ).values_list("external_id", "is_gold", "metadata"):
+            answer = ((metadata or {}).get("suggestion") or {}).get("answer") or {}
+            tally[is_gold][0] += answer.get("label") == self.truth.get(external_id)
+            tally[is_gold][1] += 1
+        return ", ".join(
+            f"{kind} {right / n:.3f} of {n:,}"
+            for kind, (right, n) in (("open items right", tally[False]), ("gold", tally[True]))
+            if n
         )
 
     def after_round(self, project, round_no: int) -> None:
@@ -326,7 +345,8 @@ class ModelHook:
             f"{record['train']:,}, held-out accuracy {accuracy} on {record['held_out']:,} "
             f"({record['train_seconds']:.1f} s training and evaluating, "
             f"{record['seconds']:.1f} s with re-pre-labeling)"
-            + (f"; {record['error']}" if record["error"] else ""),
+            + (f"; {record['error']}" if record["error"] else "")
+            + f"; suggestions now: {self.suggestions_scored(project)}",
             file=sys.stderr,
             flush=True,
         )
@@ -385,7 +405,7 @@ class Simulation:
         self.ds, self.cfg, self.args, self.workers = ds, cfg, args, workers
         self.rng = random.Random(f"order:{args.seed}:{ds.name}:{cfg.name}")
         self.reviews_of: dict[str, int] = {}
-        self.hook = ModelHook(args)
+        self.hook = ModelHook(args, truth=ds.truth)
         self.submits = 0
         self.t0 = time.perf_counter()
 
