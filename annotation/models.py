@@ -360,22 +360,23 @@ class AnnotatorTally(models.Model):
     )
     tasks = models.PositiveIntegerField(default=0)
     gold = models.PositiveIntegerField(default=0)
-    gold_correct = models.PositiveIntegerField(default=0)
+    # db_default on these: the lease statement inserts tallies in raw SQL.
+    gold_correct = models.PositiveIntegerField(default=0, db_default=0)
     # The worker model (annotation.quality), re-estimated by project_quality_refresh
     # from gold and decided items: mean accuracy and its 95 % interval, over
     # `evidence` checked answers (decided items weigh their posterior).
     accuracy = models.FloatField(null=True, blank=True)
     accuracy_low = models.FloatField(null=True, blank=True)
     accuracy_high = models.FloatField(null=True, blank=True)
-    evidence = models.FloatField(default=0)
+    evidence = models.FloatField(default=0, db_default=0)
     estimated_at = models.DateTimeField(null=True, blank=True)
     # Quarantined annotators get no regular task in the project, only gold (at
     # most PROBATION_GOLD after quarantine) to earn their way back. The lease
     # statement reads the flag; `gold_at_quarantine` counts the probation.
-    quarantined = models.BooleanField(default=False)
+    quarantined = models.BooleanField(default=False, db_default=False)
     quarantined_at = models.DateTimeField(null=True, blank=True)
-    quarantine_reason = models.TextField(blank=True)
-    gold_at_quarantine = models.PositiveIntegerField(default=0)
+    quarantine_reason = models.TextField(blank=True, db_default="")
+    gold_at_quarantine = models.PositiveIntegerField(default=0, db_default=0)
 
     class Meta:
         constraints = [
