@@ -702,9 +702,7 @@ class Simulation:
             for user_id in quarantined:
                 group = self.group_of.get(user_id, "?")
                 groups[group] = groups.get(group, 0) + 1
-            notes.append(
-                "quarantined " + ", ".join(f"{n} {g}" for g, n in sorted(groups.items()))
-            )
+            notes.append("quarantined " + ", ".join(f"{n} {g}" for g, n in sorted(groups.items())))
         wall = time.perf_counter() - self.t0
         return row_for(
             name,
