@@ -13,7 +13,9 @@ pre-labeling run of the project is in flight), a retrain:
 3. when that run has succeeded (its model registered and evaluated), pre-labels
    the project's open items, gold included and annotated or not, with the new
    model: the quality engine calibrates the model per name on gold, so every
-   open item must carry the new model's prediction.
+   open item must carry the new model's prediction;
+4. when that is done, queues the engine's quality refresh (adaptive projects
+   whose model votes), which measures the new model on gold.
 
 It acts for the project's creator (who may freeze datasets and run models); if
 they no longer may, the retrain fails saying so. Every step is idempotent and
@@ -283,6 +285,17 @@ def model_retrain_advance(*, retrain_id: int, now=None) -> ModelRetrain:
         retrain.save(update_fields=["status", "error", "prelabel_run", "finished_at"])
         if retrain.status not in ModelRetrain.UNFINISHED:
             _audit(retrain, AuditEvent.EventType.MODEL_RETRAIN_FINISHED)
+        project = retrain.project
+        if (
+            retrain.status == ModelRetrain.Status.SUCCEEDED
+            and project.decision == Project.Decision.ADAPTIVE
+            and project.model_votes
+        ):
+            # The engine weighs the model by name: re-measure the new one on gold
+            # now rather than at the next beat, so its vote counts sooner.
+            from annotation.tasks import project_quality_refresh_task
+
+            transaction.on_commit(lambda: project_quality_refresh_task.delay(project.pk))
     log = logger.warning if retrain.status == ModelRetrain.Status.FAILED else logger.info
     log(
         "model retrain %s -> %s",

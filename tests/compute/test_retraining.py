@@ -235,3 +235,50 @@ def test_a_retrain_stuck_at_the_backend_times_out(builtin, django_capture_on_com
     FineTuneRun.objects.filter(pk=retrain.finetune_run_id).update(status=FineTuneRun.Status.RUNNING)
     retrain = retraining.model_retrain_advance(retrain_id=retrain.pk, now=later)
     assert retrain.status == ModelRetrain.Status.FAILED and "given up" in retrain.error
+
+
+def test_a_finished_retrain_has_the_engine_measure_the_new_model_on_gold(
+    django_capture_on_commit_callbacks,
+):
+    from annotation.models import ProjectQuality
+
+    project = annotation_project(retrain_every=5, decision="adaptive", gold_ratio="0.1")
+    Item.objects.bulk_create(
+        [
+            Item(
+                project=project,
+                external_id=f"g{n}",
+                data={"text": text(n)},
+                is_gold=True,
+                gold_answer={"label": truth(n)},
+                target_annotations=None,
+                metadata={
+                    "suggestion": {
+                        "answer": {"label": truth(n)},
+                        "confidence": 0.9,
+                        "model": "ft:tokenworks-base:new",
+                    }
+                },
+            )
+            for n in range(6)
+        ]
+    )
+    run = PrelabelRun.objects.create(
+        project=project,
+        created_by=project.created_by,
+        prompt=project.prompts.create(version=1, created_by=project.created_by),
+        model="ft:tokenworks-base:new",
+        status=PrelabelRun.Status.SUCCEEDED,
+    )
+    retrain = ModelRetrain.objects.create(
+        project=project,
+        approved_results=5,
+        status=ModelRetrain.Status.PRELABELING,
+        prelabel_run=run,
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        retrain = retraining.model_retrain_advance(retrain_id=retrain.pk)
+    assert retrain.status == ModelRetrain.Status.SUCCEEDED
+    quality = ProjectQuality.objects.get(project=project)
+    assert quality.model_name == "ft:tokenworks-base:new"
+    assert quality.model_checked == 6
