@@ -216,6 +216,8 @@ class AuditEvent(models.Model):
         WEBHOOK_ENDPOINT_DELETED = "webhook_endpoint.deleted", _("Webhook endpoint deleted")
         ANNOTATOR_QUARANTINED = "annotator.quarantined", _("Annotator quarantined")
         ANNOTATOR_RELEASED = "annotator.released", _("Annotator released from quarantine")
+        MODEL_RETRAIN_STARTED = "model_retrain.started", _("Model retraining started")
+        MODEL_RETRAIN_FINISHED = "model_retrain.finished", _("Model retraining finished")
 
     created_at = models.DateTimeField(_("when"), default=timezone.now, db_index=True)
     # Null only for platform-wide objects (e.g. a platform backend, the tier

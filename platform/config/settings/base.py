@@ -355,6 +355,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "compute.finetune_runs_poll",
         "schedule": 30.0,
     },
+    # Retrains a project's model as decided labels accumulate (Project.retrain_every).
+    "compute-model-retrains": {
+        "task": "compute.model_retrains_run",
+        "schedule": 60.0,
+    },
     "valuechain-tiers-review": {
         "task": "valuechain.tiers_review",
         "schedule": crontab(hour=2, minute=30),  # daily, after the day's work
