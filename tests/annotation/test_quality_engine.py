@@ -30,6 +30,13 @@ TOPICS = {
 }
 
 
+@pytest.fixture(autouse=True)
+def no_audit_items(monkeypatch):
+    """Audit items (a hashed 3 % of item ids) are decided without the model's
+    vote; the tests below choose which items are audit items themselves."""
+    monkeypatch.setattr(selectors, "MODEL_AUDIT_RATE", 0.0)
+
+
 def adaptive_project(**fields):
     fields.setdefault("decision", "adaptive")
     fields.setdefault("target_confidence", Decimal("0.95"))
@@ -122,6 +129,17 @@ def test_a_calibrated_model_and_one_agreeing_annotator_decide_an_item():
     assert item.status == Item.Status.DONE
     assert item.annotation_count == 1
     assert item.result.provenance["model"]["class"] == "positive"
+
+
+def test_the_model_does_not_vote_on_audit_items(monkeypatch):
+    monkeypatch.setattr(selectors, "MODEL_AUDIT_RATE", 1.0)
+    project = adaptive_project()
+    (item,) = items(project, 1)
+    calibrated_model(project, accuracy=0.95)
+    suggest(item, "positive")
+    person = worker(project)
+    trusted(project, person, 0.85)
+    assert answer(project, person, "positive").status == Item.Status.OPEN
 
 
 def test_the_model_alone_never_decides_and_a_disagreement_asks_for_more():

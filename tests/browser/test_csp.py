@@ -9,6 +9,7 @@ Chromium's console report of one.
 from importlib import import_module
 
 import pytest
+from django.urls import reverse
 
 from annotation import services
 from compute.models import Backend
@@ -145,9 +146,10 @@ def test_every_page_loads_without_a_csp_violation(page, demo):
     w.log_in(reviewer.username, DEFAULT_PASSWORD)
     w.visit(f"/workspace/projects/{project.pk}/review/", "#review[data-mode=view]")
 
-    # The centre's manager: the backends page.
+    # The centre's manager: the backends page and the API tokens page.
     w.log_in(manager.username, DEFAULT_PASSWORD)
     w.visit("/compute/backends/", "#backend-table")
+    w.visit(reverse("api-tokens"), "main form")
 
     # An official: the dashboard, its charts drawn and a tooltip shown.
     w.log_in("official", DEMO_PASSWORD)

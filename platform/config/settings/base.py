@@ -281,6 +281,8 @@ SPECTACULAR_SETTINGS = {
             *(f"ErrorCode{code}Enum" for code in (401, 403, 404, 405, 406, 415, 429, 500)),
         ]
     }
+    # A membership's role and an API token's roles are one choice set: one name.
+    | {"RoleEnum": "tenants.models.Membership.Role"}
     | {
         "ProjectStatusEnum": "annotation.models.Project.Status",
         "WebhookDeliveryStatusEnum": "eventhooks.models.WebhookDelivery.Status",
@@ -398,6 +400,11 @@ CELERY_BEAT_SCHEDULE = {
     "compute-finetune-poll": {
         "task": "compute.finetune_runs_poll",
         "schedule": 30.0,
+    },
+    # Retrains a project's model as decided labels accumulate (Project.retrain_every).
+    "compute-model-retrains": {
+        "task": "compute.model_retrains_run",
+        "schedule": 60.0,
     },
     "valuechain-tiers-review": {
         "task": "valuechain.tiers_review",
