@@ -7,6 +7,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from . import selectors, services
+from .filtering import ApiFilterSet
 from .models import ApiToken, AuditEvent, Membership, Organization, Region
 from .permissions import can_read_audit_log
 from .scoping import TenantScopedMixin, organization_ids_for_request
@@ -31,7 +32,7 @@ class MeView(APIView):
         return Response(MeSerializer(request.user, context={"memberships": memberships}).data)
 
 
-class RegionFilter(filters.FilterSet):
+class RegionFilter(ApiFilterSet):
     parent_code = filters.CharFilter(field_name="parent__code")
 
     class Meta:
@@ -117,7 +118,7 @@ class ApiTokenViewSet(
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-class AuditEventFilter(filters.FilterSet):
+class AuditEventFilter(ApiFilterSet):
     event_type = filters.MultipleChoiceFilter(
         choices=AuditEvent.EventType.choices, help_text="Repeat to match any of several."
     )
