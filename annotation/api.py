@@ -32,7 +32,7 @@ from valuechain.serializers import (
     StatementQuerySerializer,
 )
 
-from . import exports, imports, selectors, services
+from . import exports, imports, permissions, selectors, services
 from .models import (
     Assignment,
     DatasetVersion,
@@ -45,6 +45,7 @@ from .models import (
 )
 from .serializers import (
     AnnotationSerializer,
+    AnnotatorRecordSerializer,
     DatasetVersionCreateSerializer,
     DatasetVersionSerializer,
     ExportJobCreateSerializer,
@@ -55,8 +56,10 @@ from .serializers import (
     ItemSerializer,
     LeaseSerializer,
     NextTaskSerializer,
+    ProjectQualitySerializer,
     ProjectSerializer,
     ProjectUpdateSerializer,
+    QuarantineReleaseSerializer,
     ReviewItemSerializer,
     ReviewLeaseSerializer,
     ReviewRequestSerializer,
@@ -79,6 +82,47 @@ PROJECT_EXAMPLE = {
     "price_per_1k_tokens": "1.20",
     "workforce": 2,
     "status": "active",
+}
+
+
+QUALITY_EXAMPLE = {
+    "project": 12,
+    "decision": "adaptive",
+    "target_confidence": "0.980",
+    "max_annotations": 5,
+    "overlap": 1,
+    "quarantine_below": "0.600",
+    "items": {"total": 2000, "decided": 1990, "in_review": 6, "open": 4},
+    "human_actions": {
+        "annotations": 2650,
+        "gold_annotations": 96,
+        "reviews": 41,
+        "rejected_annotations": 0,
+        "per_item": 1.3935,
+        "per_decided_item": 1.4005,
+    },
+    "decided_by_annotations": {"1": 1420, "2": 480, "3": 70, "4": 15, "5": 5},
+    "charges": {
+        "currency": "CNY",
+        "total": "318.204000",
+        "by_kind": {"annotation": "301.400000", "review": "9.104000", "inference": "7.700000"},
+        "per_decided_item": "0.159902",
+    },
+    "accuracy": {
+        "expected": 0.9912,
+        "gold_check": {
+            "items": 96,
+            "right": 95,
+            "accuracy": 0.9896,
+            "low": 0.9433,
+            "high": 0.9982,
+            "sent_to_review": 2,
+        },
+        "reviewed_items": 41,
+    },
+    "model": {"name": "ft:tokenworks-base:12-3", "votes": True, "accuracy": 0.9125, "checked": 160},
+    "annotators": {"estimated": 40, "quarantined": 5, "all_quarantined": False},
+    "estimated_at": "2026-11-30T08:00:00Z",
 }
 
 
@@ -259,6 +303,61 @@ class ProjectViewSet(TenantScopedMixin, viewsets.ModelViewSet):
             f'attachment; filename="statement-{project.pk}-{month:%Y-%m}.csv"'
         )
         return response
+
+    def get_queryset(self):
+        if self.action in ("quality", "quality_release"):
+            # The staffing centre's managers read (and act on) the quality record too.
+            return selectors.projects_for_quality(
+                user=self.request.user, organization_ids=self.tenant_organization_ids()
+            )
+        return super().get_queryset()
+
+    @extend_schema(
+        summary="Quality and cost: what each decided label took",
+        description=(
+            "Per project: human actions per item (annotations, gold answers and reviews), "
+            "charges per decided item, how many annotations the decided items took, the "
+            "engine's expected accuracy and the accuracy measured by replaying the decision "
+            "rule on gold items (never used for training) with a Wilson 95 % interval, the "
+            "model's measured accuracy and whether it votes, and how many annotators are "
+            "quarantined. The client's members see counts; the staffing centre's project "
+            "managers also see each annotator's estimate and quarantine reason (`people`). "
+            "Figures follow the engine's last refresh (`estimated_at`, at most a minute old "
+            "on active projects)."
+        ),
+        responses={200: ProjectQualitySerializer},
+        examples=[OpenApiExample("Adaptive project", value=QUALITY_EXAMPLE, response_only=True)],
+    )
+    @action(detail=True, methods=["get"])
+    def quality(self, request, pk=None):
+        project = self.get_object()
+        figures = selectors.project_quality_figures(
+            project=project,
+            with_annotators=permissions.can_manage_annotator_quality(request.user, project),
+        )
+        return Response(ProjectQualitySerializer(figures).data)
+
+    @extend_schema(
+        summary="Let a quarantined annotator back to regular work",
+        description=(
+            "For the staffing centre's project managers. The annotator's estimate is kept: "
+            "if their answers stay under the bar, the engine quarantines them again."
+        ),
+        request=QuarantineReleaseSerializer,
+        responses={200: AnnotatorRecordSerializer},
+    )
+    @action(detail=True, methods=["post"], url_path="quality/release")
+    def quality_release(self, request, pk=None):
+        project = self.get_object()
+        form = QuarantineReleaseSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        tally = services.annotator_quarantine_release(
+            project=project,
+            annotator_id=form.validated_data["annotator"],
+            released_by=request.user,
+            reason=form.validated_data["reason"],
+        )
+        return Response(AnnotatorRecordSerializer(selectors.annotator_record(tally)).data)
 
     @extend_schema(
         summary="Re-infer answers with Dawid–Skene",

@@ -178,7 +178,7 @@ def demo_seed() -> int:
                     "data": data,
                     "gold_answer": gold,
                     "is_gold": gold is not None,
-                    "target_annotations": None if gold else project.overlap,
+                    "target_annotations": None if gold else project.initial_target,
                     "token_count": estimate_tokens(item_text(project.task_type, data)),
                 },
             )

@@ -564,7 +564,7 @@ def _merge_postgresql(job: ImportJob, project: Project, now) -> tuple[int, int, 
             {
                 "job": job.pk,
                 "project": project.pk,
-                "overlap": project.overlap,
+                "overlap": project.initial_target,
                 "now": now,
             },
         )
@@ -586,7 +586,7 @@ def _merge_portable(job: ImportJob, project: Project, now) -> tuple[int, int, in
     new_items = []
     for external_id, staged in latest.items():
         # Gold items have no target: the project's gold ratio decides how often.
-        target = project.overlap if staged.gold_answer is None else None
+        target = project.initial_target if staged.gold_answer is None else None
         if external_id in existing:
             if job.on_conflict == ImportJob.OnConflict.UPDATE:
                 Item.objects.filter(project=project, external_id=external_id).update(

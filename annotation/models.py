@@ -35,6 +35,10 @@ class Project(models.Model):
         ANNOTATION = "annotation", _("Annotation")
         FINE_TUNING = "fine_tuning", _("Fine-tuning data")
 
+    class Decision(models.TextChoices):
+        FIXED = "fixed", _("Fixed overlap, majority vote")
+        ADAPTIVE = "adaptive", _("Adaptive: ask until confident")
+
     class Status(models.TextChoices):
         DRAFT = "draft", _("Draft")
         ACTIVE = "active", _("Active")
@@ -97,6 +101,54 @@ class Project(models.Model):
         validators=[MinValueValidator(0), MaxValueValidator(1)],
         help_text=_("Items whose answer confidence is below this go to review."),
     )
+    # The quality engine (annotation/quality.py). "fixed" asks every item for
+    # `overlap` annotations and votes; "adaptive" asks one at a time until the
+    # answer's posterior reaches `target_confidence`, up to `max_annotations`,
+    # after which a reviewer decides.
+    decision = models.CharField(
+        _("decision rule"),
+        max_length=16,
+        choices=Decision.choices,
+        default=Decision.FIXED,
+    )
+    target_confidence = models.DecimalField(
+        _("target confidence"),
+        max_digits=4,
+        decimal_places=3,
+        default=Decimal("0.98"),
+        validators=[MinValueValidator(Decimal("0.5")), MaxValueValidator(Decimal("0.999"))],
+        help_text=_("Adaptive: an item is decided once its best answer is this likely."),
+    )
+    max_annotations = models.PositiveSmallIntegerField(
+        _("most annotations per item"),
+        default=5,
+        validators=[MinValueValidator(1), MaxValueValidator(20)],
+        help_text=_("Adaptive: an item still undecided after this many goes to a reviewer."),
+    )
+    quarantine_below = models.DecimalField(
+        _("quarantine below accuracy"),
+        max_digits=4,
+        decimal_places=3,
+        default=Decimal("0.6"),
+        validators=[MinValueValidator(0), MaxValueValidator(1)],
+        help_text=_(
+            "Annotators whose estimated accuracy is surely under this (its upper confidence "
+            "bound) get only gold until they prove themselves; 0 turns quarantine off."
+        ),
+    )
+    model_votes = models.BooleanField(
+        _("model votes"),
+        default=True,
+        help_text=_(
+            "Adaptive: a model's prediction counts as one more annotator, weighed by its "
+            "accuracy measured on gold."
+        ),
+    )
+    retrain_every = models.PositiveIntegerField(
+        _("retrain the model every N decided items"),
+        default=0,
+        help_text=_("0: never retrain automatically."),
+    )
     price_per_1k_tokens = models.DecimalField(
         _("price per 1,000 tokens (CNY)"),
         max_digits=12,
@@ -142,6 +194,16 @@ class Project(models.Model):
                 name="project_price_not_negative", condition=Q(price_per_1k_tokens__gte=0)
             ),
             models.CheckConstraint(
+                name="project_quality_knobs_in_range",
+                condition=Q(
+                    target_confidence__gte=Decimal("0.5"),
+                    target_confidence__lte=Decimal("0.999"),
+                    max_annotations__gte=1,
+                    quarantine_below__gte=0,
+                    quarantine_below__lte=1,
+                ),
+            ),
+            models.CheckConstraint(
                 name="project_tier_in_range",
                 condition=Q(required_tier__gte=1, required_tier__lte=5),
             ),
@@ -149,6 +211,13 @@ class Project(models.Model):
 
     def __str__(self):
         return self.name
+
+    @property
+    def initial_target(self) -> int:
+        """Annotations a new regular item asks for: adaptive items start with one
+        (a confident annotator or a model's agreement can decide it) and ask for
+        more only while undecided."""
+        return 1 if self.decision == self.Decision.ADAPTIVE else self.overlap
 
 
 class Item(models.Model):
@@ -291,6 +360,23 @@ class AnnotatorTally(models.Model):
     )
     tasks = models.PositiveIntegerField(default=0)
     gold = models.PositiveIntegerField(default=0)
+    # db_default on these: the lease statement inserts tallies in raw SQL.
+    gold_correct = models.PositiveIntegerField(default=0, db_default=0)
+    # The worker model (annotation.quality), re-estimated by project_quality_refresh
+    # from gold and decided items: mean accuracy and its 95 % interval, over
+    # `evidence` checked answers (decided items weigh their posterior).
+    accuracy = models.FloatField(null=True, blank=True)
+    accuracy_low = models.FloatField(null=True, blank=True)
+    accuracy_high = models.FloatField(null=True, blank=True)
+    evidence = models.FloatField(default=0, db_default=0)
+    estimated_at = models.DateTimeField(null=True, blank=True)
+    # Quarantined annotators get no regular task in the project, only gold (at
+    # most PROBATION_GOLD after quarantine) to earn their way back. The lease
+    # statement reads the flag; `gold_at_quarantine` counts the probation.
+    quarantined = models.BooleanField(default=False, db_default=False)
+    quarantined_at = models.DateTimeField(null=True, blank=True)
+    quarantine_reason = models.TextField(blank=True, db_default="")
+    gold_at_quarantine = models.PositiveIntegerField(default=0, db_default=0)
 
     class Meta:
         constraints = [
@@ -300,10 +386,44 @@ class AnnotatorTally(models.Model):
             models.CheckConstraint(
                 name="annotator_tally_gold_within_tasks", condition=Q(gold__lte=F("tasks"))
             ),
+            models.CheckConstraint(
+                name="annotator_tally_gold_correct_within_gold",
+                condition=Q(gold_correct__lte=F("gold")),
+            ),
         ]
 
     def __str__(self):
         return f"tally of user {self.annotator_id} in project {self.project_id}"
+
+
+class ProjectQuality(models.Model):
+    """What the quality engine learned about a project, rewritten by
+    project_quality_refresh and read by every adaptive decision.
+
+    `classes` are the answer keys the engine votes over (the task type's
+    `answer_keys`), and the arrays below are indexed by their position:
+    `priors[k]`, `errors[t][l]` (the share of wrong answers to a true `t` that
+    say `l`, shared by all annotators: the confusable pairs of the task) and,
+    for the model whose predictions are on the items, `model_bins`: its
+    accuracy by confidence band, measured on gold and audit items only, never
+    on items its own vote decided.
+    """
+
+    project = models.OneToOneField(Project, on_delete=models.CASCADE, related_name="quality")
+    classes = models.JSONField(default=list)
+    priors = models.JSONField(default=list)
+    errors = models.JSONField(default=list)
+    model_name = models.CharField(max_length=200, blank=True)
+    # [[upper bound of the band's confidence, correct, checked], …], ascending.
+    model_bins = models.JSONField(default=list)
+    model_accuracy = models.FloatField(null=True, blank=True)
+    model_checked = models.PositiveIntegerField(default=0)
+    estimated_at = models.DateTimeField(null=True, blank=True)
+
+    tenant_path = "project__organization"
+
+    def __str__(self):
+        return f"quality model of project {self.project_id}"
 
 
 class Annotation(models.Model):
@@ -471,6 +591,7 @@ class ItemResult(models.Model):
         DAWID_SKENE = "dawid_skene", _("Dawid–Skene")
         REVIEW = "review", _("Reviewer's correction")
         SINGLE = "single", _("Single annotation")
+        POSTERIOR = "posterior", _("Adaptive posterior")
 
     item = models.OneToOneField(Item, on_delete=models.CASCADE, related_name="result")
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="results")

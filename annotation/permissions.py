@@ -9,6 +9,7 @@ A rule costs at most one query (the caller's roles in one organization).
 from tenants.models import Organization, User
 from tenants.permissions import (
     ANNOTATORS,
+    CENTRE_RUN_MANAGERS,
     PROJECT_EDITORS,
     REVIEWERS,
     has_role,
@@ -71,3 +72,24 @@ def can_review_item(user: User, item: Item) -> bool:
 
 def require_can_review_project(user: User, project: Project) -> None:
     require_roles(user, project.workforce, REVIEWERS, "review this project")
+
+
+# --- the quality engine's record of people ---------------------------------------
+
+
+def can_manage_annotator_quality(user: User, project: Project) -> bool:
+    """Named annotators' estimates, quarantine reasons and releases: the staffing
+    centre's project managers (clients see counts, never people)."""
+    if user.is_superuser:
+        return True
+    return project.workforce_id is not None and has_role(
+        user, project.workforce, CENTRE_RUN_MANAGERS
+    )
+
+
+def require_can_manage_annotator_quality(user: User, project: Project) -> None:
+    require(
+        can_manage_annotator_quality(user, project),
+        "Only the staffing centre's project managers may see and change annotators' "
+        "quality records.",
+    )

@@ -1,16 +1,29 @@
 """Reads for annotation jobs: progress, queues, quality and agreement."""
 
+import hashlib
 from collections.abc import Iterable
+from decimal import Decimal
 
+import numpy as np
 from django.core.exceptions import ValidationError
 from django.db.models import Avg, Count, Q, QuerySet, Sum
 
 from tenants.models import Membership, Organization, User
-from tenants.permissions import ANNOTATORS
+from tenants.permissions import ANNOTATORS, CENTRE_RUN_MANAGERS
 from tenants.selectors import queryset_scope
 
-from . import agreement
-from .models import Annotation, Assignment, Item, ItemResult, Project, Review, ReviewLease
+from . import agreement, quality
+from .models import (
+    Annotation,
+    AnnotatorTally,
+    Assignment,
+    Item,
+    ItemResult,
+    Project,
+    ProjectQuality,
+    Review,
+    ReviewLease,
+)
 from .schemas import answer_key
 from .task_types import task_type_spec
 
@@ -28,6 +41,17 @@ def projects_for_worker(*, user: User, roles: Iterable[str] = ANNOTATORS) -> Que
         workforce_id__in=centre_ids_for_worker(user=user, roles=roles),
         status=Project.Status.ACTIVE,
     ).order_by("name")
+
+
+def projects_for_quality(*, user: User, organization_ids: list[int]) -> QuerySet[Project]:
+    """Projects whose quality figures the caller may read: their organization's own,
+    and those their centre staffs where they are a project manager (within the
+    organizations the request may see, so a token stays inside its own)."""
+    managed = centre_ids_for_worker(user=user, roles=CENTRE_RUN_MANAGERS)
+    return Project.objects.filter(
+        Q(organization_id__in=organization_ids)
+        | (Q(workforce_id__in=organization_ids) & Q(workforce_id__in=managed))
+    ).select_related("organization", "workforce")
 
 
 def projects_visible(*, organization_ids: list[int]) -> QuerySet[Project]:
@@ -275,3 +299,268 @@ _AGREEMENT_MEASURES = {
     "span_f1": _span_agreement,
     "exact": _exact_agreement,
 }
+
+
+# --- the quality engine ---------------------------------------------------------
+
+# A deterministic share of regular items on which the model does not vote: the
+# humans decide them alone, so they measure the model on real work without its
+# own vote in the reference (gold measures it too, but gold may be easier).
+MODEL_AUDIT_RATE = 0.03
+
+
+class QualityContext:
+    """What an adaptive decision needs about its project, loaded once per call."""
+
+    def __init__(self, project: Project):
+        spec = task_type_spec(project.task_type)
+        self.project = project
+        self.spec = spec
+        keys = spec.answer_keys(project.label_schema) or []
+        self.classes = list(keys)
+        self.index = {agreement.stable_key(k): i for i, k in enumerate(keys)}
+        k = len(keys)
+        state = ProjectQuality.objects.filter(project=project).first()
+        same_classes = state is not None and state.classes == self.classes
+        if same_classes and state.priors:
+            self.priors = np.asarray(state.priors, dtype=float)
+            self.errors = np.asarray(state.errors, dtype=float)
+        else:
+            self.priors = np.full(k, 1.0 / k) if k else np.zeros(0)
+            self.errors = quality.uniform_errors(k)
+        self.model_name = state.model_name if same_classes else ""
+        self.model_bands = (
+            quality.model_band_accuracy(state.model_bins)
+            if same_classes and state.model_bins
+            else None
+        )
+
+    def class_of(self, answer) -> int | None:
+        try:
+            return self.index.get(agreement.stable_key(self.spec.answer_key(answer)))
+        except (KeyError, TypeError):
+            return None
+
+    def model_vote(self, item: Item) -> tuple[int, float] | None:
+        """The model's (class, calibrated accuracy) on the item, or None when it has
+        no say: the project does not let it vote, its predictions are not the
+        calibrated model's, it is not better than chance, or the item is an audit
+        item."""
+        if not self.project.model_votes or self.model_bands is None:
+            return None
+        suggestion = (item.metadata or {}).get("suggestion")
+        if not isinstance(suggestion, dict) or suggestion.get("model") != self.model_name:
+            return None
+        if model_audit_item(self.project.pk, item.pk):
+            return None
+        cls = self.class_of(suggestion.get("answer") or {})
+        confidence = suggestion.get("confidence")
+        if cls is None or not isinstance(confidence, int | float):
+            return None
+        accuracy = self.model_bands[quality.model_band(float(confidence))]
+        if not quality.informative(accuracy, len(self.classes)):
+            return None
+        return cls, accuracy
+
+
+def model_audit_item(project_id: int, item_id: int) -> bool:
+    digest = hashlib.sha256(f"model-audit:{project_id}:{item_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < MODEL_AUDIT_RATE
+
+
+def annotator_accuracy_weight(tally: AnnotatorTally | None) -> float:
+    """The accuracy a vote is weighed by: the engine's estimate, or until the first
+    refresh what the annotator's gold says (the prior alone for a newcomer)."""
+    if tally is None:
+        return quality.beta_interval(0, 0)[0]
+    if tally.accuracy is not None:
+        return tally.accuracy
+    return quality.beta_interval(tally.gold_correct, tally.gold)[0]
+
+
+def _gold_replay(project: Project, context: QualityContext) -> tuple[int, int, int]:
+    """Held-out check of the decision rule on gold: each gold item's answers, in
+    the order they came, decided as a regular item would be (adaptive: one
+    answer at a time until the target or the cap; fixed: majority of the first
+    `overlap`), against its gold answer. Gold is never in a training set, so
+    this measures what clients receive. Returns (right, decided, sent to review)."""
+    tallies = {t.annotator_id: t for t in AnnotatorTally.objects.filter(project=project).order_by()}
+    rows = (
+        Annotation.objects.filter(project=project, item__is_gold=True)
+        .exclude(status=Annotation.Status.REJECTED)
+        .values_list("item_id", "annotator_id", "answer", "item__gold_answer", "item__metadata")
+        .order_by("item_id", "pk")
+    )
+    right = decided = reviewed = 0
+    target, cap = float(project.target_confidence), project.max_annotations
+    current = None
+    votes: list[tuple[int, float]] = []
+    keys: list = []
+    done = False
+
+    def finish_majority():
+        nonlocal right, decided
+        if keys and not done and project.decision == Project.Decision.FIXED:
+            winner, _ = agreement.majority_vote(keys)
+            decided += 1
+            right += winner == gold_key
+
+    gold_key = None
+    for item_id, annotator_id, answer, gold_answer, metadata in rows.iterator(chunk_size=5000):
+        if item_id != current:
+            finish_majority()
+            current, votes, keys, done = item_id, [], [], False
+            gold_key = context.class_of(gold_answer or {})
+            model_vote = context.model_vote(Item(pk=-1, metadata=metadata or {}))
+            if model_vote is not None:
+                votes.append(model_vote)
+        if done or gold_key is None:
+            continue
+        cls = context.class_of(answer)
+        if cls is None:
+            continue
+        if project.decision == Project.Decision.FIXED:
+            if len(keys) < project.overlap:
+                keys.append(cls)
+            continue
+        votes.append((cls, annotator_accuracy_weight(tallies.get(annotator_id))))
+        outcome = quality.decide(
+            quality.posterior(context.priors, context.errors, votes),
+            annotations=len(votes) - (1 if model_vote is not None else 0),
+            target=target,
+            cap=cap,
+        )
+        if outcome.action == "decide":
+            decided += 1
+            right += outcome.best == gold_key
+            done = True
+        elif outcome.action == "review":
+            reviewed += 1
+            done = True
+    finish_majority()
+    return right, decided, reviewed
+
+
+def project_quality_figures(*, project: Project, with_annotators: bool = False) -> dict:
+    """Where the money goes: human actions and charges per decided item, the
+    estimated accuracy with its interval, how many answers items needed, and
+    the worker model (named annotators only `with_annotators`, for their
+    managers; clients get counts)."""
+    from valuechain.selectors import project_charges
+
+    counts = project_counts(project=project)
+    regular = counts["total"]
+    annotations = Annotation.objects.filter(project=project).aggregate(
+        regular=Count("pk", filter=Q(item__is_gold=False)),
+        gold=Count("pk", filter=Q(item__is_gold=True)),
+        rejected=Count("pk", filter=Q(status=Annotation.Status.REJECTED)),
+    )
+    reviews = Review.objects.filter(project=project).count()
+    actions = annotations["regular"] + annotations["gold"] + reviews
+    decided = counts["done"]
+    per_decided = (
+        Item.objects.filter(project=project, is_gold=False, status=Item.Status.DONE)
+        .values("annotation_count")
+        .annotate(n=Count("pk"))
+        .order_by("annotation_count")
+    )
+    results = ItemResult.objects.filter(project=project, item__status=Item.Status.DONE).aggregate(
+        mean=Avg("confidence"), reviewed=Count("pk", filter=Q(reviewed_by__isnull=False))
+    )
+    charges = project_charges(project=project)
+    charged = sum(charges.values(), start=Decimal(0))
+    context = QualityContext(project)
+    if len(context.classes) >= 2:
+        right, checked, gold_reviewed = _gold_replay(project, context)
+    else:
+        right = checked = gold_reviewed = 0
+    low, high = quality.wilson(right, checked)
+    tallies = AnnotatorTally.objects.filter(project=project).select_related("annotator")
+    estimated = [t for t in tallies if t.accuracy is not None]
+    quarantined = [t for t in tallies if t.quarantined]
+    state = ProjectQuality.objects.filter(project=project).first()
+    figures = {
+        "project": project.pk,
+        "decision": project.decision,
+        "target_confidence": project.target_confidence,
+        "max_annotations": project.max_annotations,
+        "overlap": project.overlap,
+        "quarantine_below": project.quarantine_below,
+        "items": {
+            "total": regular,
+            "decided": decided,
+            "in_review": counts["in_review"],
+            "open": counts["open"],
+        },
+        "human_actions": {
+            "annotations": annotations["regular"],
+            "gold_annotations": annotations["gold"],
+            "reviews": reviews,
+            "rejected_annotations": annotations["rejected"],
+            "per_item": round(actions / regular, 4) if regular else None,
+            "per_decided_item": round(actions / decided, 4) if decided else None,
+        },
+        "decided_by_annotations": {str(row["annotation_count"]): row["n"] for row in per_decided},
+        "charges": {
+            "currency": "CNY",
+            "total": charged,
+            "by_kind": charges,
+            "per_decided_item": (
+                (charged / decided).quantize(Decimal("0.000001")) if decided else None
+            ),
+        },
+        "accuracy": {
+            # The engine's own estimate: the mean posterior of the delivered answers.
+            "expected": round(results["mean"], 4) if results["mean"] is not None else None,
+            # Measured: the decision rule replayed on gold, with a Wilson 95 % interval.
+            "gold_check": {
+                "items": checked,
+                "right": right,
+                "accuracy": round(right / checked, 4) if checked else None,
+                "low": round(low, 4) if checked else None,
+                "high": round(high, 4) if checked else None,
+                "sent_to_review": gold_reviewed,
+            },
+            "reviewed_items": results["reviewed"],
+        },
+        "model": {
+            "name": context.model_name or None,
+            "votes": bool(project.model_votes and context.model_bands is not None),
+            "accuracy": (
+                round(state.model_accuracy, 4)
+                if state is not None and state.model_accuracy is not None
+                else None
+            ),
+            "checked": state.model_checked if state is not None else 0,
+        },
+        "annotators": {
+            "estimated": len(estimated),
+            "quarantined": len(quarantined),
+            "all_quarantined": bool(estimated) and len(quarantined) == len(estimated),
+        },
+        "estimated_at": state.estimated_at if state is not None else None,
+    }
+    if with_annotators:
+        figures["annotators"]["people"] = [
+            annotator_record(t)
+            for t in sorted(tallies, key=lambda t: (not t.quarantined, t.accuracy or 0, t.pk))
+        ]
+    return figures
+
+
+def annotator_record(tally: AnnotatorTally) -> dict:
+    """One annotator's quality record in a project, for their managers."""
+    return {
+        "id": tally.annotator_id,
+        "username": tally.annotator.username,
+        "tasks": tally.tasks,
+        "gold": tally.gold,
+        "gold_correct": tally.gold_correct,
+        "accuracy": tally.accuracy,
+        "accuracy_low": tally.accuracy_low,
+        "accuracy_high": tally.accuracy_high,
+        "evidence": tally.evidence,
+        "quarantined": tally.quarantined,
+        "quarantined_at": tally.quarantined_at,
+        "reason": tally.quarantine_reason,
+    }

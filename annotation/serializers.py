@@ -43,7 +43,13 @@ class ProjectSerializer(serializers.ModelSerializer):
             "label_schema",
             "instructions",
             "required_tier",
+            "decision",
             "overlap",
+            "target_confidence",
+            "max_annotations",
+            "quarantine_below",
+            "model_votes",
+            "retrain_every",
             "review_rate",
             "gold_ratio",
             "agreement_threshold",
@@ -385,3 +391,108 @@ class ReviewLeaseSerializer(serializers.ModelSerializer):
 
     def get_waiting(self, lease) -> int | None:
         return self.context.get("waiting")
+
+
+# --- the quality engine's figures --------------------------------------------------
+
+
+class _QualityItemsSerializer(serializers.Serializer):
+    total = serializers.IntegerField(help_text=_("Regular items (gold not counted)."))
+    decided = serializers.IntegerField()
+    in_review = serializers.IntegerField()
+    open = serializers.IntegerField()
+
+
+class _QualityActionsSerializer(serializers.Serializer):
+    annotations = serializers.IntegerField(help_text=_("On regular items, rejected included."))
+    gold_annotations = serializers.IntegerField()
+    reviews = serializers.IntegerField()
+    rejected_annotations = serializers.IntegerField()
+    per_item = serializers.FloatField(
+        allow_null=True, help_text=_("(annotations + gold annotations + reviews) / items.")
+    )
+    per_decided_item = serializers.FloatField(allow_null=True)
+
+
+class _QualityChargesSerializer(serializers.Serializer):
+    currency = serializers.CharField()
+    total = serializers.DecimalField(max_digits=20, decimal_places=6)
+    by_kind = serializers.DictField(child=serializers.DecimalField(max_digits=20, decimal_places=6))
+    per_decided_item = serializers.DecimalField(max_digits=20, decimal_places=6, allow_null=True)
+
+
+class _GoldCheckSerializer(serializers.Serializer):
+    items = serializers.IntegerField(help_text=_("Gold items the decision rule settled."))
+    right = serializers.IntegerField()
+    accuracy = serializers.FloatField(allow_null=True)
+    low = serializers.FloatField(allow_null=True, help_text=_("Wilson 95 % interval."))
+    high = serializers.FloatField(allow_null=True)
+    sent_to_review = serializers.IntegerField()
+
+
+class _QualityAccuracySerializer(serializers.Serializer):
+    expected = serializers.FloatField(
+        allow_null=True, help_text=_("Mean confidence of the delivered answers.")
+    )
+    gold_check = _GoldCheckSerializer()
+    reviewed_items = serializers.IntegerField()
+
+
+class _QualityModelSerializer(serializers.Serializer):
+    name = serializers.CharField(allow_null=True)
+    votes = serializers.BooleanField(help_text=_("Whether its predictions count as a vote now."))
+    accuracy = serializers.FloatField(allow_null=True, help_text=_("On gold and audit items."))
+    checked = serializers.IntegerField()
+
+
+class AnnotatorRecordSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    username = serializers.CharField()
+    tasks = serializers.IntegerField()
+    gold = serializers.IntegerField()
+    gold_correct = serializers.IntegerField()
+    accuracy = serializers.FloatField(allow_null=True)
+    accuracy_low = serializers.FloatField(allow_null=True)
+    accuracy_high = serializers.FloatField(allow_null=True)
+    evidence = serializers.FloatField()
+    quarantined = serializers.BooleanField()
+    quarantined_at = serializers.DateTimeField(allow_null=True)
+    reason = serializers.CharField(allow_blank=True)
+
+
+class _QualityAnnotatorsSerializer(serializers.Serializer):
+    estimated = serializers.IntegerField()
+    quarantined = serializers.IntegerField()
+    all_quarantined = serializers.BooleanField(
+        help_text=_("Every annotator is quarantined: no regular work is handed out.")
+    )
+    people = AnnotatorRecordSerializer(
+        many=True,
+        required=False,
+        help_text=_("Only for the staffing centre's project managers."),
+    )
+
+
+class ProjectQualitySerializer(serializers.Serializer):
+    project = serializers.IntegerField()
+    decision = serializers.ChoiceField(choices=Project.Decision.choices)
+    target_confidence = serializers.DecimalField(max_digits=4, decimal_places=3)
+    max_annotations = serializers.IntegerField()
+    overlap = serializers.IntegerField()
+    quarantine_below = serializers.DecimalField(max_digits=4, decimal_places=3)
+    items = _QualityItemsSerializer()
+    human_actions = _QualityActionsSerializer()
+    decided_by_annotations = serializers.DictField(
+        child=serializers.IntegerField(),
+        help_text=_("Decided items by how many annotations they took."),
+    )
+    charges = _QualityChargesSerializer()
+    accuracy = _QualityAccuracySerializer()
+    model = _QualityModelSerializer()
+    annotators = _QualityAnnotatorsSerializer()
+    estimated_at = serializers.DateTimeField(allow_null=True)
+
+
+class QuarantineReleaseSerializer(serializers.Serializer):
+    annotator = serializers.IntegerField(help_text=_("The annotator's user id."))
+    reason = serializers.CharField(max_length=1000)

@@ -20,7 +20,7 @@ from tenants.models import AuditEvent, Organization, User
 from tenants.services import audit_changes, audit_event_record, audit_snapshot
 from valuechain import postings
 
-from . import agreement, permissions
+from . import agreement, permissions, quality
 from .models import (
     Annotation,
     AnnotatorTally,
@@ -28,6 +28,7 @@ from .models import (
     Item,
     ItemResult,
     Project,
+    ProjectQuality,
     Review,
     ReviewLease,
 )
@@ -39,12 +40,31 @@ from .schemas import (
     item_text,
     label_schema_validate,
 )
-from .selectors import project_counts
+from .selectors import (
+    QualityContext,
+    annotator_accuracy_weight,
+    model_audit_item,
+    project_counts,
+)
 from .task_types import task_type_spec, task_types_where
 from .token_estimate import estimate_tokens
 
 # An annotator holds the task on screen and the prefetched next one.
 MAX_ACTIVE_LEASES = 2
+
+# The quality engine (project_quality_refresh, item_adaptive_decide).
+# An item's decision is re-opened by a refresh only when its posterior fell this
+# far under the target: estimates move a little with every refresh, and an item
+# must not flap between decided and open on noise.
+REOPEN_MARGIN = 0.05
+# Quarantine needs this many checked answers (gold, or decided items weighed by
+# their posterior): a few unlucky answers must not shut a new annotator out.
+QUARANTINE_MIN_EVIDENCE = 8
+# A quarantined annotator is served at most this many gold items to earn their
+# way back, and is released once, over at least PROBATION_MIN of them, the lower
+# bound of their accuracy clears the bar.
+PROBATION_GOLD = 10
+PROBATION_MIN = 5
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +89,18 @@ def _project_clean(project: Project) -> None:
         project.label_schema = label_schema_validate(project.task_type, project.label_schema)
     except SchemaError as error:
         raise schema_error_to_validation(error) from error
+    if (
+        project.decision == Project.Decision.ADAPTIVE
+        and task_type_spec(project.task_type).answer_keys(project.label_schema) is None
+    ):
+        raise ValidationError(
+            {
+                "decision": [
+                    "Adaptive decisions need answers from a closed set (classification, "
+                    "preference, rating); use fixed overlap for this task type."
+                ]
+            }
+        )
     if project.workforce_id and project.workforce.kind != Organization.Kind.WORKFORCE:
         raise ValidationError({"workforce": ["Expected an annotation centre (workforce)."]})
     project.full_clean()
@@ -133,11 +165,13 @@ def project_update(*, project: Project, updated_by: User, **fields) -> Project:
     project.save()
     changes = audit_changes(before, audit_snapshot(project, fields))
     _project_changes_record(project, updated_by, changes)
-    if "overlap" in fields:
-        # Open items follow the new overlap, but never below what is already
-        # reserved: leases in flight stay valid.
+    if "overlap" in fields or "decision" in fields:
+        # Open items follow the new overlap (adaptive: one more at a time), but
+        # never below what is already reserved: leases in flight stay valid.
+        # Adaptive items that already have answers are decided by the next
+        # quality refresh.
         project.items.filter(is_gold=False, status=Item.Status.OPEN).update(
-            target_annotations=Greatest(F("reserved_count"), project.overlap)
+            target_annotations=Greatest(F("reserved_count"), project.initial_target)
         )
     return project
 
@@ -203,13 +237,16 @@ def _gold_due(*, tasks: int, gold: int, ratio: Decimal) -> bool:
 # which the ratio check then makes up for.
 _LEASE_SQL = """
 WITH due AS (
-    SELECT COALESCE(MAX(t.gold), 0) + 0.5 <= %(ratio)s * (COALESCE(MAX(t.tasks), 0) + 1) AS gold
+    SELECT COALESCE(MAX(t.gold), 0) + 0.5 <= %(ratio)s * (COALESCE(MAX(t.tasks), 0) + 1) AS gold,
+           COALESCE(BOOL_OR(t.quarantined), FALSE) AS quarantined,
+           COALESCE(BOOL_OR(t.quarantined AND t.gold - t.gold_at_quarantine < %(probation)s),
+                    FALSE) AS probation
     FROM {tally} AS t
     WHERE t.project_id = %(project)s AND t.annotator_id = %(annotator)s
 ), gold_pick AS (
     SELECT i.id, i.is_gold
     FROM {item} AS i
-    WHERE (SELECT gold FROM due)
+    WHERE ((SELECT gold AND NOT quarantined FROM due) OR (SELECT probation FROM due))
       AND i.project_id = %(project)s
       AND i.is_gold
       AND i.status = 'open'
@@ -217,7 +254,7 @@ WITH due AS (
           SELECT 1 FROM {assignment} AS a
           WHERE a.item_id = i.id AND a.annotator_id = %(annotator)s
       )
-      AND (%(all_gold)s OR EXISTS (
+      AND (%(all_gold)s OR (SELECT probation FROM due) OR EXISTS (
           SELECT 1
           FROM {item} AS r
           WHERE r.project_id = %(project)s
@@ -236,6 +273,7 @@ WITH due AS (
     SELECT i.id, i.is_gold
     FROM {item} AS i
     WHERE NOT EXISTS (SELECT 1 FROM gold_pick)
+      AND NOT (SELECT quarantined FROM due)
       AND i.project_id = %(project)s
       AND NOT i.is_gold
       AND i.status = 'open'
@@ -290,6 +328,7 @@ def _lease_one_postgresql(*, project, annotator, now, expires) -> int | None:
         "annotator": annotator.pk,
         "ratio": ratio,
         "all_gold": ratio >= 1,
+        "probation": PROBATION_GOLD,
         "now": now,
         "expires": expires,
     }
@@ -321,11 +360,19 @@ def _lease_one_portable(*, project, annotator, now, expires) -> int | None:
     ratio = Decimal(project.gold_ratio)
     tally = AnnotatorTally.objects.filter(project=project, annotator=annotator).first()
     served = {"tasks": tally.tasks, "gold": tally.gold} if tally else {"tasks": 0, "gold": 0}
-    regular = first_open(False)
-    item = None
-    if _gold_due(**served, ratio=ratio) and (ratio >= 1 or regular is not None):
+    if tally is not None and tally.quarantined:
+        # Quarantine: probation gold only, never regular work.
+        if tally.gold - tally.gold_at_quarantine >= PROBATION_GOLD:
+            return None
         item = first_open(True)
-    item = item or regular
+        if item is None:
+            return None
+    else:
+        regular = first_open(False)
+        item = None
+        if _gold_due(**served, ratio=ratio) and (ratio >= 1 or regular is not None):
+            item = first_open(True)
+        item = item or regular
     if item is None:
         return None
     room = Q(is_gold=True) | Q(reserved_count__lt=F("target_annotations"))
@@ -503,7 +550,19 @@ def annotation_submit(
     item.save(update_fields=["annotation_count", "updated_at"])
     annotation.project = project
     postings.annotation_posted(annotation)
-    if not item.is_gold and item.annotation_count >= item.target_annotations:
+    if item.is_gold:
+        if gold_correct:
+            # The annotator's own tally row: no other annotator's submit touches it.
+            AnnotatorTally.objects.filter(project=project, annotator=annotator).update(
+                gold_correct=F("gold_correct") + 1
+            )
+    elif project.decision == Project.Decision.ADAPTIVE:
+        # A late answer to an item already decided (a second lease was out) is
+        # paid and counts for the worker model; the decision stands until the
+        # next refresh weighs it.
+        if item.status == Item.Status.OPEN:
+            item_adaptive_decide(item=item, project=project, now=now)
+    elif item.annotation_count >= item.target_annotations:
         item_result_decide(item=item, project=project)
     return annotation, True
 
@@ -612,7 +671,9 @@ def project_results_infer(*, project: Project) -> dict:
     are fetched.
     """
     summary = {"items": 0, "changed": 0, "to_review": 0, "unseen": 0}
-    if project.task_type not in VOTABLE_TYPES:
+    if project.task_type not in VOTABLE_TYPES or project.decision == Project.Decision.ADAPTIVE:
+        # Adaptive projects: project_quality_refresh is their Dawid–Skene, with
+        # gold anchoring and the model's vote.
         return summary
     spec = task_type_spec(project.task_type)
     item_buf, annotator_buf, label_buf = array("q"), array("q"), array("q")
@@ -1205,3 +1266,489 @@ def item_suggestions_apply(*, suggestions: dict[int, tuple[dict, float]]) -> Non
         item.metadata = {**item.metadata, "suggestion": suggestion}
         item.priority = priority
     Item.objects.bulk_update(items, ["metadata", "priority"], batch_size=1000)
+
+
+# --- the quality engine (annotation/quality.py has the arithmetic) ---------------
+
+
+def _adaptive_apply(
+    *,
+    item: Item,
+    project: Project,
+    context: QualityContext,
+    annotations: list[Annotation],
+    decision: quality.Decision,
+    model_vote: tuple[int, float] | None,
+    now,
+) -> str:
+    """Carry out an adaptive decision on a locked item: decide it, send it to
+    review, or ask for one more annotation. Returns the action taken."""
+    if decision.action == "more":
+        wanted = len(annotations) + 1
+        if item.target_annotations < wanted or item.status != Item.Status.OPEN:
+            item.target_annotations = max(item.target_annotations, wanted, item.reserved_count)
+            item.status = Item.Status.OPEN
+            item.save(update_fields=["target_annotations", "status", "updated_at"])
+        ItemResult.objects.filter(item=item, reviewed_by__isnull=True).exclude(
+            method=ItemResult.Method.REVIEW
+        ).delete()
+        return "more"
+    key = context.classes[decision.best]
+    answer = next(
+        (a.answer for a in annotations if context.class_of(a.answer) == decision.best), None
+    )
+    unseen = answer is None  # only the model said it: a human must confirm
+    if unseen:
+        answer = context.spec.answer_from_key(key)
+    needs_review = (
+        decision.action == "review" or unseen or _sampled(project.pk, item.pk, project.review_rate)
+    )
+    keys = [context.class_of(a.answer) for a in annotations]
+    ItemResult.objects.update_or_create(
+        item=item,
+        defaults={
+            "project": project,
+            "answer": answer,
+            "confidence": decision.confidence,
+            "method": ItemResult.Method.POSTERIOR,
+            "agreement": agreement.pairwise_agreement([keys]) if len(keys) > 1 else None,
+            "approved": not needs_review,
+            "reviewed_by": None,
+            "provenance": {
+                "annotations": [a.pk for a in annotations],
+                "annotators": [a.annotator_id for a in annotations],
+                "model": (
+                    {"class": context.classes[model_vote[0]], "accuracy": round(model_vote[1], 4)}
+                    if model_vote
+                    else None
+                ),
+                "decided_at": now.isoformat(),
+            },
+        },
+    )
+    item.status = Item.Status.IN_REVIEW if needs_review else Item.Status.DONE
+    item.save(update_fields=["status", "updated_at"])
+    if item.status == Item.Status.DONE:
+        project_completion_check(project=project)
+    return "review" if needs_review else "decide"
+
+
+def item_adaptive_decide(
+    *, item: Item, project: Project, context: QualityContext | None = None, now=None
+) -> str:
+    """Weigh a locked open item's answers (and the model's) and act on the posterior.
+
+    Called by annotation_submit in the submit's transaction. Each vote weighs
+    by its annotator's estimated accuracy (AnnotatorTally), the model's by its
+    accuracy at the stated confidence on gold; see annotation.quality.
+    """
+    context = context or QualityContext(project)
+    now = now or timezone.now()
+    annotations = _live_annotations(item)
+    tallies = {
+        t.annotator_id: t
+        for t in AnnotatorTally.objects.filter(
+            project=project, annotator_id__in=[a.annotator_id for a in annotations]
+        )
+    }
+    votes = []
+    for annotation in annotations:
+        cls = context.class_of(annotation.answer)
+        if cls is not None:
+            votes.append((cls, annotator_accuracy_weight(tallies.get(annotation.annotator_id))))
+    model_vote = context.model_vote(item)
+    if model_vote is not None:
+        votes.append(model_vote)
+    post = quality.posterior(context.priors, context.errors, votes)
+    decision = quality.decide(
+        post,
+        annotations=len(annotations),
+        target=float(project.target_confidence),
+        cap=project.max_annotations,
+    )
+    return _adaptive_apply(
+        item=item,
+        project=project,
+        context=context,
+        annotations=annotations,
+        decision=decision,
+        model_vote=model_vote,
+        now=now,
+    )
+
+
+def _model_calibration(
+    project: Project, context: QualityContext, gold_class: dict[int, int]
+) -> tuple[str, list, int]:
+    """The current model (the one behind most open items' suggestions) and its
+    accuracy by confidence band, on gold items and on audit items the humans
+    decided alone. Returns (model name, bins, predictions checked)."""
+    open_models = (
+        Item.objects.filter(
+            project=project, status=Item.Status.OPEN, metadata__has_key="suggestion"
+        )
+        .values_list("metadata__suggestion__model", flat=True)
+        .order_by()
+    )
+    counts: dict[str, int] = {}
+    for name in open_models.iterator(chunk_size=5000):
+        if isinstance(name, str):
+            counts[name] = counts.get(name, 0) + 1
+    if not counts:
+        return "", [], 0
+    model_name = max(sorted(counts), key=lambda name: counts[name])
+    pairs = []
+    rows = (
+        Item.objects.filter(project=project, metadata__suggestion__model=model_name)
+        .exclude(status=Item.Status.OPEN, is_gold=False)
+        .values_list("pk", "is_gold", "metadata__suggestion", "result__answer", "result__method")
+        .order_by("pk")
+    )
+    for item_id, is_gold, suggestion, result_answer, method in rows.iterator(chunk_size=5000):
+        if not isinstance(suggestion, dict) or not isinstance(
+            suggestion.get("confidence"), int | float
+        ):
+            continue
+        predicted = context.class_of(suggestion.get("answer") or {})
+        if is_gold:
+            reference = gold_class.get(item_id)
+        elif model_audit_item(project.pk, item_id) or method == ItemResult.Method.REVIEW:
+            # Reviewed items count too: a reviewer's verdict is not the model's.
+            reference = context.class_of(result_answer) if result_answer else None
+        else:
+            continue
+        if reference is None or predicted is None:
+            continue
+        pairs.append((float(suggestion["confidence"]), predicted == reference))
+    return model_name, quality.model_bins_count(pairs), len(pairs)
+
+
+@transaction.atomic
+def project_quality_refresh(*, project: Project, now=None) -> dict:
+    """Re-estimate the project's worker model and act on it.
+
+    1. The model's accuracy by confidence band, on gold and audit items.
+    2. Annotator accuracies, the shared error pattern and class priors by EM
+       over every live answer (annotation.quality.estimate), gold clamped;
+       only items with a second opinion (another answer, gold or the model)
+       are evidence about the people who answered them.
+    3. Quarantine: an annotator whose accuracy is surely under the project's
+       bar (the interval's upper bound) gets only gold from now on; one whose
+       probation gold clears the bar (the lower bound) is released. Both are
+       audited, with the figures, for their manager.
+    4. Decisions follow the estimates: open items whose posterior now reaches
+       the target are decided (or sent to review at the cap); decided items
+       that lost it (e.g. they leaned on an annotator now quarantined) are
+       opened again for one more answer. Reviewed results stand.
+
+    Run by beat for active adaptive projects and after each burst of submits;
+    safe to run twice (a second run with no new answers changes nothing).
+    """
+    now = now or timezone.now()
+    summary = {
+        "answers": 0,
+        "annotators": 0,
+        "quarantined": [],
+        "released": [],
+        "decided": 0,
+        "to_review": 0,
+        "reopened": 0,
+        "model": "",
+    }
+    context = QualityContext(project)
+    k = len(context.classes)
+    if k < 2:
+        return summary
+    # Lock the project's quality row first: two refreshes of one project queue
+    # here instead of interleaving their writes.
+    state, _ = ProjectQuality.objects.get_or_create(project=project)
+    state = ProjectQuality.objects.select_for_update().get(pk=state.pk)
+
+    gold_class: dict[int, int] = {}
+    for item_id, gold_answer in Item.objects.filter(project=project, is_gold=True).values_list(
+        "pk", "gold_answer"
+    ):
+        cls = context.class_of(gold_answer or {})
+        if cls is not None:
+            gold_class[item_id] = cls
+
+    model_name, bins, checked = _model_calibration(project, context, gold_class)
+    state.classes = context.classes
+    state.model_name, state.model_bins, state.model_checked = model_name, bins, checked
+    context.model_name = model_name
+    context.model_bands = quality.model_band_accuracy(bins) if bins else None
+    bands = context.model_bands
+    state.model_accuracy = (sum(row[1] for row in bins) / checked) if checked else None
+
+    # Every live answer, as integer codes (as project_results_infer does).
+    item_codes: dict[int, int] = {}
+    worker_codes: dict[int, int] = {}
+    item_buf, worker_buf, class_buf = array("q"), array("q"), array("q")
+    rows = (
+        Annotation.objects.filter(project=project)
+        .exclude(status=Annotation.Status.REJECTED)
+        .values_list("item_id", "annotator_id", "answer")
+        .order_by("item_id", "pk")
+    )
+    for item_id, annotator_id, answer in rows.iterator(chunk_size=5000):
+        cls = context.class_of(answer)
+        if cls is None:
+            continue
+        item_buf.append(item_codes.setdefault(item_id, len(item_codes)))
+        worker_buf.append(worker_codes.setdefault(annotator_id, len(worker_codes)))
+        class_buf.append(cls)
+    summary["answers"] = len(class_buf)
+    if not class_buf:
+        state.estimated_at = now
+        state.save()
+        return summary
+    item_of = np.frombuffer(item_buf, dtype=np.int64)
+    worker_of = np.frombuffer(worker_buf, dtype=np.int64)
+    class_of = np.frombuffer(class_buf, dtype=np.int64)
+
+    model_votes: dict[int, tuple[int, float]] = {}
+    item_meta = dict(
+        Item.objects.filter(pk__in=list(item_codes), is_gold=False, metadata__has_key="suggestion")
+        .values_list("pk", "metadata")
+        .iterator(chunk_size=5000)
+    )
+    if bands is not None and project.model_votes:
+        for item_id, metadata in item_meta.items():
+            vote = context.model_vote(Item(pk=item_id, metadata=metadata))
+            if vote is not None:
+                model_votes[item_codes[item_id]] = vote
+    estimate = quality.estimate(
+        item_of=item_of,
+        worker_of=worker_of,
+        class_of=class_of,
+        n_items=len(item_codes),
+        n_workers=len(worker_codes),
+        n_classes=k,
+        gold={item_codes[i]: c for i, c in gold_class.items() if i in item_codes},
+        model_votes=model_votes,
+        fit_mask=_second_opinion_mask(item_of, model_votes, gold_class, item_codes),
+    )
+    state.priors = estimate.priors.tolist()
+    state.errors = estimate.errors.tolist()
+    state.estimated_at = now
+    state.save()
+    context.priors, context.errors = estimate.priors, estimate.errors
+
+    _tallies_update(project, worker_codes, estimate, gold_class, now, summary)
+    _decisions_follow(project, context, item_codes, estimate, model_votes, now, summary)
+    summary["annotators"] = len(worker_codes)
+    summary["model"] = model_name
+    logger.info(
+        "project quality refreshed",
+        extra={
+            "project_id": project.pk,
+            "answers": summary["answers"],
+            "quarantined": len(summary["quarantined"]),
+            "released": len(summary["released"]),
+            "decided": summary["decided"],
+            "reopened": summary["reopened"],
+            "model": model_name,
+        },
+    )
+    return summary
+
+
+def _second_opinion_mask(item_of, model_votes, gold_class, item_codes) -> np.ndarray:
+    """Answers that say something about the person who gave them: on gold, on an
+    item with another answer, or on an item the model voted on. A lone answer
+    would only confirm itself."""
+    per_item = np.bincount(item_of, minlength=len(item_codes))
+    checked = per_item >= 2
+    for code in model_votes:
+        checked[code] = True
+    for item_id in gold_class:
+        code = item_codes.get(item_id)
+        if code is not None:
+            checked[code] = True
+    return checked[item_of]
+
+
+def _tallies_update(project, worker_codes, estimate, gold_class, now, summary) -> None:
+    bar = float(project.quarantine_below)
+    # order_by("pk") is intentional: the lease statement locks tallies too.
+    tallies = list(
+        AnnotatorTally.objects.select_for_update()
+        .filter(project=project, annotator_id__in=list(worker_codes))
+        .select_related("annotator")
+        .order_by("pk")
+    )
+    probation = _probation_gold(project, [t for t in tallies if t.quarantined], gold_class)
+    for tally in tallies:
+        w = worker_codes[tally.annotator_id]
+        tally.accuracy = round(float(estimate.accuracy[w]), 6)
+        tally.accuracy_low = round(float(estimate.low[w]), 6)
+        tally.accuracy_high = round(float(estimate.high[w]), 6)
+        tally.evidence = round(float(estimate.evidence[w]), 3)
+        tally.estimated_at = now
+        if bar <= 0:
+            continue
+        if (
+            not tally.quarantined
+            and tally.evidence >= QUARANTINE_MIN_EVIDENCE
+            and tally.accuracy_high < bar
+        ):
+            tally.quarantined, tally.quarantined_at = True, now
+            tally.gold_at_quarantine = tally.gold
+            tally.quarantine_reason = (
+                f"Estimated accuracy {tally.accuracy:.0%} (95 % interval "
+                f"{tally.accuracy_low:.0%}–{tally.accuracy_high:.0%}) over "
+                f"{tally.evidence:.0f} checked answers is under the project's bar of {bar:.0%}."
+            )
+            _quarantine_audit(project, tally, AuditEvent.EventType.ANNOTATOR_QUARANTINED)
+            summary["quarantined"].append(tally.annotator_id)
+        elif tally.quarantined:
+            right, answered = probation.get(tally.annotator_id, (0, 0))
+            if answered >= PROBATION_MIN:
+                _, low, _ = quality.beta_interval(right, answered, prior=(1.0, 1.0))
+                if low >= bar:
+                    tally.quarantined = False
+                    tally.quarantine_reason = (
+                        f"Released: {right} of {answered} gold answers right on probation "
+                        f"(lower bound {low:.0%}, bar {bar:.0%})."
+                    )
+                    _quarantine_audit(project, tally, AuditEvent.EventType.ANNOTATOR_RELEASED)
+                    summary["released"].append(tally.annotator_id)
+    AnnotatorTally.objects.bulk_update(
+        tallies,
+        [
+            "accuracy",
+            "accuracy_low",
+            "accuracy_high",
+            "evidence",
+            "estimated_at",
+            "quarantined",
+            "quarantined_at",
+            "quarantine_reason",
+            "gold_at_quarantine",
+        ],
+    )
+
+
+def _probation_gold(project, quarantined, gold_class) -> dict[int, tuple[int, int]]:
+    """(right, answered) gold answers each quarantined annotator gave since quarantine."""
+    result: dict[int, tuple[int, int]] = {}
+    for tally in quarantined:
+        rows = Annotation.objects.filter(
+            project=project,
+            annotator_id=tally.annotator_id,
+            item__is_gold=True,
+            created_at__gte=tally.quarantined_at,
+        ).values_list("gold_correct", flat=True)
+        answers = list(rows)
+        result[tally.annotator_id] = (sum(1 for r in answers if r), len(answers))
+    return result
+
+
+def _quarantine_audit(project, tally, event_type) -> None:
+    audit_event_record(
+        event_type=event_type,
+        organization=project.workforce or project.organization,
+        target=tally.annotator,
+        actor=None,
+        actor_label="system:quality-engine",
+        extra={
+            "project": project.pk,
+            "reason": tally.quarantine_reason,
+            "accuracy": tally.accuracy,
+            "accuracy_low": tally.accuracy_low,
+            "accuracy_high": tally.accuracy_high,
+            "evidence": tally.evidence,
+        },
+    )
+    logger.warning(
+        "annotator quarantine changed",
+        extra={
+            "project_id": project.pk,
+            "annotator_id": tally.annotator_id,
+            "event": event_type,
+            "reason": tally.quarantine_reason,
+        },
+    )
+
+
+def _decisions_follow(project, context, item_codes, estimate, model_votes, now, summary) -> None:
+    """Decide open items the estimates now settle; reopen decided ones they no longer do."""
+    if project.decision != Project.Decision.ADAPTIVE:
+        return
+    target = float(project.target_confidence)
+    candidates = []
+    for item_id, status, count, method, reviewed_by in (
+        Item.objects.filter(project=project, is_gold=False, pk__in=list(item_codes))
+        .values_list(
+            "pk",
+            "status",
+            "annotation_count",
+            "result__method",
+            "result__reviewed_by",
+        )
+        .order_by("pk")
+        .iterator(chunk_size=5000)
+    ):
+        post = estimate.posterior[item_codes[item_id]]
+        best = float(post.max())
+        settled = status == Item.Status.OPEN and (
+            best >= target or count >= project.max_annotations
+        )
+        unsettled = (
+            status == Item.Status.DONE
+            and method == ItemResult.Method.POSTERIOR
+            and reviewed_by is None
+            and best < target - REOPEN_MARGIN
+        )
+        if settled or unsettled:
+            candidates.append(item_id)
+    # order_by("pk") is intentional: consistent lock order with submits and leases.
+    locked = Item.objects.select_for_update(skip_locked=True).filter(pk__in=candidates)
+    for item in locked.order_by("pk"):
+        if item.status == Item.Status.IN_REVIEW:
+            continue
+        was_open = item.status == Item.Status.OPEN
+        action = item_adaptive_decide(item=item, project=project, context=context, now=now)
+        if action == "decide":
+            summary["decided"] += 1
+        elif action == "review":
+            summary["to_review"] += 1
+        elif not was_open:
+            summary["reopened"] += 1
+
+
+@transaction.atomic
+def annotator_quarantine_release(
+    *, project: Project, annotator_id: int, released_by: User, reason: str
+) -> AnnotatorTally:
+    """A manager lets a quarantined annotator back to regular work (after a talk
+    or retraining). Their estimate is unchanged: if they keep erring, the next
+    refresh quarantines them again."""
+    permissions.require_can_manage_annotator_quality(released_by, project)
+    if not reason.strip():
+        raise ValidationError({"reason": ["Say why the annotator may work again."]})
+    tally = (
+        AnnotatorTally.objects.select_for_update()
+        .select_related("annotator")
+        .filter(project=project, annotator_id=annotator_id)
+        .first()
+    )
+    if tally is None:
+        raise ValidationError({"annotator": ["This person has not worked on the project."]})
+    if not tally.quarantined:
+        raise ValidationError({"annotator": ["This annotator is not quarantined."]})
+    tally.quarantined = False
+    tally.quarantine_reason = f"Released by {released_by.get_username()}: {reason.strip()}"
+    tally.save(update_fields=["quarantined", "quarantine_reason"])
+    audit_event_record(
+        event_type=AuditEvent.EventType.ANNOTATOR_RELEASED,
+        organization=project.workforce or project.organization,
+        target=tally.annotator,
+        actor=released_by,
+        extra={"project": project.pk, "reason": tally.quarantine_reason},
+    )
+    logger.info(
+        "annotator released from quarantine",
+        extra={"project_id": project.pk, "annotator_id": annotator_id, "by": released_by.pk},
+    )
+    return tally

@@ -8,6 +8,7 @@ import logging
 
 from celery import shared_task
 from django.conf import settings
+from django.db.models import Q
 
 from . import services
 from .imports import import_job_run, import_jobs_fail_stale
@@ -68,7 +69,11 @@ def results_infer_active_task() -> int:
     """
     project_ids = list(
         Project.objects.filter(
-            status=Project.Status.ACTIVE, overlap__gt=1, task_type__in=services.VOTABLE_TYPES
+            status=Project.Status.ACTIVE,
+            # Adaptive projects are decided by the quality engine's refresh.
+            decision=Project.Decision.FIXED,
+            overlap__gt=1,
+            task_type__in=services.VOTABLE_TYPES,
         ).values_list("pk", flat=True)
     )
     queued = 0
@@ -77,6 +82,41 @@ def results_infer_active_task() -> int:
             project_results_infer_task.delay(project_id)
         except Exception:
             logger.exception("results inference not run", extra={"project_id": project_id})
+        else:
+            queued += 1
+    return queued
+
+
+@shared_task(
+    name="annotation.project_quality_refresh",
+    time_limit=settings.CELERY_TASK_TIME_LIMIT,
+    soft_time_limit=settings.CELERY_TASK_SOFT_TIME_LIMIT,
+)
+def project_quality_refresh_task(project_id: int) -> dict:
+    project = Project.objects.filter(pk=project_id).first()
+    if project is None:  # deleted since it was queued
+        return {}
+    summary = services.project_quality_refresh(project=project)
+    return {k: v for k, v in summary.items() if not isinstance(v, list)}
+
+
+@shared_task(name="annotation.quality_refresh_active", time_limit=120, soft_time_limit=100)
+def quality_refresh_active_task() -> int:
+    """Queue a quality refresh for every active project with something to estimate:
+    adaptive ones (their decisions follow it) and fixed ones with gold and a
+    quarantine bar (quarantine still applies). One project's failure is logged
+    with its id and the others still get theirs. Returns how many were queued."""
+    project_ids = list(
+        Project.objects.filter(status=Project.Status.ACTIVE, task_type__in=services.VOTABLE_TYPES)
+        .filter(Q(decision=Project.Decision.ADAPTIVE) | Q(gold_ratio__gt=0, quarantine_below__gt=0))
+        .values_list("pk", flat=True)
+    )
+    queued = 0
+    for project_id in project_ids:
+        try:
+            project_quality_refresh_task.delay(project_id)
+        except Exception:
+            logger.exception("quality refresh not queued", extra={"project_id": project_id})
         else:
             queued += 1
     return queued

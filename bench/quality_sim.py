@@ -69,15 +69,34 @@ class Config:
     gold_ratio: Decimal
     review_rate: Decimal
     ds: bool
+    # The quality engine: adaptive decisions to `target` (None: fixed overlap),
+    # at most `cap` annotations, quarantine under `bar` (0: off).
+    target: Decimal | None = None
+    cap: int = 5
+    bar: Decimal = Decimal(0)
 
 
 def config_parse(text: str) -> Config:
     overlap, gold, review, ds = 1, Decimal(0), Decimal(0), False
+    target, cap, bar = None, 5, Decimal(0)
     for token in text.split("-"):
         if token == "ds":  # noqa: S105
             ds = True
         elif token[:1] == "k" and token[1:].isdigit():
             overlap = int(token[1:])
+        elif token[:1] == "c" and token[1:].isdigit():
+            cap = int(token[1:])
+        elif token[:1] in ("a", "q"):
+            try:
+                value = Decimal(token[1:])
+            except ArithmeticError:
+                raise SystemExit(f"bad configuration token {token!r} in {text!r}") from None
+            if not 0 <= value < 1:
+                raise SystemExit(f"{token!r}: a share between 0 and 1")
+            if token[0] == "a":
+                target = value
+            else:
+                bar = value
         elif token[:1] in ("g", "r"):
             try:
                 value = Decimal(token[1:])
@@ -90,10 +109,14 @@ def config_parse(text: str) -> Config:
             else:
                 review = value
         else:
-            raise SystemExit(f"bad token {token!r} in {text!r} (k<N>, g<R>, r<R>, ds)")
+            raise SystemExit(
+                f"bad token {token!r} in {text!r} (k<N>, g<R>, r<R>, ds, a<T>, c<N>, q<B>)"
+            )
     if not 1 <= overlap <= 5:
         raise SystemExit(f"{text!r}: overlap k must be 1-5")
-    return Config(text, overlap, gold, review, ds)
+    if target is not None and not Decimal("0.5") <= target <= Decimal("0.999"):
+        raise SystemExit(f"{text!r}: the adaptive target a must be 0.5-0.999")
+    return Config(text, overlap, gold, review, ds, target, cap, bar)
 
 
 # --- statistics ------------------------------------------------------------------
@@ -204,6 +227,7 @@ class Simulation:
         self.ds, self.cfg, self.args, self.workers = ds, cfg, args, workers
         self.rng = random.Random(f"order:{args.seed}:{ds.name}:{cfg.name}")
         self.reviews_of: dict[str, int] = {}
+        self.group_of: dict[int, str] = {}
         self.hook = ModelHook()
         self.submits = 0
         self.t0 = time.perf_counter()
@@ -220,6 +244,11 @@ class Simulation:
         cfg, ds = self.cfg, self.ds
         self.fixture = _common.Fixture(f"q-{ds.name}-{cfg.name}")
         owner = self.fixture.owner
+        engine = {"quarantine_below": cfg.bar}
+        if cfg.target is not None:
+            engine.update(
+                decision="adaptive", target_confidence=cfg.target, max_annotations=cfg.cap
+            )
         self.project = services.project_update(
             project=self.fixture.project,
             updated_by=owner,
@@ -227,6 +256,7 @@ class Simulation:
             overlap=cfg.overlap,
             gold_ratio=cfg.gold_ratio,
             review_rate=cfg.review_rate,
+            **engine,
         )
         workforce = self.fixture.workforce
         self.users = {}
@@ -240,6 +270,7 @@ class Simulation:
             )
             self.fixture.annotators.append(user)  # so Fixture.cleanup deletes it
             self.users[worker.index] = user
+            self.group_of[user.pk] = worker.group
         self.reviewers = []
         for n in range(self.args.reviewers):
             user = User.objects.create(username=f"{self.fixture.tag}-r{n:02d}", skill_tier=3)
@@ -397,12 +428,29 @@ class Simulation:
             annotated = self.annotate_round()
             reviewed = self.review_round(self.args.reviews_per_round)
             self.hook.after_round(self.project, round_no)
-            if annotated or reviewed:
+            refreshed = self.quality_refresh(round_no, force=not (annotated or reviewed))
+            if annotated or reviewed or refreshed:
                 continue
             counts = project_counts(project=self.project)
             if counts["open"] == 0 and counts["in_review"] == 0:
                 return
             raise Stuck(f"nothing to do in round {round_no} but {counts}")
+
+    def quality_refresh(self, round_no: int, *, force: bool) -> bool:
+        """What beat does every minute: the quality engine's refresh. A round is 40
+        annotator turns, about 10 s of a real centre's time at 8 s a task, so
+        every --refresh-every rounds. Returns whether it changed any item."""
+        from annotation import services
+
+        if self.cfg.target is None and self.cfg.bar <= 0:
+            return False
+        if not force and round_no % self.args.refresh_every:
+            return False
+        summary = services.project_quality_refresh(project=self.project)
+        self.quarantined = sorted(
+            set(getattr(self, "quarantined", [])) | set(summary["quarantined"])
+        )
+        return bool(summary["decided"] or summary["to_review"] or summary["reopened"])
 
     def measure(self) -> tuple[int, int, int, int, int, dict]:
         from django.db.models import Count, Q
@@ -445,6 +493,15 @@ class Simulation:
             notes.append(f"gold acc. {extra['gold_correct'] / extra['gold']:.3f}")
         if extra["verdicts"]:
             notes.append("reviews " + " ".join(f"{k} {v}" for k, v in extra["verdicts"].items()))
+        quarantined = getattr(self, "quarantined", [])
+        if quarantined:
+            groups = {}
+            for user_id in quarantined:
+                group = self.group_of.get(user_id, "?")
+                groups[group] = groups.get(group, 0) + 1
+            notes.append(
+                "quarantined " + ", ".join(f"{n} {g}" for g, n in sorted(groups.items()))
+            )
         wall = time.perf_counter() - self.t0
         return row_for(name, items, correct, ann, gold, rev, wall, "; ".join(notes))
 
@@ -610,6 +667,12 @@ def main() -> int:
         choices=("none", "builtin"),
         default="none",
         help="model in the loop: not implemented yet (see ModelHook)",
+    )
+    parser.add_argument(
+        "--refresh-every",
+        type=int,
+        default=6,
+        help="rounds between quality refreshes (beat's minute; default 6)",
     )
     parser.add_argument("--keep", action="store_true", help="keep the projects for inspection")
     args = parser.parse_args()

@@ -137,7 +137,7 @@ def items(project, count, *, data=None, gold_every=0):
                 data=data or {"text": f"第{n}条评论：很好吃"},
                 gold_answer={"label": "positive"} if gold else None,
                 is_gold=bool(gold),
-                target_annotations=None if gold else project.overlap,
+                target_annotations=None if gold else project.initial_target,
             )
         )
     return Item.objects.bulk_create(made)

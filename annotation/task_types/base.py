@@ -207,6 +207,13 @@ class TaskTypeSpec(abc.ABC):
         # Not an unfinished stub: free text is no vote, so it has no key to rebuild from.
         raise NotImplementedError(f"{self.name} answers cannot be rebuilt from their key")
 
+    def answer_keys(self, label_schema: dict) -> list | None:
+        """Every answer key the label schema allows, in a fixed order: the classes
+        the adaptive decision rule weighs (annotation.quality). None where the
+        answers are not a small closed set (free text, spans, label sets), which
+        then cannot be decided adaptively."""
+        return None
+
     def answer_text(self, answer: dict) -> str:
         """The text an answer adds, for token counting."""
         return ""

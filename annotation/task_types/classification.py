@@ -36,6 +36,9 @@ class Classification(TaskTypeSpec):
     def answer_from_key(self, key):
         return {"label": key}
 
+    def answer_keys(self, label_schema):
+        return label_values(label_schema)
+
     def gold_from_shorthand(self, value):
         return {"label": str(value)}
 

@@ -71,6 +71,9 @@ class Preference(TaskTypeSpec):
     def answer_key(self, answer):
         return answer["choice"]
 
+    def answer_keys(self, label_schema):
+        return _choices(label_schema)
+
     def answer_from_key(self, key):
         # No rationale: nobody wrote one for an answer rebuilt from its key.
         return {"choice": key}

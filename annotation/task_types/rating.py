@@ -55,6 +55,9 @@ class Rating(TaskTypeSpec):
     def answer_from_key(self, key):
         return {"rating": key}
 
+    def answer_keys(self, label_schema):
+        return list(range(label_schema.get("min", 1), label_schema.get("max", 5) + 1))
+
     def gold_from_shorthand(self, value):
         try:
             return {"rating": int(value)}

@@ -195,6 +195,8 @@ class AuditEvent(models.Model):
         WEBHOOK_ENDPOINT_CREATED = "webhook_endpoint.created", _("Webhook endpoint created")
         WEBHOOK_ENDPOINT_UPDATED = "webhook_endpoint.updated", _("Webhook endpoint updated")
         WEBHOOK_ENDPOINT_DELETED = "webhook_endpoint.deleted", _("Webhook endpoint deleted")
+        ANNOTATOR_QUARANTINED = "annotator.quarantined", _("Annotator quarantined")
+        ANNOTATOR_RELEASED = "annotator.released", _("Annotator released from quarantine")
 
     created_at = models.DateTimeField(_("when"), default=timezone.now, db_index=True)
     # Null only for platform-wide objects (e.g. a platform backend, the tier

@@ -216,3 +216,15 @@ def project_statement(*, project, month: date) -> dict:
         "lines": lines,
         "totals": totals,
     }
+
+
+def project_charges(*, project) -> dict:
+    """What the client was charged for a project so far, by kind (exact decimal
+    sums from the ledger; reversals net out)."""
+    rows = (
+        LedgerEntry.objects.filter(project=project)
+        .values("kind")
+        .annotate(revenue=Sum("revenue"))
+        .order_by()
+    )
+    return {row["kind"]: row["revenue"] or ZERO for row in rows}

@@ -373,6 +373,12 @@ CELERY_BEAT_SCHEDULE = {
         "task": "annotation.results_infer_active",
         "schedule": 15 * 60.0,
     },
+    # The quality engine: worker estimates, quarantine and adaptive decisions
+    # follow the answers within a minute.
+    "annotation-quality-refresh": {
+        "task": "annotation.quality_refresh_active",
+        "schedule": 60.0,
+    },
 }
 
 # --- Logging ----------------------------------------------------------------
