@@ -118,8 +118,9 @@ def _resource_and_action(schema: SpectacularAutoSchema) -> tuple[str, str]:
     url_path = getattr(handler, "url_path", None)
     if url_path is not None:
         # A custom router action: its URL segment names it, not its Python name.
-        resource = "_".join(tokens[:-1])
-        name = url_path.replace("-", "_")
+        segments = [t for t in url_path.split("/") if t and not t.startswith("{")]
+        resource = "_".join(tokens[: -len(segments)])
+        name = "_".join(segments).replace("-", "_")
         if len(getattr(handler, "mapping", {})) > 1:
             name += "_" + schema.method_mapping[schema.method.lower()]
         return resource, name
@@ -140,7 +141,12 @@ class AutoSchema(StandardizedErrorsAutoSchema):
         if operation_id in TAGS_BY_OPERATION:
             return [TAGS_BY_OPERATION[operation_id]]
         resource, _action = _resource_and_action(self)
-        return [TAGS_BY_RESOURCE[resource]]
+        # The longest known prefix: a sub-resource (projects/{id}/quality/)
+        # belongs with its parent unless listed itself.
+        for known in sorted(TAGS_BY_RESOURCE, key=len, reverse=True):
+            if resource == known or resource.startswith(known + "_"):
+                return [TAGS_BY_RESOURCE[known]]
+        raise KeyError(f"no tag for the API resource {resource!r}: add it to TAGS_BY_RESOURCE")
 
     def get_description(self) -> str:
         # Only what a view wrote for clients (extend_schema's description, else
