@@ -152,7 +152,9 @@ class BackendViewSet(TenantScopedMixin, viewsets.ModelViewSet):
         if not 60 <= window <= 30 * 86400:
             raise ValidationError({"window": ["Seconds, a whole number from 60 to 2592000."]})
         since = timezone.now() - timedelta(seconds=window)
-        rows = selectors.backend_metrics(backends=self.get_queryset(), since=since)
+        # The list's filters (kind, is_active, health) apply here too, as documented.
+        backends = self.filter_queryset(self.get_queryset())
+        rows = selectors.backend_metrics(backends=backends, since=since)
         return Response(BackendMetricsSerializer(rows, many=True).data)
 
     @extend_schema(

@@ -8,6 +8,8 @@ body and header as the schema says, invalid input refused, valid input
 accepted.
 """
 
+from contextlib import contextmanager
+
 import pytest
 import schemathesis
 from django.test import Client
@@ -70,8 +72,8 @@ REFERS_TO_STATE = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _keep_the_test_connection():
+@contextmanager
+def _in_the_test_transaction():
     """The app runs in-process inside the test's transaction: Django's request
     signals would close that connection, as its own test client prevents."""
     from django.core.signals import request_finished, request_started
@@ -79,9 +81,11 @@ def _keep_the_test_connection():
 
     request_started.disconnect(close_old_connections)
     request_finished.disconnect(close_old_connections)
-    yield
-    request_started.connect(close_old_connections)
-    request_finished.connect(close_old_connections)
+    try:
+        yield
+    finally:
+        request_started.connect(close_old_connections)
+        request_finished.connect(close_old_connections)
 
 
 def _caller(kind):
@@ -131,7 +135,8 @@ def _check(case, caller):
     excluded = []
     if f"{case.method} {case.operation.path}" in REFERS_TO_STATE:
         excluded.append(positive_data_acceptance)
-    case.call_and_validate(headers=headers, excluded_checks=excluded)
+    with _in_the_test_transaction():
+        case.call_and_validate(headers=headers, excluded_checks=excluded)
 
 
 @pytest.fixture
