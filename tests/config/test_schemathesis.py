@@ -37,6 +37,9 @@ def _load(phases):
     # place); generating it here would only test that one guard over again.
     loaded.config.generation.update(allow_x00=False)
     loaded.config.phases.update(phases=phases)
+    # Coverage: every kind of invalid value of every parameter and field (the
+    # valid side is drawn by the fuzzing phase), which halves its cost.
+    loaded.config.phases.coverage.generation.update(modes=["negative"])
     return loaded
 
 
