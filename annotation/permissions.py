@@ -13,6 +13,7 @@ from tenants.permissions import (
     PROJECT_EDITORS,
     REVIEWERS,
     has_role,
+    is_platform_staff,
     require,
     require_roles,
 )
@@ -80,7 +81,7 @@ def require_can_review_project(user: User, project: Project) -> None:
 def can_manage_annotator_quality(user: User, project: Project) -> bool:
     """Named annotators' estimates, quarantine reasons and releases: the staffing
     centre's project managers (clients see counts, never people)."""
-    if user.is_superuser:
+    if is_platform_staff(user):
         return True
     return project.workforce_id is not None and has_role(
         user, project.workforce, CENTRE_RUN_MANAGERS

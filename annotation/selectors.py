@@ -8,8 +8,8 @@ import numpy as np
 from django.core.exceptions import ValidationError
 from django.db.models import Avg, Count, Q, QuerySet, Sum
 
-from tenants.models import Membership, Organization, User
-from tenants.permissions import ANNOTATORS, CENTRE_RUN_MANAGERS
+from tenants.models import Organization, User
+from tenants.permissions import ANNOTATORS, CENTRE_RUN_MANAGERS, principal_for
 from tenants.selectors import queryset_scope
 
 from . import agreement, quality
@@ -28,11 +28,10 @@ from .schemas import answer_key
 from .task_types import task_type_spec
 
 
-def centre_ids_for_worker(*, user: User, roles: Iterable[str]) -> QuerySet:
-    """Ids of the active centres where user holds one of roles (a subquery)."""
-    return Membership.objects.filter(
-        user=user, role__in=list(roles), organization__is_active=True
-    ).values_list("organization_id", flat=True)
+def centre_ids_for_worker(*, user: User, roles: Iterable[str]) -> list[int]:
+    """Ids of the active centres where user holds one of roles (an API token: its
+    own organization, with one of roles)."""
+    return principal_for(user).organization_ids(roles=roles)
 
 
 def projects_for_worker(*, user: User, roles: Iterable[str] = ANNOTATORS) -> QuerySet[Project]:

@@ -35,8 +35,11 @@ Configurations (--configs, comma-separated; tokens joined by "-"):
 The run exits 1 if a service raised (the row says which exception; the
 traceback goes to stderr) and carries on with the next configuration.
 
-Model in the loop (pre-label with compute/builtin, fine-tune on approved labels
-as they arrive) is not implemented yet: see ModelHook below for where it plugs in.
+--model builtin puts the built-in model in the loop (see ModelHook): it
+pre-labels every item with compute/builtin after the import, and
+compute.retraining fine-tunes it on the approved labels every --retrain-every
+approvals and pre-labels the open items again with the new model. Its calls are
+not human actions: they have their own column.
 """
 
 from __future__ import annotations
@@ -132,7 +135,17 @@ def wilson(correct: int, n: int, z: float = 1.96) -> tuple[float, float]:
     return centre - half, centre + half
 
 
-def row_for(name: str, items: int, correct: int, ann: float, gold: float, rev: float, wall, note):
+def row_for(
+    name: str,
+    items: int,
+    correct: int,
+    ann: float,
+    gold: float,
+    rev: float,
+    wall,
+    note,
+    model_calls: int | None = None,
+):
     low, high = wilson(correct, items)
     return [
         name,
@@ -143,6 +156,7 @@ def row_for(name: str, items: int, correct: int, ann: float, gold: float, rev: f
         f"{gold / items:.3f}",
         f"{rev / items:.3f}",
         f"{(ann + gold + rev) / items:.3f}",
+        "-" if model_calls is None else f"{model_calls / items:.3f}",
         "-" if wall is None else f"{wall:.1f}",
         note,
     ]
@@ -157,6 +171,7 @@ HEADERS = [
     "gold/item",
     "reviews/item",
     "human actions/item",
+    "model calls/item",
     "wall s",
     "notes",
 ]
@@ -187,32 +202,218 @@ def baselines(ds: qd.Dataset, workers: list[qd.Worker], seed: int) -> list[list]
     ]
 
 
-# --- the model in the loop: a hook, not implemented yet ---------------------------
+# --- the model in the loop ---------------------------------------------------------
 
 
 class ModelHook:
-    """Where the built-in model will join the loop (issue #10's later work).
+    """The built-in model in the loop (--model builtin); a no-op with --model none.
 
-    prepare(): after the import, before any annotation. The model-in-the-loop
-        version starts a compute/builtin server, registers it as a backend and
-        pre-labels the project (compute.services.prelabel_run_start, then
-        prelabel_chunk_process as the Celery chunk task does), which sets
-        item suggestions and lease priority.
-    after_round(): after each round of leases, submits and reviews. There it
-        would freeze a dataset version of the approved results every N new
-        approvals, run compute.finetuning.finetune_run_start / _poll /
-        _evaluate against the built-in backend, and pre-label the open items
-        again with the new model; an engine that lets the model vote would be
-        measured here too. Model calls are not human actions and would get
-        their own column.
-    This no-op version leaves the figures those of humans alone.
+    prepare(): after the import, before any annotation: starts compute/builtin
+        as a subprocess on a free port (its data dir under the bench VAR_DIR),
+        registers it as a backend of the project's client through
+        compute.services.backend_save, sets the project's retrain_every and
+        pre-labels every open item, gold included, with tokenworks-base
+        (compute.services.prelabel_run_start). Celery runs eagerly in this
+        process, so the run's dispatch and chunk tasks call
+        prelabel_chunk_process synchronously, over real HTTP, as the workers would.
+    after_round(): calls compute.retraining.project_model_retrain_if_due, and
+        when it started one drives what beat would: finetune_run_poll until the
+        job is done (the evaluation runs on commit), then model_retrain_advance,
+        which pre-labels the open items (gold included) with the new model.
+    Model calls are metered as compute.InferenceCall rows (pre-labeling and
+    evaluation alike) and reported per item in their own column: they are not
+    human actions.
     """
 
+    BASE_MODEL = "tokenworks-base"
+
+    def __init__(self, args=None, truth: dict[str, str] | None = None):
+        self.enabled = getattr(args, "model", "none") == "builtin"
+        self.truth = truth or {}
+        self.retrain_every = getattr(args, "retrain_every", 0)
+        self.server = None
+        self.backend = None
+        self.retrains: list[dict] = []
+
     def prepare(self, project) -> None:
-        pass
+        if not self.enabled:
+            return
+        import socket
+        import subprocess
+
+        import httpx
+
+        from annotation import services as annotation_services
+        from compute import retraining
+        from compute import services as compute_services
+        from config.celery_app import app
+        from tenants.models import Membership, User
+
+        app.conf.task_always_eager = True  # chunks and fine-tune steps run here, synchronously
+        app.conf.task_eager_propagates = True
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        data_dir = Path(_common.bench_env()["VAR_DIR"]) / "bench" / "builtin" / f"p{project.pk}"
+        data_dir.mkdir(parents=True, exist_ok=True)
+        env = _common.bench_env()
+        env["PYTHONPATH"] = str(_common.REPO)
+        command = [sys.executable, "-m", "compute.builtin", "serve", "--port", str(port)]
+        command += ["--data-dir", str(data_dir), "--log-level", "warning"]
+        self.server = subprocess.Popen(command, cwd=_common.REPO, env=env)
+        url = f"http://127.0.0.1:{port}/v1"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                httpx.get(f"{url}/models", timeout=2).raise_for_status()
+                break
+            except httpx.HTTPError:
+                if self.server.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("the built-in model server did not start") from None
+                time.sleep(0.2)
+        manager = User.objects.create(username=f"{project.name[:100]}-ml".replace(" ", "-"))
+        Membership.objects.create(
+            user=manager, organization=project.organization, role=Membership.Role.ADMIN
+        )
+        self.manager = manager
+        self.backend = compute_services.backend_save(
+            user=manager,
+            organization=project.organization,
+            name=f"builtin {port}",
+            kind="builtin",
+            base_url=url,
+            models_served=[self.BASE_MODEL],
+            max_concurrency=8,
+        )
+        annotation_services.project_update(
+            project=project, updated_by=project.created_by, retrain_every=self.retrain_every
+        )
+        started = time.perf_counter()
+        run = compute_services.prelabel_run_start(
+            project=project,
+            created_by=project.created_by,
+            model=self.BASE_MODEL,
+            backend=self.backend,
+            item_filter=retraining.OPEN_ITEMS,
+        )
+        run.refresh_from_db()
+        print(
+            f"  model: pre-labeled {run.done_items:,} of {run.total_items:,} items with "
+            f"{self.BASE_MODEL} ({run.status}, {time.perf_counter() - started:.1f} s); "
+            f"{self.suggestions_scored(project)}",
+            flush=True,
+        )
+
+    def suggestions_scored(self, project) -> str:
+        """The model's suggestions on the open items against the truth, regular and gold."""
+        from annotation.models import Item
+
+        tally = {False: [0, 0], True: [0, 0]}
+        for external_id, is_gold, metadata in Item.objects.filter(
+            project=project, status=Item.Status.OPEN
+        ).values_list("external_id", "is_gold", "metadata"):
+            answer = ((metadata or {}).get("suggestion") or {}).get("answer") or {}
+            tally[is_gold][0] += answer.get("label") == self.truth.get(external_id)
+            tally[is_gold][1] += 1
+        return ", ".join(
+            f"{kind} {right / n:.3f} of {n:,}"
+            for kind, (right, n) in (("open items right", tally[False]), ("gold", tally[True]))
+            if n
+        )
 
     def after_round(self, project, round_no: int) -> None:
-        pass
+        if not self.enabled:
+            return
+        from compute import retraining
+        from compute.finetuning import finetune_run_poll
+        from compute.models import FineTuneRun, ModelRetrain
+
+        started = time.perf_counter()
+        retrain = retraining.project_model_retrain_if_due(project=project)
+        if retrain is None:
+            return
+        if retrain.status == ModelRetrain.Status.TRAINING:
+            run = retrain.finetune_run
+            while run.status not in (
+                FineTuneRun.Status.SUCCEEDED,
+                FineTuneRun.Status.FAILED,
+                FineTuneRun.Status.CANCELLED,
+            ):
+                time.sleep(0.2)
+                run = finetune_run_poll(run_id=run.pk)  # evaluates on commit (eagerly)
+                run.refresh_from_db()
+            trained = time.perf_counter()
+            retrain = retraining.model_retrain_advance(retrain_id=retrain.pk)  # pre-labels
+            retrain = retraining.model_retrain_advance(retrain_id=retrain.pk)
+        retrain.refresh_from_db()
+        run = retrain.finetune_run
+        evaluation = run.evaluation if run else {}
+        record = {
+            "round": round_no,
+            "approved": retrain.approved_results,
+            "status": retrain.status,
+            "train": retrain.dataset.train_count if retrain.dataset else 0,
+            "held_out": evaluation.get("items", 0),
+            "accuracy": evaluation.get("accuracy"),
+            "model": run.fine_tuned_model if run else "",
+            "seconds": time.perf_counter() - started,
+            "train_seconds": trained - started if run else 0.0,
+            "error": retrain.error,
+        }
+        self.retrains.append(record)
+        accuracy = "-" if record["accuracy"] is None else f"{record['accuracy']:.4f}"
+        print(
+            f"  model: retrain {len(self.retrains)} in round {round_no} at "
+            f"{record['approved']:,} approved: {record['status']}, trained on "
+            f"{record['train']:,}, held-out accuracy {accuracy} on {record['held_out']:,} "
+            f"({record['train_seconds']:.1f} s training and evaluating, "
+            f"{record['seconds']:.1f} s with re-pre-labeling)"
+            + (f"; {record['error']}" if record["error"] else "")
+            + f"; suggestions now: {self.suggestions_scored(project)}",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    def calls(self, project) -> int | None:
+        """Model calls metered for the project (pre-labeling and evaluation), or None."""
+        if not self.enabled:
+            return None
+        from compute.models import InferenceCall
+
+        return InferenceCall.objects.filter(project=project).count()
+
+    def cleanup(self, project) -> None:
+        """Stop the server and delete the compute rows (before the fixture's cleanup)."""
+        if self.server is not None:
+            self.server.terminate()
+            self.server.wait(10)
+            self.server = None
+        if not self.enabled:
+            return
+        from django.db import connection, transaction
+
+        from annotation.models import DatasetVersion
+
+        for dataset in DatasetVersion.objects.filter(project=project):
+            dataset.train_file.delete(save=False)
+            if dataset.validation_file:
+                dataset.validation_file.delete(save=False)
+        with transaction.atomic(), connection.cursor() as c:
+            c.execute("SET LOCAL session_replication_role = replica")  # the append-only ledger
+            for sql in (
+                "DELETE FROM compute_modelretrain WHERE project_id = %s",
+                "DELETE FROM compute_inferencecall WHERE project_id = %s",
+                "DELETE FROM compute_prediction WHERE project_id = %s",
+                "DELETE FROM compute_finetunerun WHERE project_id = %s",
+                "DELETE FROM compute_prelabelrun WHERE project_id = %s",
+                "DELETE FROM compute_prompttemplate WHERE project_id = %s",
+                "DELETE FROM annotation_datasetversion WHERE project_id = %s",
+            ):
+                c.execute(sql, [project.pk])
+            if self.backend is not None:
+                c.execute("DELETE FROM compute_backend WHERE id = %s", [self.backend.pk])
+                c.execute("DELETE FROM tenants_membership WHERE user_id = %s", [self.manager.pk])
+                c.execute("DELETE FROM tenants_user WHERE id = %s", [self.manager.pk])
 
 
 # --- the simulation through the services ----------------------------------------
@@ -228,7 +429,7 @@ class Simulation:
         self.rng = random.Random(f"order:{args.seed}:{ds.name}:{cfg.name}")
         self.reviews_of: dict[str, int] = {}
         self.group_of: dict[int, str] = {}
-        self.hook = ModelHook()
+        self.hook = ModelHook(args, truth=ds.truth)
         self.submits = 0
         self.t0 = time.perf_counter()
 
@@ -296,6 +497,8 @@ class Simulation:
 
     def cleanup(self) -> None:
         from annotation.models import ImportJob
+
+        self.hook.cleanup(self.project)
 
         for stored in ImportJob.objects.filter(project=self.project):
             stored.file.delete(save=False)
@@ -499,11 +702,19 @@ class Simulation:
             for user_id in quarantined:
                 group = self.group_of.get(user_id, "?")
                 groups[group] = groups.get(group, 0) + 1
-            notes.append(
-                "quarantined " + ", ".join(f"{n} {g}" for g, n in sorted(groups.items()))
-            )
+            notes.append("quarantined " + ", ".join(f"{n} {g}" for g, n in sorted(groups.items())))
         wall = time.perf_counter() - self.t0
-        return row_for(name, items, correct, ann, gold, rev, wall, "; ".join(notes))
+        return row_for(
+            name,
+            items,
+            correct,
+            ann,
+            gold,
+            rev,
+            wall,
+            "; ".join(notes),
+            model_calls=self.hook.calls(self.project),
+        )
 
     def bench_side_ds_row(self, name: str) -> list:
         """Workaround when project_results_infer raises: the same Dawid-Skene over the
@@ -616,7 +827,7 @@ def run_config(ds, cfg, args, workers) -> tuple[list[list], bool, list[str]]:
     except Exception as error:
         crashed = True
         traceback.print_exc()
-        rows.append([cfg.name, "-", "-", "-", "-", "-", "-", "-", "-", f"CRASH: {error!r}"])
+        rows.append([cfg.name, *["-"] * (len(HEADERS) - 2), f"CRASH: {error!r}"])
     finally:
         if getattr(sim, "fixture", None) is not None and not args.keep:
             sim.cleanup()
@@ -666,7 +877,15 @@ def main() -> int:
         "--model",
         choices=("none", "builtin"),
         default="none",
-        help="model in the loop: not implemented yet (see ModelHook)",
+        help="model in the loop: builtin pre-labels with compute/builtin and retrains it on "
+        "the approved labels (see ModelHook)",
+    )
+    parser.add_argument(
+        "--retrain-every",
+        type=int,
+        default=300,
+        help="with --model builtin: the project's retrain_every, approved results between "
+        "automatic retrains (default 300; 0: pre-label once, never retrain)",
     )
     parser.add_argument(
         "--refresh-every",
@@ -676,9 +895,8 @@ def main() -> int:
     )
     parser.add_argument("--keep", action="store_true", help="keep the projects for inspection")
     args = parser.parse_args()
-    if args.model != "none":
-        print("--model builtin is not implemented yet: see ModelHook in bench/quality_sim.py")
-        return 2
+    if args.retrain_every < 0:
+        raise SystemExit("--retrain-every: 0 or more")
     configs = [config_parse(c) for c in args.configs.split(",") if c]
 
     _common.django_setup()

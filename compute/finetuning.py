@@ -58,6 +58,7 @@ def finetune_run_start(
     created_by: User,
     base_model: str = "",
     method: str = FineTuneRun.Method.SUPERVISED,
+    review_disagreements: bool = True,
 ) -> FineTuneRun:
     project = dataset.project
     require_can_run_on_project(created_by, project)
@@ -84,6 +85,7 @@ def finetune_run_start(
         backend=backend,
         base_model=base_model,
         method=method,
+        review_disagreements=review_disagreements,
         created_by=created_by,
     )
     from .tasks import finetune_run_submit_task
@@ -287,8 +289,9 @@ def finetune_run_evaluate(*, run_id: int) -> FineTuneRun:
         evaluation["evaluation_run"] = eval_run.pk
         disagreements = [i for i in truth if i in guess and guess[i] != truth[i]]
         evaluation["disagreements"] = len(disagreements)
-        # Where the model and the humans disagree, a reviewer decides.
-        item_results_send_to_review(item_ids=disagreements)
+        if run.review_disagreements:
+            # Where the model and the humans disagree, a reviewer decides.
+            item_results_send_to_review(item_ids=disagreements)
     FineTuneRun.objects.filter(pk=run.pk).update(
         status=FineTuneRun.Status.SUCCEEDED, evaluation=evaluation, finished_at=timezone.now()
     )

@@ -363,6 +363,11 @@ class FineTuneRun(models.Model):
     cost = models.DecimalField(default=Decimal(0), **MONEY)
     events = models.JSONField(default=list, blank=True)
     evaluation = models.JSONField(default=dict, blank=True)
+    # Where the evaluated model and the humans disagree, send the item to a
+    # reviewer. Automatic retrains do not: they would send the same held-out
+    # items back at every retrain, a human cost the quality engine accounts for
+    # itself by weighing the model on gold.
+    review_disagreements = models.BooleanField(default=True)
     error = models.TextField(blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
@@ -377,3 +382,64 @@ class FineTuneRun(models.Model):
 
     def __str__(self):
         return f"fine-tune {self.pk} ({self.status})"
+
+
+class ModelRetrain(models.Model):
+    """One automatic retraining of a project's model (compute.retraining).
+
+    Freezes the approved answers, fine-tunes the base model on them, then
+    pre-labels the project's open items (gold included) with the new model, so
+    the quality engine sees and calibrates the model it votes with. The last
+    row's `approved_results` is the baseline the next retrain counts from.
+    """
+
+    class Status(models.TextChoices):
+        TRAINING = "training", _("Fine-tuning")
+        PRELABELING = "prelabeling", _("Pre-labeling open items")
+        SUCCEEDED = "succeeded", _("Succeeded")
+        FAILED = "failed", _("Failed")
+
+    UNFINISHED = (Status.TRAINING, Status.PRELABELING)
+
+    project = models.ForeignKey(
+        "annotation.Project", on_delete=models.CASCADE, related_name="model_retrains"
+    )
+    # Approved results when it started: the next one is due `retrain_every` later.
+    approved_results = models.PositiveIntegerField()
+    backend = models.ForeignKey(
+        Backend, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    base_model = models.CharField(max_length=200, blank=True)
+    dataset = models.ForeignKey(
+        "annotation.DatasetVersion",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    finetune_run = models.ForeignKey(
+        FineTuneRun, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    prelabel_run = models.ForeignKey(
+        PrelabelRun, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.TRAINING)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    tenant_path = "project__organization"
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        constraints = [
+            # Two beat ticks (or the bench and beat) can never start two at once.
+            models.UniqueConstraint(
+                fields=["project"],
+                condition=Q(status__in=["training", "prelabeling"]),
+                name="model_retrain_one_unfinished",
+            ),
+        ]
+
+    def __str__(self):
+        return f"model retrain {self.pk} of project {self.project_id} ({self.status})"

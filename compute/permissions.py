@@ -12,6 +12,7 @@ from tenants.permissions import (
     PROJECT_EDITORS,
     can_open_backends,
     has_role,
+    is_platform_staff,
     require,
 )
 
@@ -19,7 +20,7 @@ from tenants.permissions import (
 def can_run_on_project(user: User, project: Project) -> bool:
     """Prompts, pre-labeling and fine-tuning: the client's editors, or the staffing
     centre's managers (they spend compute on the project either way)."""
-    if user.is_superuser:
+    if is_platform_staff(user):
         return True
     if has_role(user, project.organization, PROJECT_EDITORS):
         return True
@@ -38,8 +39,8 @@ def require_can_run_on_project(user: User, project: Project) -> None:
 
 def can_manage_backend(user: User, organization: Organization | None) -> bool:
     """Platform-wide backends (organization None) are the platform's; an
-    organization's are its admins' and managers'."""
-    if user.is_superuser:
+    organization's are its admins' and managers' (an API token's too, with those roles)."""
+    if is_platform_staff(user):
         return True
     return has_role(user, organization, BACKEND_MANAGERS)
 

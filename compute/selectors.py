@@ -19,9 +19,16 @@ HEALTH_CHECK_INTERVAL = timedelta(seconds=25)
 
 
 def prelabel_run_items(*, run: PrelabelRun):
-    """The items a run labels, from its item_filter (open, unlabeled, non-gold by default)."""
+    """The items a run labels, from its item_filter (open, unlabeled, non-gold by default).
+
+    include_gold: gold items too. The quality engine measures the model on gold,
+    so a run that changes the project's model must predict the (forever open)
+    gold items as well.
+    """
     filters = run.item_filter or {}
-    items = Item.objects.filter(project=run.project, is_gold=False)
+    items = Item.objects.filter(project=run.project)
+    if not filters.get("include_gold", False):
+        items = items.filter(is_gold=False)
     statuses = filters.get("status") or [Item.Status.OPEN]
     items = items.filter(status__in=statuses)
     if filters.get("only_unlabeled", True):
@@ -31,6 +38,11 @@ def prelabel_run_items(*, run: PrelabelRun):
     if filters.get("item_ids"):
         items = items.filter(pk__in=filters["item_ids"])
     return items
+
+
+def approved_results_count(*, project: Project) -> int:
+    """Decided items whose answer may be trained on: what automatic retraining counts."""
+    return ItemResult.objects.filter(project=project, approved=True).count()
 
 
 def run_totals(*, run: PrelabelRun) -> dict:

@@ -74,3 +74,10 @@ def finetune_run_evaluate_task(run_id: int) -> str:
     from .finetuning import finetune_run_evaluate
 
     return finetune_run_evaluate(run_id=run_id).status
+
+
+@shared_task(name="compute.model_retrains_run", time_limit=900, soft_time_limit=840)
+def model_retrains_run_task() -> dict:
+    from .retraining import model_retrains_run
+
+    return model_retrains_run()

@@ -77,11 +77,24 @@ def member(*, organization=None, role=Membership.Role.CLIENT_DEVELOPER, **user_f
     return user
 
 
-def api_token(*, organization, user=None, name="pipeline"):
-    """An API token and its secret, made the way the product makes them."""
+def api_token(*, organization, user=None, name="pipeline", roles=None, expires_at=None):
+    """An API token and its secret, made the way the product makes them.
+
+    roles: by default every role user holds in organization.
+    """
     if user is None:
         user = member(organization=organization, role=Membership.Role.CLIENT_DEVELOPER)
-    return services.api_token_create(organization=organization, created_by=user, name=name)
+    if roles is None:
+        roles = Membership.objects.filter(user=user, organization=organization).values_list(
+            "role", flat=True
+        )
+    return services.api_token_create(
+        organization=organization,
+        created_by=user,
+        name=name,
+        roles=list(roles),
+        expires_at=expires_at,
+    )
 
 
 # --- annotation -----------------------------------------------------------------

@@ -147,11 +147,19 @@ def world(django_capture_on_commit_callbacks):
     Membership.objects.create(
         user=outsider, organization=outsider_office, role=Membership.Role.OFFICIAL
     )
+    # A platform superuser's token for the outsider: it acts as the outsider's
+    # admin and developer, never with the superuser's powers over everyone.
+    root = member(organization=outsider_org, role=Membership.Role.ADMIN, is_superuser=True)
+    Membership.objects.create(
+        user=root, organization=outsider_org, role=Membership.Role.CLIENT_DEVELOPER
+    )
+    _, superuser_secret = api_token(organization=outsider_org, user=root)
     return {
         "victim_ids": [victim.pk, victim_centre.pk, victim_office.pk],
         "victim_dev": owner,
         "outsider": outsider,
         "outsider_secret": outsider_secret,
+        "superuser_secret": superuser_secret,
     }
 
 
@@ -200,7 +208,9 @@ def _clients(world):
     session.force_login(world["outsider"])
     token = APIClient()
     token.credentials(HTTP_AUTHORIZATION=f"Bearer {world['outsider_secret']}")
-    return {"session": session, "token": token}
+    superuser_token = APIClient()
+    superuser_token.credentials(HTTP_AUTHORIZATION=f"Bearer {world['superuser_secret']}")
+    return {"session": session, "token": token, "superuser_token": superuser_token}
 
 
 def _victim_rows(endpoint, world):
@@ -234,7 +244,7 @@ def test_endpoints_are_discovered():
 
 
 @pytest.mark.parametrize("endpoint", [e for e in ENDPOINTS if not e.is_detail], ids=str)
-@pytest.mark.parametrize("auth", ["session", "token"])
+@pytest.mark.parametrize("auth", ["session", "token", "superuser_token"])
 def test_lists_never_show_another_organizations_rows(world, endpoint, auth):
     rows = _victim_rows(endpoint, world)
     client = _clients(world)[auth]
@@ -261,7 +271,7 @@ def test_lists_never_show_another_organizations_rows(world, endpoint, auth):
 
 
 @pytest.mark.parametrize("endpoint", [e for e in ENDPOINTS if e.is_detail], ids=str)
-@pytest.mark.parametrize("auth", ["session", "token"])
+@pytest.mark.parametrize("auth", ["session", "token", "superuser_token"])
 def test_details_of_another_organizations_rows_are_not_found(world, endpoint, auth):
     rows = _victim_rows(endpoint, world)
     if rows is None:

@@ -59,6 +59,8 @@ api_v1 = [
 
 urlpatterns = [
     path("", tenants_views.home, name="home"),
+    path("tokens/", tenants_views.api_tokens, name="api-tokens"),
+    path("tokens/<int:pk>/revoke/", tenants_views.api_token_revoke, name="api-token-revoke"),
     path(
         "accounts/login/",
         auth_views.LoginView.as_view(redirect_authenticated_user=True),

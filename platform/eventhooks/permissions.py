@@ -5,12 +5,12 @@ raising PermissionDenied with the message people see.
 """
 
 from tenants.models import Organization, User
-from tenants.permissions import INTEGRATION_MANAGERS, has_role, require
+from tenants.permissions import INTEGRATION_MANAGERS, has_role, is_platform_staff, require
 
 
 def can_manage_webhooks(user: User, organization: Organization) -> bool:
     # Platform superusers operate every organization's integrations.
-    if user.is_superuser:
+    if is_platform_staff(user):
         return True
     return has_role(user, organization, INTEGRATION_MANAGERS)
 

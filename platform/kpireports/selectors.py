@@ -18,7 +18,7 @@ from django.db.models import Count, F, Q, Sum
 from django.db.models.functions import TruncMonth
 
 from tenants.models import Organization, Region
-from tenants.permissions import OFFICIALS
+from tenants.permissions import OFFICIALS, principal_for
 from tenants.selectors import region_descendant_ids
 from valuechain.models import BackendRollup, RegionMonthRollup, TierChange, WorkerMonthRollup
 from valuechain.selectors import month_add
@@ -36,22 +36,24 @@ RATE = Decimal("0.0001")
 # --- jurisdiction -------------------------------------------------------------------
 
 
-def jurisdiction_roots(*, user, token_organization_id: int | None = None) -> list[Region]:
+def jurisdiction_roots(*, user) -> list[Region]:
     """The regions a caller may report on: its offices' regions (each with the
-    regions under it). Platform staff see the country.
+    regions under it). Platform staff (signed in) see the country.
 
-    An API token reports for its own office; a person for the offices where
-    they are an official.
+    The caller is who user acts as (tenants.permissions.principal_for): a
+    person reports for the offices where they are an official, an API token
+    for its own office, and only with the official role.
     """
-    if not user or not user.is_authenticated:
+    principal = principal_for(user)
+    if not principal.is_authenticated:
         return []
-    if user.is_superuser:
+    if principal.is_platform_staff:
         return list(Region.objects.filter(level=Region.Level.COUNTRY))
-    offices = Organization.objects.filter(kind=Organization.Kind.GOVERNMENT, is_active=True)
-    if token_organization_id is not None:
-        offices = offices.filter(pk=token_organization_id)
-    else:
-        offices = offices.filter(memberships__user=user, memberships__role__in=OFFICIALS)
+    offices = Organization.objects.filter(
+        kind=Organization.Kind.GOVERNMENT,
+        is_active=True,
+        pk__in=principal.organization_ids(roles=OFFICIALS),
+    )
     return list(Region.objects.filter(pk__in=offices.values("region_id")).order_by("level", "code"))
 
 

@@ -6,7 +6,6 @@ from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
 
 from tenants.models import Region
-from tenants.scoping import token_organization_id
 
 from .permissions import require_can_read_reports
 from .report_files import REPORT_FILES
@@ -23,9 +22,7 @@ from .serializers import ReportQuerySerializer, jsonable, report_kwargs
 
 def jurisdiction_for_request(request) -> list[Region]:
     """The caller's jurisdiction, once per request: selectors take plain arguments."""
-    return jurisdiction_roots(
-        user=request.user, token_organization_id=token_organization_id(request)
-    )
+    return jurisdiction_roots(user=request.user)
 
 
 def region_or_404(*, code: str, roots: list[Region]) -> Region:

@@ -1,5 +1,7 @@
+from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.utils.translation import gettext_lazy as _
 
 from . import services
@@ -91,16 +93,67 @@ class MembershipAdmin(admin.ModelAdmin):
             services.membership_delete(membership=membership, actor=request.user)
 
 
+class ApiTokenAddForm(forms.ModelForm):
+    """A new token: its organization, name, roles and expiry, checked by the
+    service's own rules (roles only those the signed-in person may give)."""
+
+    roles = forms.MultipleChoiceField(
+        label=_("roles"),
+        choices=Membership.Role.choices,
+        widget=forms.CheckboxSelectMultiple,
+        help_text=_(
+            "What the token may do in the organization: only roles you hold there "
+            "(an admin of the organization may give any). Never your superuser powers."
+        ),
+    )
+
+    class Meta:
+        model = ApiToken
+        fields = ["organization", "name", "roles", "expires_at"]
+
+    def clean(self):
+        data = super().clean()
+        organization = data.get("organization")
+        if organization is None or self.errors:
+            return data
+        try:
+            data.update(
+                services.api_token_fields_check(
+                    organization=organization,
+                    created_by=self.request_user,
+                    name=data.get("name", ""),
+                    roles=data.get("roles", []),
+                    expires_at=data.get("expires_at"),
+                )
+            )
+        except PermissionDenied as exc:
+            self.add_error("organization", str(exc))
+        except ValidationError as exc:
+            self.add_error(None, exc)
+        return data
+
+
 @admin.register(ApiToken)
 class ApiTokenAdmin(admin.ModelAdmin):
     """Tokens are created here too; the secret is shown once, in a message."""
 
-    list_display = ["name", "prefix", "organization", "created_by", "last_used_at", "revoked_at"]
+    list_display = [
+        "name",
+        "prefix",
+        "organization",
+        "roles",
+        "created_by",
+        "expires_at",
+        "last_used_at",
+        "revoked_at",
+    ]
     list_filter = ["organization"]
     search_fields = ["name", "prefix", "organization__name"]
     fields = [
         "organization",
         "name",
+        "roles",
+        "expires_at",
         "prefix",
         "created_by",
         "created_at",
@@ -112,14 +165,25 @@ class ApiTokenAdmin(admin.ModelAdmin):
 
     def get_readonly_fields(self, request, obj=None):
         if obj is not None:
-            return [*self.readonly_fields, "organization", "name"]
+            return [*self.readonly_fields, "organization", "name", "roles", "expires_at"]
         return self.readonly_fields
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        if obj is None:
+            kwargs["form"] = ApiTokenAddForm
+        form = super().get_form(request, obj, change=change, **kwargs)
+        form.request_user = request.user
+        return form
 
     def save_model(self, request, obj, form, change):
         if change:
             return
         token, secret = services.api_token_create(
-            organization=obj.organization, created_by=request.user, name=obj.name
+            organization=obj.organization,
+            created_by=request.user,
+            name=obj.name,
+            roles=form.cleaned_data["roles"],
+            expires_at=obj.expires_at,
         )
         obj.pk = token.pk
         self.message_user(

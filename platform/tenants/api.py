@@ -1,7 +1,12 @@
 """REST endpoints for accounts and tenancy (/api/v1/...)."""
 
 from django_filters import rest_framework as filters
-from drf_spectacular.utils import OpenApiExample, extend_schema, extend_schema_view
+from drf_spectacular.utils import (
+    OpenApiExample,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_view,
+)
 from rest_framework import mixins, permissions, status, viewsets
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -9,8 +14,8 @@ from rest_framework.views import APIView
 from . import selectors, services
 from .filtering import ApiFilterSet
 from .models import ApiToken, AuditEvent, Membership, Organization, Region
-from .permissions import can_read_audit_log
-from .scoping import TenantScopedMixin, organization_ids_for_request
+from .permissions import api_token_organizations, can_read_audit_log, is_platform_staff
+from .scoping import TenantScopedMixin, principal_for_request
 from .serializers import (
     ApiTokenCreatedSerializer,
     ApiTokenCreateSerializer,
@@ -24,12 +29,58 @@ from .serializers import (
 
 
 class MeView(APIView):
-    @extend_schema(responses=MeSerializer, summary="The caller and their roles")
+    @extend_schema(
+        responses=MeSerializer,
+        summary="The caller and their roles",
+        description="A person signed in: who they are and their roles in each organization. "
+        'An API token (`principal: "api_token"`): the token itself, its organization and '
+        "the roles it acts with; never the person who created it.",
+    )
     def get(self, request):
-        memberships = selectors.memberships_for_user(user=request.user).filter(
-            organization_id__in=organization_ids_for_request(request)
-        )
-        return Response(MeSerializer(request.user, context={"memberships": memberships}).data)
+        principal = principal_for_request(request)
+        if principal.is_token:
+            token = principal.token
+            roles = sorted(principal.token_roles())
+            organization = {
+                "organization": token.organization_id,
+                "organization_name": token.organization.name,
+            }
+            me = {
+                "principal": "api_token",
+                "id": None,
+                "username": None,
+                "display_name": None,
+                "email": None,
+                "memberships": [{**organization, "role": role} for role in roles],
+                "token": {
+                    "id": token.pk,
+                    "name": token.name,
+                    "prefix": token.prefix,
+                    **organization,
+                    "roles": roles,
+                    "expires_at": token.expires_at,
+                    "created_by": token.created_by.username,
+                },
+            }
+        else:
+            user = request.user
+            me = {
+                "principal": "user",
+                "id": user.pk,
+                "username": user.username,
+                "display_name": user.display_name,
+                "email": user.email,
+                "memberships": [
+                    {
+                        "organization": m.organization_id,
+                        "organization_name": m.organization.name,
+                        "role": m.role,
+                    }
+                    for m in selectors.memberships_for_user(user=user)
+                ],
+                "token": None,
+            }
+        return Response(MeSerializer(me).data)
 
 
 class RegionFilter(ApiFilterSet):
@@ -71,11 +122,19 @@ class MembershipViewSet(TenantScopedMixin, viewsets.ReadOnlyModelViewSet):
 
 
 @extend_schema_view(
-    list=extend_schema(summary="Your organizations' API tokens (never their secrets)"),
+    list=extend_schema(
+        summary="Your organizations' API tokens (never their secrets)",
+        description="Tokens of the organizations whose tokens you manage (admins, client "
+        "developers, officials, project managers).",
+    ),
     retrieve=extend_schema(summary="One API token"),
     destroy=extend_schema(
         summary="Revoke an API token",
         description="The token stops working at once. Revoking twice is harmless.",
+        responses={
+            204: OpenApiResponse(description="Revoked (or already revoked)."),
+            404: OpenApiResponse(description="No such token among those you manage."),
+        },
     ),
 )
 class ApiTokenViewSet(
@@ -86,17 +145,40 @@ class ApiTokenViewSet(
     mixins.DestroyModelMixin,
     viewsets.GenericViewSet,
 ):
-    queryset = ApiToken.objects.select_related("created_by")
+    queryset = ApiToken.objects.select_related("created_by", "organization")
     serializer_class = ApiTokenSerializer
     filterset_fields = ["organization"]
 
+    def get_queryset(self):
+        # Scoped to the caller's organizations, then to those whose tokens they manage.
+        manageable = [o.pk for o in api_token_organizations(self.request.user)]
+        return super().get_queryset().filter(organization_id__in=manageable)
+
     @extend_schema(
         summary="Create an API token",
+        description="The token acts for one organization with the roles you give it, "
+        "never more than you hold there (an admin of the organization may give any role), "
+        "and stops working when revoked, when it expires, or when you no longer hold the "
+        "roles it was given. The secret is in this response only. Tokens are created by "
+        "people signed in, not by other tokens.",
         request=ApiTokenCreateSerializer,
-        responses={201: ApiTokenCreatedSerializer},
+        responses={
+            201: ApiTokenCreatedSerializer,
+            403: OpenApiResponse(
+                description="You may not create this organization's tokens, or the request "
+                "was made with a token."
+            ),
+        },
         examples=[
             OpenApiExample(
-                "Create", value={"organization": 1, "name": "training pipeline"}, request_only=True
+                "Create",
+                value={
+                    "organization": 1,
+                    "name": "training pipeline",
+                    "roles": ["client_developer"],
+                    "expires_at": "2027-06-30T00:00:00+08:00",
+                },
+                request_only=True,
             ),
         ],
     )
@@ -109,6 +191,8 @@ class ApiTokenViewSet(
             organization=serializer.validated_data["organization"],
             created_by=request.user,
             name=serializer.validated_data["name"],
+            roles=serializer.validated_data["roles"],
+            expires_at=serializer.validated_data.get("expires_at"),
         )
         token.token = secret
         return Response(ApiTokenCreatedSerializer(token).data, status=status.HTTP_201_CREATED)
@@ -161,7 +245,7 @@ class AuditEventViewSet(TenantScopedMixin, mixins.ListModelMixin, viewsets.Gener
 
     def sees_everything(self) -> bool:
         # A token acts for its one organization, even a superuser's token.
-        return self.request.user.is_superuser and not isinstance(self.request.auth, ApiToken)
+        return is_platform_staff(self.request.user)
 
     def audit_organization_ids(self) -> list[int]:
         cached = getattr(self, "_audit_organization_ids", None)

@@ -132,7 +132,14 @@ class Membership(models.Model):
 
 
 class ApiToken(models.Model):
-    """A bearer token for one organization's systems.
+    """A bearer token for one organization's systems, with its own roles there.
+
+    A token acts as (organization, roles), never as the person who created
+    it: not with their superuser status, not in their other organizations.
+    Its roles are chosen at creation from those the creator may grant, and
+    each request narrows them again to what the creator may still grant
+    (tenants.permissions.Principal), so taking the creator's role away
+    narrows the token too.
 
     Only a SHA-256 digest of the secret is stored: the secret is shown once,
     when the token is created. Tokens are 256-bit random, so a fast digest is
@@ -149,7 +156,11 @@ class ApiToken(models.Model):
     # The first characters of the secret, so people can tell tokens apart.
     prefix = models.CharField(_("prefix"), max_length=16, db_index=True)
     digest = models.CharField(max_length=64, unique=True)
+    # Membership.Role values; a JSON list rather than an array so that the
+    # SQLite of `make run` stores it too.
+    roles = models.JSONField(_("roles"), default=list)
     created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField(_("expires"), null=True, blank=True)
     last_used_at = models.DateTimeField(_("last used"), null=True, blank=True)
     revoked_at = models.DateTimeField(_("revoked"), null=True, blank=True)
 
@@ -163,7 +174,15 @@ class ApiToken(models.Model):
 
     @property
     def is_active(self) -> bool:
-        return self.revoked_at is None
+        return self.revoked_at is None and not self.is_expired
+
+    def get_roles_display(self) -> str:
+        labels = dict(Membership.Role.choices)
+        return ", ".join(str(labels.get(role, role)) for role in self.roles or ())
+
+    @property
+    def is_expired(self) -> bool:
+        return self.expires_at is not None and self.expires_at <= timezone.now()
 
 
 class AuditEvent(models.Model):
@@ -197,6 +216,8 @@ class AuditEvent(models.Model):
         WEBHOOK_ENDPOINT_DELETED = "webhook_endpoint.deleted", _("Webhook endpoint deleted")
         ANNOTATOR_QUARANTINED = "annotator.quarantined", _("Annotator quarantined")
         ANNOTATOR_RELEASED = "annotator.released", _("Annotator released from quarantine")
+        MODEL_RETRAIN_STARTED = "model_retrain.started", _("Model retraining started")
+        MODEL_RETRAIN_FINISHED = "model_retrain.finished", _("Model retraining finished")
 
     created_at = models.DateTimeField(_("when"), default=timezone.now, db_index=True)
     # Null only for platform-wide objects (e.g. a platform backend, the tier

@@ -4,14 +4,21 @@ Each app keeps its rules in its own `permissions.py` (a plain function of
 (user, object) returning bool per action, and a `require_…` that raises
 PermissionDenied with the message people see). They build on the role sets
 and helpers here, so a role set changes in one place.
+
+The rules ask a `Principal`, never `user.is_superuser` or the memberships
+directly: a person in a browser session acts with their memberships (and a
+superuser as platform staff), an API token with its own organization and
+roles only. So a token can never do more than it was given, whoever made it.
 """
 
 from collections.abc import Iterable
 
 from django.core.exceptions import PermissionDenied
+from django.utils.translation import gettext as _
 
-from .models import Membership, Organization, User
-from .selectors import role_kinds_for_user, roles_for_user
+from .models import ApiToken, Membership, Organization, User
+from .request_context import api_token_current
+from .selectors import organization_ids_for_user, role_kinds_for_user, roles_for_user
 
 Role = Membership.Role
 Kind = Organization.Kind
@@ -38,20 +45,138 @@ BACKEND_OBSERVERS = frozenset({Role.ADMIN, Role.CLIENT_DEVELOPER, Role.PROJECT_M
 INTEGRATION_MANAGERS = frozenset({Role.ADMIN, Role.CLIENT_DEVELOPER, Role.PROJECT_MANAGER})
 # A regional office's officials read its jurisdiction's KPIs.
 OFFICIALS = frozenset({Role.OFFICIAL})
+# Officials connect their office's systems to the reports with tokens too
+# (they have no webhooks: nothing of a project happens in an office).
+TOKEN_MANAGERS = INTEGRATION_MANAGERS | OFFICIALS
 # Who belongs to an organization, and in which role, is its admins' decision.
 MEMBER_MANAGERS = frozenset({Role.ADMIN})
 # An organization's audit trail names its people and its changes: its admins only.
 AUDIT_READERS = frozenset({Role.ADMIN})
 
 
+# Who may give an API token any role: those who decide people's roles. Anyone
+# else gives a token only roles they hold themselves.
+TOKEN_ROLE_GRANTERS = MEMBER_MANAGERS
+
+
+# --- principals: who a request acts as -----------------------------------------------
+
+
+class Principal:
+    """A person in a browser session, or an API token acting for its organization.
+
+    A token's principal is (its organization, its roles), where its roles are
+    those it was given that its creator may still grant there, looked up on
+    every request: a creator who loses the role, the membership or the account
+    takes the token's powers with them. It never has the creator's superuser
+    status or their roles in other organizations.
+    """
+
+    def __init__(self, user: User | None, token: ApiToken | None = None):
+        self.user = user
+        self.token = token
+        self._token_roles: frozenset[str] | None = None
+
+    @property
+    def is_authenticated(self) -> bool:
+        return bool(self.user and self.user.is_authenticated)
+
+    @property
+    def is_token(self) -> bool:
+        return self.token is not None
+
+    @property
+    def is_platform_staff(self) -> bool:
+        """Platform superusers, in a browser session: a token never inherits it."""
+        return self.token is None and self.is_authenticated and self.user.is_superuser
+
+    def token_roles(self) -> frozenset[str]:
+        """The roles this token may use now (once per request: the principal is per request)."""
+        if self._token_roles is None:
+            given = frozenset(self.token.roles or ())
+            creator = Principal(self.user)
+            self._token_roles = given & grantable_roles(creator, self.token.organization)
+        return self._token_roles
+
+    def roles_in(self, organization: Organization | None) -> set[str]:
+        if organization is None or not self.is_authenticated:
+            return set()
+        if self.token is not None:
+            if organization.pk != self.token.organization_id:
+                return set()
+            return set(self.token_roles())
+        return roles_for_user(user=self.user, organization=organization)
+
+    def role_kinds(self) -> set[tuple[str, str]]:
+        """(role, organization kind) pairs, for the navigation."""
+        if not self.is_authenticated:
+            return set()
+        if self.token is not None:
+            kind = self.token.organization.kind
+            return {(role, kind) for role in self.token_roles()}
+        return role_kinds_for_user(user=self.user)
+
+    def organization_ids(self, *, roles: Iterable[str] | None = None) -> list[int]:
+        """The active organizations the principal acts for (with one of roles, if given)."""
+        if not self.is_authenticated:
+            return []
+        if self.token is not None:
+            held = self.token_roles()
+            usable = held & set(roles) if roles is not None else held
+            return [self.token.organization_id] if usable else []
+        return organization_ids_for_user(user=self.user, roles=roles)
+
+
+_principal_attribute = "_tenants_principal"
+
+
+def principal_attach(user: User, token: ApiToken) -> Principal:
+    """Make user (the token's creator, loaded for this request) act as the token."""
+    principal = Principal(user, token)
+    setattr(user, _principal_attribute, principal)
+    return principal
+
+
+def principal_for(user) -> Principal:
+    """Who user acts as in this request.
+
+    ApiTokenAuthentication attaches the token's principal to request.user. A
+    copy of the same person loaded afresh during a token's request acts as
+    the token too (the request's bound token), so no code path falls back to
+    the person's own powers.
+    """
+    if isinstance(user, Principal):
+        return user
+    attached = getattr(user, _principal_attribute, None)
+    if attached is not None:
+        return attached
+    token = api_token_current()
+    if token is not None and user is not None and getattr(user, "pk", None) == token.created_by_id:
+        return principal_attach(user, token)
+    return Principal(user)
+
+
+def grantable_roles(user, organization: Organization | None) -> frozenset[str]:
+    """The roles user may give an API token of organization: any role for its
+    admins, otherwise the roles they hold there. Never by superuser status."""
+    held = principal_for(user).roles_in(organization)
+    if held & TOKEN_ROLE_GRANTERS:
+        return frozenset(Role.values)
+    return frozenset(held)
+
+
 # --- helpers -------------------------------------------------------------------------
 
 
+def is_platform_staff(user) -> bool:
+    """A platform superuser signed in (never through an API token)."""
+    return principal_for(user).is_platform_staff
+
+
 def has_role(user: User, organization: Organization | None, roles: Iterable[str]) -> bool:
-    """Whether user holds one of roles in organization (one query; never for no organization)."""
-    if organization is None or not user or not user.is_authenticated:
-        return False
-    return bool(roles_for_user(user=user, organization=organization) & set(roles))
+    """Whether user (as the request's principal) holds one of roles in organization
+    (one query; never for no organization)."""
+    return bool(principal_for(user).roles_in(organization) & set(roles))
 
 
 def roles_message(roles: Iterable[str], action: str) -> str:
@@ -77,22 +202,53 @@ def require_roles(
 
 
 def can_manage_api_tokens(user: User, organization: Organization) -> bool:
+    """List and revoke an organization's tokens (creating also needs roles to give)."""
     # Platform superusers operate the Django admin for every organization.
-    if user.is_superuser:
+    if is_platform_staff(user):
         return True
-    return has_role(user, organization, INTEGRATION_MANAGERS)
+    return has_role(user, organization, TOKEN_MANAGERS)
 
 
 def require_can_manage_api_tokens(user: User, organization: Organization, *, verb: str) -> None:
     require(
         can_manage_api_tokens(user, organization),
-        "Only an admin, client developer or project manager of the organization "
+        "Only an admin, client developer, official or project manager of the organization "
         f"may {verb} its API tokens.",
     )
 
 
+def can_create_api_tokens(user: User, organization: Organization) -> bool:
+    """People who manage the organization's tokens and hold a role there to give.
+
+    Not a token: a token that could mint tokens would outlive its own revocation.
+    """
+    principal = principal_for(user)
+    if principal.is_token:
+        return False
+    return has_role(user, organization, TOKEN_MANAGERS)
+
+
+def require_can_create_api_tokens(user: User, organization: Organization) -> None:
+    if principal_for(user).is_token:
+        raise PermissionDenied(_("API tokens are created by a signed-in person, not by a token."))
+    require(
+        can_create_api_tokens(user, organization),
+        _(
+            "Only an admin, client developer, official or project manager of the "
+            "organization may create its API tokens."
+        ),
+    )
+
+
+def api_token_organizations(user: User) -> list[Organization]:
+    """The organizations whose tokens user manages, among those they act for (a
+    superuser reaches the others' in the admin)."""
+    own = Organization.objects.filter(pk__in=principal_for(user).organization_ids())
+    return [o for o in own.order_by("name") if can_manage_api_tokens(user, o)]
+
+
 def can_manage_members(user: User, organization: Organization) -> bool:
-    if user and user.is_authenticated and user.is_superuser:
+    if is_platform_staff(user):
         return True
     return has_role(user, organization, MEMBER_MANAGERS)
 
@@ -106,7 +262,7 @@ def require_can_manage_members(user: User, organization: Organization) -> None:
 
 def can_read_audit_log(user: User, organization: Organization) -> bool:
     """An organization's audit trail is its admins' (and the platform superusers')."""
-    if user and user.is_authenticated and user.is_superuser:
+    if is_platform_staff(user):
         return True
     return has_role(user, organization, AUDIT_READERS)
 
@@ -117,7 +273,7 @@ def can_read_audit_log(user: User, organization: Organization) -> bool:
 
 
 def _held(user: User, held: set[tuple[str, str]] | None) -> set[tuple[str, str]]:
-    return role_kinds_for_user(user=user) if held is None else held
+    return principal_for(user).role_kinds() if held is None else held
 
 
 def can_open_workspace(user: User, *, held: set[tuple[str, str]] | None = None) -> bool:
@@ -127,16 +283,21 @@ def can_open_workspace(user: User, *, held: set[tuple[str, str]] | None = None) 
 
 def can_open_reports(user: User, *, held: set[tuple[str, str]] | None = None) -> bool:
     """Officials of a regional office; platform staff report on the whole country."""
-    if user.is_authenticated and user.is_superuser:
+    if is_platform_staff(user):
         return True
     return any(role in OFFICIALS and kind == Kind.GOVERNMENT for role, kind in _held(user, held))
 
 
 def can_open_backends(user: User, *, held: set[tuple[str, str]] | None = None) -> bool:
     """The backends page: BACKEND_OBSERVERS of any organization, and platform staff."""
-    if user.is_authenticated and user.is_superuser:
+    if is_platform_staff(user):
         return True
     return any(role in BACKEND_OBSERVERS for role, _kind in _held(user, held))
+
+
+def can_open_api_tokens(user: User, *, held: set[tuple[str, str]] | None = None) -> bool:
+    """The API tokens page: whoever may create their organization's tokens."""
+    return any(role in TOKEN_MANAGERS for role, _kind in _held(user, held))
 
 
 def page_permissions(user: User) -> dict[str, bool]:
@@ -146,4 +307,5 @@ def page_permissions(user: User) -> dict[str, bool]:
         "workspace": can_open_workspace(user, held=held),
         "reports": can_open_reports(user, held=held),
         "backends": can_open_backends(user, held=held),
+        "api_tokens": can_open_api_tokens(user, held=held),
     }

@@ -4,23 +4,24 @@ Selectors never see a request; the helpers here turn one into the plain
 arguments they take.
 """
 
-from .models import ApiToken
-from .selectors import organization_ids_for_caller, queryset_scope
+from .permissions import Principal, principal_for
+from .selectors import queryset_scope
 
 
-def token_organization_id(request) -> int | None:
-    """The organization an API token acts for, or None for a browser session."""
-    auth = getattr(request, "auth", None)
-    return auth.organization_id if isinstance(auth, ApiToken) else None
+def principal_for_request(request) -> Principal:
+    """Who the request acts as: the signed-in person, or the API token it carries."""
+    return principal_for(request.user)
 
 
 def organization_ids_for_request(request) -> list[int]:
-    """The organizations this request may see, looked up once per request."""
+    """The organizations this request may see, looked up once per request.
+
+    An API token sees its one organization, and only while it still carries
+    a role there; a browser session all of the person's organizations.
+    """
     cached = getattr(request, "_tenant_organization_ids", None)
     if cached is None:
-        cached = organization_ids_for_caller(
-            user=request.user, token_organization_id=token_organization_id(request)
-        )
+        cached = principal_for_request(request).organization_ids()
         request._tenant_organization_ids = cached
     return cached
 

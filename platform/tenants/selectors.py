@@ -1,30 +1,24 @@
 """Reads for accounts and tenancy. Every tenant-scoped read goes through here."""
 
+from collections.abc import Iterable
+
 from django.db.models import QuerySet
 
 from .models import ApiToken, Membership, Organization, Region
 
 
-def organization_ids_for_user(*, user) -> list[int]:
+def organization_ids_for_user(*, user, roles: Iterable[str] | None = None) -> list[int]:
+    """The active organizations where user holds a role (one of roles, if given).
+
+    A person's own memberships: what a request may do goes through
+    tenants.permissions.principal_for, which narrows an API token's request.
+    """
     if not user or not user.is_authenticated:
         return []
-    return list(
-        Membership.objects.filter(user=user, organization__is_active=True)
-        .values_list("organization_id", flat=True)
-        .distinct()
-    )
-
-
-def organization_ids_for_caller(*, user, token_organization_id: int | None = None) -> list[int]:
-    """The organizations a caller may see.
-
-    An API token acts for its one organization only, even when the person who
-    created it belongs to others; a browser session acts for all of the
-    user's organizations.
-    """
-    if token_organization_id is not None:
-        return [token_organization_id]
-    return organization_ids_for_user(user=user)
+    memberships = Membership.objects.filter(user=user, organization__is_active=True)
+    if roles is not None:
+        memberships = memberships.filter(role__in=list(roles))
+    return sorted(set(memberships.values_list("organization_id", flat=True)))
 
 
 def queryset_scope(
@@ -75,6 +69,13 @@ def memberships_for_user(*, user) -> QuerySet[Membership]:
 def api_token_get_by_digest(*, digest: str) -> ApiToken | None:
     return (
         ApiToken.objects.select_related("organization", "created_by").filter(digest=digest).first()
+    )
+
+
+def api_tokens_manageable(*, organization_ids: list[int]) -> QuerySet[ApiToken]:
+    """Tokens of the given organizations, newest first (never their secrets)."""
+    return ApiToken.objects.filter(organization_id__in=organization_ids).select_related(
+        "organization", "created_by"
     )
 
 

@@ -37,26 +37,64 @@ class MembershipSerializer(serializers.ModelSerializer):
         fields = ["id", "organization", "user", "role", "created_at"]
 
 
-class MeSerializer(serializers.ModelSerializer):
-    memberships = serializers.SerializerMethodField()
+class MeMembershipSerializer(serializers.Serializer):
+    organization = serializers.IntegerField()
+    organization_name = serializers.CharField()
+    role = serializers.ChoiceField(choices=Membership.Role.choices)
 
-    class Meta:
-        model = User
-        fields = ["id", "username", "display_name", "email", "memberships"]
 
-    def get_memberships(self, user) -> list[dict]:
-        return [
-            {
-                "organization": m.organization_id,
-                "organization_name": m.organization.name,
-                "role": m.role,
-            }
-            for m in self.context["memberships"]
-        ]
+class MeTokenSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    prefix = serializers.CharField()
+    organization = serializers.IntegerField()
+    organization_name = serializers.CharField()
+    roles = serializers.ListField(
+        child=serializers.ChoiceField(choices=Membership.Role.choices),
+        help_text=_(
+            "The roles the token may use now: those it was given that its creator may still give."
+        ),
+    )
+    expires_at = serializers.DateTimeField(allow_null=True)
+    created_by = serializers.CharField(help_text=_("Who created the token."))
+
+
+class MeSerializer(serializers.Serializer):
+    """The caller: a person signed in, or an API token acting for its organization."""
+
+    principal = serializers.ChoiceField(
+        choices=[("user", "user"), ("api_token", "api_token")],
+        help_text=_('"api_token" when the request carries a token: the token acts, not a person.'),
+    )
+    id = serializers.IntegerField(
+        allow_null=True, help_text=_("The person's id; null for a token.")
+    )
+    username = serializers.CharField(allow_null=True, help_text=_("Null for a token."))
+    display_name = serializers.CharField(allow_null=True, help_text=_("Null for a token."))
+    email = serializers.CharField(allow_null=True, help_text=_("Null for a token."))
+    memberships = MeMembershipSerializer(
+        many=True,
+        help_text=_("The roles this request acts with, by organization (a token's own roles)."),
+    )
+    token = MeTokenSerializer(allow_null=True, help_text=_("The token; null for a person."))
 
 
 class ApiTokenSerializer(serializers.ModelSerializer):
     created_by = serializers.CharField(source="created_by.username", read_only=True)
+    roles = serializers.ListField(
+        child=serializers.ChoiceField(choices=Membership.Role.choices),
+        read_only=True,
+        help_text=_(
+            "What the token may do in its organization (narrowed at each request to what "
+            "its creator may still give)."
+        ),
+    )
+    expires_at = serializers.DateTimeField(
+        read_only=True, allow_null=True, help_text=_("Null: until revoked.")
+    )
+    is_active = serializers.BooleanField(
+        read_only=True, help_text=_("Neither revoked nor expired.")
+    )
 
     class Meta:
         model = ApiToken
@@ -65,8 +103,10 @@ class ApiTokenSerializer(serializers.ModelSerializer):
             "organization",
             "name",
             "prefix",
+            "roles",
             "created_by",
             "created_at",
+            "expires_at",
             "last_used_at",
             "revoked_at",
             "is_active",
@@ -77,16 +117,50 @@ class ApiTokenSerializer(serializers.ModelSerializer):
 class ApiTokenCreateSerializer(serializers.Serializer):
     organization = serializers.PrimaryKeyRelatedField(
         queryset=Organization.objects.none(),
-        help_text=_("One of your organizations; the token acts for it alone."),
+        required=False,
+        help_text=_(
+            "One of your organizations; the token acts for it alone. May be left out when "
+            "you belong to exactly one."
+        ),
     )
     name = serializers.CharField(max_length=100, help_text=_("What will use the token."))
+    roles = serializers.ListField(
+        child=serializers.ChoiceField(choices=Membership.Role.choices),
+        allow_empty=False,
+        max_length=len(Membership.Role.values),
+        help_text=_(
+            "What the token may do there: only roles you hold in the organization (its "
+            "admins may give any)."
+        ),
+    )
+    expires_at = serializers.DateTimeField(
+        required=False,
+        allow_null=True,
+        help_text=_("When it stops working; leave out for never."),
+    )
 
     def __init__(self, *args, organization_ids=(), **kwargs):
         super().__init__(*args, **kwargs)
         # Another organization's id fails like a non-existent one.
         self.fields["organization"].queryset = Organization.objects.filter(
-            pk__in=organization_ids, is_active=True
+            pk__in=list(organization_ids), is_active=True
         )
+
+    def validate(self, attrs):
+        if attrs.get("organization") is None:
+            organizations = list(self.fields["organization"].queryset[:2])
+            if len(organizations) != 1:
+                raise serializers.ValidationError(
+                    {
+                        "organization": _(
+                            "You belong to several organizations: say which one the token acts for."
+                        )
+                        if organizations
+                        else _("You belong to no organization that could have a token.")
+                    }
+                )
+            attrs["organization"] = organizations[0]
+        return attrs
 
 
 class ApiTokenCreatedSerializer(ApiTokenSerializer):

@@ -8,9 +8,15 @@ from datetime import timedelta
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from .models import ApiToken, AuditEvent, Membership, Organization, Region, User
-from .permissions import require_can_manage_api_tokens, require_can_manage_members
+from .permissions import (
+    grantable_roles,
+    require_can_create_api_tokens,
+    require_can_manage_api_tokens,
+    require_can_manage_members,
+)
 from .request_context import api_token_current
 
 logger = logging.getLogger(__name__)
@@ -246,15 +252,88 @@ def membership_delete(*, membership: Membership, actor: User | None) -> None:
 # --- API tokens ----------------------------------------------------------------------
 
 
-@transaction.atomic
-def api_token_create(
-    *, organization: Organization, created_by: User, name: str
-) -> tuple[ApiToken, str]:
-    """Create a token and return it with its secret, which is never stored."""
-    require_can_manage_api_tokens(created_by, organization, verb="create")
+def api_token_fields_check(
+    *, organization: Organization, created_by: User, name: str, roles, expires_at=None
+) -> dict:
+    """A new token's fields, checked: {"name", "roles" (sorted), "expires_at"}.
+
+    Raises PermissionDenied when created_by may not create organization's
+    tokens, ValidationError naming each bad field otherwise. Forms call it to
+    show the errors beside their fields; api_token_create calls it again.
+    """
+    require_can_create_api_tokens(created_by, organization)
+    errors = {}
     name = (name or "").strip()
     if not name:
-        raise ValidationError({"name": "Give the token a name, e.g. the system that will use it."})
+        errors["name"] = _("Give the token a name, e.g. the system that will use it.")
+    try:
+        roles = _api_token_roles_checked(created_by, organization, roles)
+    except ValidationError as exc:
+        errors.update(exc.message_dict)
+    if expires_at is not None and expires_at <= timezone.now():
+        errors["expires_at"] = _("Choose a time in the future, or none.")
+    if errors:
+        raise ValidationError(errors)
+    return {"name": name, "roles": roles, "expires_at": expires_at}
+
+
+def _api_token_roles_checked(creator: User, organization: Organization, roles) -> list[str]:
+    """roles as a sorted list, when they are known roles the creator may give."""
+    if isinstance(roles, str):
+        roles = [roles]
+    roles = sorted(set(roles or ()))
+    if not roles:
+        raise ValidationError({"roles": _("Choose at least one role for the token.")})
+    unknown = [role for role in roles if role not in Membership.Role.values]
+    if unknown:
+        raise ValidationError(
+            {
+                "roles": _("Unknown role(s) %(unknown)s; expected some of %(known)s.")
+                % {"unknown": ", ".join(unknown), "known": ", ".join(Membership.Role.values)}
+            }
+        )
+    allowed = grantable_roles(creator, organization)
+    refused = [role for role in roles if role not in allowed]
+    if refused:
+        raise ValidationError(
+            {
+                "roles": _(
+                    "A token of %(organization)s may carry only roles you hold there (its "
+                    "admins may give any). You may give: %(allowed)s; not: %(refused)s."
+                )
+                % {
+                    "organization": organization,
+                    "allowed": ", ".join(sorted(allowed)) or _("none"),
+                    "refused": ", ".join(refused),
+                }
+            }
+        )
+    return roles
+
+
+@transaction.atomic
+def api_token_create(
+    *,
+    organization: Organization,
+    created_by: User,
+    name: str,
+    roles,
+    expires_at=None,
+) -> tuple[ApiToken, str]:
+    """Create a token acting for organization with roles, and return it with its
+    secret, which is never stored.
+
+    roles: never more than created_by may grant there (see grantable_roles);
+    expires_at: None for a token that lasts until revoked.
+    """
+    checked = api_token_fields_check(
+        organization=organization,
+        created_by=created_by,
+        name=name,
+        roles=roles,
+        expires_at=expires_at,
+    )
+    name, roles = checked["name"], checked["roles"]
     secret = API_TOKEN_PREFIX + secrets.token_urlsafe(32)
     token = ApiToken.objects.create(
         organization=organization,
@@ -262,6 +341,8 @@ def api_token_create(
         name=name,
         prefix=secret[:10],
         digest=api_token_digest(secret),
+        roles=roles,
+        expires_at=expires_at,
     )
     # The prefix only: it tells tokens apart and cannot authenticate.
     audit_event_record(
@@ -269,12 +350,21 @@ def api_token_create(
         organization=organization,
         target=token,
         actor=created_by,
-        changes={"name": [None, token.name]},
+        changes={
+            "name": [None, token.name],
+            "roles": [None, roles],
+            "expires_at": [None, expires_at],
+        },
         extra={"prefix": token.prefix},
     )
     logger.info(
         "API token created",
-        extra={"token_id": token.pk, "organization_id": organization.pk, "user_id": created_by.pk},
+        extra={
+            "token_id": token.pk,
+            "organization_id": organization.pk,
+            "user_id": created_by.pk,
+            "roles": roles,
+        },
     )
     return token, secret
 

@@ -1,5 +1,6 @@
 """The quality engine's arithmetic (annotation.quality): no database."""
 
+import itertools
 import random
 
 import numpy as np
@@ -72,7 +73,7 @@ def test_model_bands_need_enough_checks_and_never_fall_with_confidence():
     pairs += [(0.75, n % 4 == 0) for n in range(8)]  # 25 %: under the low band
     bands = quality.model_band_accuracy(quality.model_bins_count(pairs))
     assert bands is not None
-    assert all(a <= b + 1e-12 for a, b in zip(bands, bands[1:], strict=False))
+    assert all(a <= b + 1e-12 for a, b in itertools.pairwise(bands))
     assert bands[quality.model_band(0.99)] > 0.8
     assert bands[quality.model_band(0.4)] < 0.6
 

@@ -132,8 +132,10 @@ def test_latency_is_the_backends_time_not_queueing_or_backoff(
     latencies = list(InferenceCall.objects.filter(run=run).values_list("latency_ms", flat=True))
     assert len(latencies) == 8
     server = [r.handled_seconds * 1000 for r in fake.requests if r.path.startswith(CHAT)]
-    # Within a few ms of the server's handling time, though items waited ~0.8 s.
-    assert abs(statistics.median(latencies) - statistics.median(server)) < 10
+    # Close to the server's handling time, though items waited ~0.8 s in queue and
+    # backoff: the bound is loose enough for a loaded 2-core machine (the client's
+    # own request handling), far under the waiting it must exclude.
+    assert abs(statistics.median(latencies) - statistics.median(server)) < 40
     assert all(handling * 1000 - 2 <= ms <= handling * 1000 + 40 for ms in latencies)
 
 

@@ -71,8 +71,11 @@ def history(db):
     )
     province_official = member(organization=guizhou, role=Membership.Role.OFFICIAL)
     city_official = member(organization=guiyang, role=Membership.Role.OFFICIAL)
+    # An admin of the office gives its token the official role it reads reports with.
     _, province_secret = api_token(
-        organization=guizhou, user=member(organization=guizhou, role=Membership.Role.ADMIN)
+        organization=guizhou,
+        user=member(organization=guizhou, role=Membership.Role.ADMIN),
+        roles=[Membership.Role.OFFICIAL],
     )
     _, client_secret = api_token(
         organization=client, user=member(organization=client, role=Membership.Role.ADMIN)

@@ -4,8 +4,9 @@ import pytest
 from django.core.exceptions import PermissionDenied
 
 from kpireports import permissions, selectors
-from tenants.models import Membership, Organization, Region
-from tests.factories import OrganizationFactory, UserFactory, member
+from tenants.models import Membership, Organization, Region, User
+from tenants.permissions import principal_attach
+from tests.factories import OrganizationFactory, UserFactory, api_token, member
 
 pytestmark = pytest.mark.django_db
 
@@ -62,21 +63,50 @@ def test_a_superuser_reads_every_region():
     )
 
 
-def test_a_token_reads_its_own_offices_jurisdiction_without_an_official_role():
+def _as_token(token):
+    """The token's creator as a token request sees them (tenants.authentication does this)."""
+    user = User.objects.get(pk=token.created_by_id)
+    principal_attach(user, token)
+    return user
+
+
+def test_an_admins_token_with_the_official_role_reads_its_own_offices_jurisdiction():
     guizhou_office = office("520000")
     token_owner = member(organization=guizhou_office, role=Membership.Role.ADMIN)
-    roots = selectors.jurisdiction_roots(user=token_owner, token_organization_id=guizhou_office.pk)
+    token, _ = api_token(
+        organization=guizhou_office, user=token_owner, roles=[Membership.Role.OFFICIAL]
+    )
+    as_token = _as_token(token)
+    roots = selectors.jurisdiction_roots(user=as_token)
     assert [r.code for r in roots] == ["520000"]
     (guiyang,) = regions("520100")
-    assert permissions.can_read_region_report(token_owner, guiyang, roots=roots)
+    assert permissions.can_read_region_report(as_token, guiyang, roots=roots)
     # A session of the same person is not an official's.
     assert not permissions.can_read_reports(token_owner)
+
+
+def test_an_offices_token_without_the_official_role_has_no_jurisdiction():
+    guizhou_office = office("520000")
+    token_owner = member(organization=guizhou_office, role=Membership.Role.ADMIN)
+    token, _ = api_token(organization=guizhou_office, user=token_owner)  # admin only
+    assert selectors.jurisdiction_roots(user=_as_token(token)) == []
+
+
+def test_a_superusers_token_is_not_the_whole_country():
+    guiyang_office = office("520100")
+    superuser = member(
+        organization=guiyang_office, role=Membership.Role.OFFICIAL, is_superuser=True
+    )
+    token, _ = api_token(organization=guiyang_office, user=superuser)
+    assert [r.code for r in selectors.jurisdiction_roots(user=_as_token(token))] == ["520100"]
+    assert selectors.jurisdiction_roots(user=superuser)[0].code == "CN"
 
 
 def test_a_token_of_a_client_organization_has_no_jurisdiction():
     client = OrganizationFactory(kind=Organization.Kind.CLIENT)
     user = member(organization=client, role=Membership.Role.ADMIN)
-    assert selectors.jurisdiction_roots(user=user, token_organization_id=client.pk) == []
+    token, _ = api_token(organization=client, user=user, roles=[Membership.Role.OFFICIAL])
+    assert selectors.jurisdiction_roots(user=_as_token(token)) == []
 
 
 def test_a_region_outside_the_jurisdiction_is_none_whether_or_not_it_exists():

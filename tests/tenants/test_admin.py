@@ -3,24 +3,30 @@ import re
 import pytest
 from django.urls import reverse
 
-from tenants.models import ApiToken
+from tenants.models import ApiToken, Membership
 from tenants.services import api_token_digest
-from tests.factories import OrganizationFactory, UserFactory
+from tests.factories import OrganizationFactory, UserFactory, api_token
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def superuser_client(client):
-    client.force_login(UserFactory(is_staff=True, is_superuser=True))
+def superuser():
+    return UserFactory(is_staff=True, is_superuser=True)
+
+
+@pytest.fixture
+def superuser_client(client, superuser):
+    client.force_login(superuser)
     return client
 
 
-def test_admin_creates_a_token_and_shows_its_secret_once(superuser_client):
+def test_admin_creates_a_token_and_shows_its_secret_once(superuser_client, superuser):
     organization = OrganizationFactory()
+    Membership.objects.create(user=superuser, organization=organization, role="admin")
     response = superuser_client.post(
         reverse("admin:tenants_apitoken_add"),
-        {"organization": organization.pk, "name": "from the admin"},
+        {"organization": organization.pk, "name": "from the admin", "roles": ["official"]},
         follow=True,
     )
     assert response.status_code == 200
@@ -29,17 +35,15 @@ def test_admin_creates_a_token_and_shows_its_secret_once(superuser_client):
     token = ApiToken.objects.get()
     assert token.digest == api_token_digest(secret)
     assert token.organization == organization and token.name == "from the admin"
+    assert token.roles == ["official"]
 
     change_page = superuser_client.get(reverse("admin:tenants_apitoken_change", args=[token.pk]))
     assert secret not in change_page.content.decode()
 
 
 def test_admin_revokes_through_the_action(superuser_client):
-    organization = OrganizationFactory()
-    superuser_client.post(
-        reverse("admin:tenants_apitoken_add"), {"organization": organization.pk, "name": "x"}
-    )
-    token = ApiToken.objects.get()
+    # A superuser revokes any organization's tokens (revoking only ever takes power away).
+    token, _ = api_token(organization=OrganizationFactory())
     superuser_client.post(
         reverse("admin:tenants_apitoken_changelist"),
         {"action": "revoke", "_selected_action": [token.pk]},
@@ -77,10 +81,7 @@ def test_membership_admin_changes_go_through_the_audited_services(superuser_clie
 def test_the_audit_trail_is_read_only_in_the_admin(superuser_client):
     from tenants.models import AuditEvent
 
-    organization = OrganizationFactory()
-    superuser_client.post(
-        reverse("admin:tenants_apitoken_add"), {"organization": organization.pk, "name": "x"}
-    )
+    api_token(organization=OrganizationFactory(), name="x")
     event = AuditEvent.objects.get()
     changelist = superuser_client.get(
         reverse("admin:tenants_auditevent_changelist"),

@@ -22,7 +22,11 @@ def test_create_token_shows_the_secret_once_and_never_again(api_client):
     user = member(organization=organization)
     api_client.force_login(user)
 
-    created = api_client.post(TOKENS, {"organization": organization.pk, "name": "trainer"})
+    created = api_client.post(
+        TOKENS,
+        {"organization": organization.pk, "name": "trainer", "roles": ["client_developer"]},
+        format="json",
+    )
     assert created.status_code == 201, created.content
     secret = created.json()["token"]
     assert secret.startswith("tw_")
@@ -32,10 +36,11 @@ def test_create_token_shows_the_secret_once_and_never_again(api_client):
     assert secret not in str(listed) and secret not in str(detail)
     assert listed["results"][0]["prefix"] == secret[:10]
 
-    # The secret works as a bearer token, for that organization.
+    # The secret works as a bearer token, as the token (not as its creator).
     me = bearer(secret).get(reverse("v1:me"))
     assert me.status_code == 200
-    assert me.json()["username"] == user.username
+    assert me.json()["principal"] == "api_token" and me.json()["username"] is None
+    assert me.json()["token"]["created_by"] == user.username
 
 
 def test_token_last_used_time_is_recorded():
@@ -88,14 +93,16 @@ def test_validation_errors_name_the_field(api_client):
     response = api_client.post(TOKENS, {"organization": organization.pk})
     assert response.status_code == 400
     assert response.json()["type"] == "validation_error"
-    assert [e["attr"] for e in response.json()["errors"]] == ["name"]
+    assert sorted(e["attr"] for e in response.json()["errors"]) == ["name", "roles"]
     assert not ApiToken.objects.exists()
 
 
 def test_creating_a_token_for_another_organization_fails_like_a_missing_one(api_client):
     mine, theirs = OrganizationFactory(), OrganizationFactory()
     api_client.force_login(member(organization=mine))
-    response = api_client.post(TOKENS, {"organization": theirs.pk, "name": "x"})
+    response = api_client.post(
+        TOKENS, {"organization": theirs.pk, "name": "x", "roles": ["admin"]}, format="json"
+    )
     assert response.status_code == 400
     assert response.json()["errors"][0]["attr"] == "organization"
     assert response.json()["errors"][0]["code"] == "does_not_exist"
@@ -105,7 +112,11 @@ def test_creating_a_token_for_another_organization_fails_like_a_missing_one(api_
 def test_an_annotator_may_not_create_tokens_and_is_told_why(api_client):
     organization = OrganizationFactory()
     api_client.force_login(member(organization=organization, role=Membership.Role.ANNOTATOR))
-    response = api_client.post(TOKENS, {"organization": organization.pk, "name": "x"})
+    response = api_client.post(
+        TOKENS,
+        {"organization": organization.pk, "name": "x", "roles": ["annotator"]},
+        format="json",
+    )
     assert response.status_code == 403
     assert "project manager" in response.json()["errors"][0]["detail"]
 
@@ -175,18 +186,19 @@ def test_a_change_made_with_a_token_records_the_token_and_the_next_request_does_
 
     organization = OrganizationFactory()
     token, secret = api_token(organization=organization)
-    made = bearer(secret).post(TOKENS, {"organization": organization.pk, "name": "second"})
-    assert made.status_code == 201, made.content
-    event = AuditEvent.objects.get(target_id=str(made.json()["id"]))
+    second, _ = api_token(organization=organization, user=token.created_by, name="second")
+    revoked = bearer(secret).delete(reverse("v1:api-token-detail", args=[second.pk]))
+    assert revoked.status_code == 204, revoked.content
+    event = AuditEvent.objects.get(event_type="api_token.revoked")
     assert (event.actor_user, event.actor_token) == (token.created_by, token)
     assert token.prefix in event.actor_label
 
     # A session request after it (same thread) is not attributed to the token.
     session = APIClient()
     session.force_login(token.created_by)
-    revoked = session.delete(reverse("v1:api-token-detail", args=[made.json()["id"]]))
+    revoked = session.delete(reverse("v1:api-token-detail", args=[token.pk]))
     assert revoked.status_code == 204
-    event = AuditEvent.objects.get(event_type="api_token.revoked")
+    event = AuditEvent.objects.get(event_type="api_token.revoked", target_id=str(token.pk))
     assert (event.actor_user, event.actor_token) == (token.created_by, None)
 
 

@@ -55,3 +55,26 @@ def test_seed_demo_command_adds_the_demo_projects_once(settings, capsys):
     assert (Project.objects.count(), Item.objects.count()) == (projects, items)
     assert "0 row(s) created" in second and "0 row(s) created" not in first
     assert "annotator" in second  # the logins are printed every time
+
+
+def test_the_demo_city_office_gets_its_token_on_the_tokens_page():
+    """The demo's path to a government office's token: official-city makes one at /tokens/."""
+    import re
+
+    from django.test import Client
+
+    from tenants.models import ApiToken
+
+    demo_seed()
+    browser = Client()
+    assert browser.login(username="official-city", password=DEMO_PASSWORD)
+    office = Organization.objects.get(slug="guiyang-bigdata-office")
+    created = browser.post(
+        "/tokens/", {"organization": office.pk, "name": "KPI importer", "roles": ["official"]}
+    )
+    assert created.status_code == 201
+    secret = re.search(r"tw_[A-Za-z0-9_-]{40,}", created.content.decode()).group(0)
+    assert ApiToken.objects.get().organization == office
+    api = Client(HTTP_AUTHORIZATION=f"Bearer {secret}")
+    assert [r["code"] for r in api.get("/api/v1/reports/regions/").json()] == ["520100"]
+    assert api.get("/api/v1/me/").json()["principal"] == "api_token"

@@ -37,15 +37,15 @@ def test_has_role_is_false_without_an_organization_or_a_login():
     assert not permissions.has_role(AnonymousUser(), organization, {Role.ADMIN})
 
 
-@pytest.mark.parametrize("role", sorted(permissions.INTEGRATION_MANAGERS))
-def test_integration_managers_may_manage_api_tokens(role):
+@pytest.mark.parametrize("role", sorted(permissions.TOKEN_MANAGERS))
+def test_token_managers_may_manage_api_tokens(role):
     organization = OrganizationFactory()
     user = member(organization=organization, role=role)
     assert permissions.can_manage_api_tokens(user, organization)
     permissions.require_can_manage_api_tokens(user, organization, verb="create")
 
 
-@pytest.mark.parametrize("role", sorted(set(Role.values) - permissions.INTEGRATION_MANAGERS))
+@pytest.mark.parametrize("role", sorted(set(Role.values) - permissions.TOKEN_MANAGERS))
 def test_other_roles_may_not_manage_api_tokens(role):
     organization = OrganizationFactory()
     user = member(organization=organization, role=role)
@@ -68,12 +68,16 @@ def test_a_superuser_may_manage_every_organizations_api_tokens():
     [
         (Role.ANNOTATOR, Organization.Kind.WORKFORCE, {"workspace"}),
         (Role.REVIEWER, Organization.Kind.WORKFORCE, {"workspace"}),
-        (Role.PROJECT_MANAGER, Organization.Kind.WORKFORCE, {"workspace", "backends"}),
-        (Role.PROJECT_MANAGER, Organization.Kind.CLIENT, {"backends"}),
-        (Role.CLIENT_DEVELOPER, Organization.Kind.CLIENT, {"backends"}),
-        (Role.ADMIN, Organization.Kind.WORKFORCE, {"backends"}),
-        (Role.OFFICIAL, Organization.Kind.GOVERNMENT, {"reports"}),
-        (Role.OFFICIAL, Organization.Kind.CLIENT, set()),
+        (
+            Role.PROJECT_MANAGER,
+            Organization.Kind.WORKFORCE,
+            {"workspace", "backends", "api_tokens"},
+        ),
+        (Role.PROJECT_MANAGER, Organization.Kind.CLIENT, {"backends", "api_tokens"}),
+        (Role.CLIENT_DEVELOPER, Organization.Kind.CLIENT, {"backends", "api_tokens"}),
+        (Role.ADMIN, Organization.Kind.WORKFORCE, {"backends", "api_tokens"}),
+        (Role.OFFICIAL, Organization.Kind.GOVERNMENT, {"reports", "api_tokens"}),
+        (Role.OFFICIAL, Organization.Kind.CLIENT, {"api_tokens"}),
     ],
 )
 def test_page_permissions_follow_the_roles(role, kind, expected):
@@ -90,7 +94,8 @@ def test_an_inactive_organization_opens_no_page():
 
 def test_a_superuser_may_open_reports_and_backends():
     can = permissions.page_permissions(UserFactory(is_superuser=True))
-    assert can == {"workspace": False, "reports": True, "backends": True}
+    # Not the tokens page: a superuser gives a token only roles held in its organization.
+    assert can == {"workspace": False, "reports": True, "backends": True, "api_tokens": False}
 
 
 def test_page_permissions_cost_one_query(django_assert_num_queries):

@@ -23,12 +23,14 @@ def test_api_token_secret_is_returned_once_and_only_its_digest_is_stored():
     assert stored.prefix == secret[:10]
 
 
-@pytest.mark.parametrize("role", [Membership.Role.ANNOTATOR, Membership.Role.OFFICIAL])
+@pytest.mark.parametrize("role", [Membership.Role.ANNOTATOR, Membership.Role.REVIEWER])
 def test_only_managing_roles_may_create_tokens(role):
     organization = OrganizationFactory()
     user = member(organization=organization, role=role)
     with pytest.raises(PermissionDenied):
-        services.api_token_create(organization=organization, created_by=user, name="x")
+        services.api_token_create(
+            organization=organization, created_by=user, name="x", roles=[role]
+        )
     assert not ApiToken.objects.exists()
 
 
@@ -36,15 +38,17 @@ def test_a_member_of_another_organization_may_not_create_tokens_for_this_one():
     organization = OrganizationFactory()
     outsider = member(role=Membership.Role.ADMIN)
     with pytest.raises(PermissionDenied):
-        services.api_token_create(organization=organization, created_by=outsider, name="x")
+        services.api_token_create(
+            organization=organization, created_by=outsider, name="x", roles=["admin"]
+        )
 
 
-def test_token_name_is_required():
+def test_token_name_and_roles_are_required_and_each_error_names_its_field():
     organization = OrganizationFactory()
     user = member(organization=organization)
     with pytest.raises(ValidationError) as excinfo:
-        services.api_token_create(organization=organization, created_by=user, name="  ")
-    assert "name" in excinfo.value.message_dict
+        services.api_token_create(organization=organization, created_by=user, name="  ", roles=[])
+    assert set(excinfo.value.message_dict) == {"name", "roles"}
 
 
 def test_revoking_twice_keeps_the_first_revocation_time():
@@ -148,7 +152,11 @@ def test_creating_a_token_is_audited_without_its_secret_or_digest():
         None,
     )
     assert (event.target_type, event.target_id) == ("tenants.apitoken", str(token.pk))
-    assert event.changes == {"name": [None, "pipeline"]}
+    assert event.changes == {
+        "name": [None, "pipeline"],
+        "roles": [None, ["client_developer"]],
+        "expires_at": [None, None],
+    }
     stored = str(AuditEvent.objects.values("changes", "extra", "target_repr").get())
     assert secret not in stored and token.digest not in stored
 
@@ -171,7 +179,9 @@ def test_a_change_rolled_back_leaves_no_audit_row():
     organization = OrganizationFactory()
     user = member(organization=organization)
     with pytest.raises(RuntimeError), transaction.atomic():
-        services.api_token_create(organization=organization, created_by=user, name="x")
+        services.api_token_create(
+            organization=organization, created_by=user, name="x", roles=["client_developer"]
+        )
         raise RuntimeError("the caller fails after the change")
     assert not AuditEvent.objects.exists() and not ApiToken.objects.exists()
 

@@ -243,6 +243,8 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "ENUM_NAME_OVERRIDES": {
         "ErrorTypeEnum": ["validation_error", "client_error", "server_error"],
+        # A membership's role and an API token's roles are one choice set: one name.
+        "RoleEnum": "tenants.models.Membership.Role",
         "ProjectStatusEnum": "annotation.models.Project.Status",
         "WebhookDeliveryStatusEnum": "eventhooks.models.WebhookDelivery.Status",
         "ProjectKindEnum": "annotation.models.Project.Kind",
@@ -359,6 +361,11 @@ CELERY_BEAT_SCHEDULE = {
     "compute-finetune-poll": {
         "task": "compute.finetune_runs_poll",
         "schedule": 30.0,
+    },
+    # Retrains a project's model as decided labels accumulate (Project.retrain_every).
+    "compute-model-retrains": {
+        "task": "compute.model_retrains_run",
+        "schedule": 60.0,
     },
     "valuechain-tiers-review": {
         "task": "valuechain.tiers_review",

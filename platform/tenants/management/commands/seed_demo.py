@@ -41,3 +41,8 @@ class Command(BaseCommand):
         self.stdout.write(f"Demo logins (password for all: {DEMO_PASSWORD}):")
         for username, role, organization in result.logins:
             self.stdout.write(f"  {role:<17} {username:<12} {organization}")
+        self.stdout.write(
+            "API tokens: sign in as client, manager, official or official-city and open "
+            "/tokens/ (e.g. official-city makes the Guiyang office's token for "
+            "/api/v1/reports/regions/); the secret is shown once."
+        )
