@@ -109,7 +109,9 @@ def _caller(kind):
             kind=Organization.Kind.GOVERNMENT, region=Region.objects.get(code="520000")
         )
         _, secret = api_token(
-            organization=office, user=member(organization=office, role=Membership.Role.ADMIN)
+            organization=office,
+            user=member(organization=office, role=Membership.Role.ADMIN),
+            roles=[Membership.Role.OFFICIAL],
         )
         return {"Authorization": f"Bearer {secret}"}, {**refs, "organization": office.pk}
     annotator = worker(project)
