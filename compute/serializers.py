@@ -252,3 +252,11 @@ class BackendMetricsSerializer(serializers.Serializer):
     prompt_tokens = serializers.IntegerField()
     completion_tokens = serializers.IntegerField()
     cost = serializers.DecimalField(max_digits=20, decimal_places=6, coerce_to_string=True)
+
+
+class AcceptanceQuerySerializer(serializers.Serializer):
+    """?project= of the suggestion-acceptance report: required, one of yours."""
+
+    project = serializers.IntegerField(
+        min_value=1, max_value=2**63 - 1, help_text="The project to report on."
+    )
