@@ -246,6 +246,17 @@ def model_retrain_advance(*, retrain_id: int, now=None) -> ModelRetrain:
         if retrain.status == ModelRetrain.Status.TRAINING:
             if finetune is None:
                 error = "The fine-tuning run was deleted."
+            elif finetune.status == FineTuneRun.Status.SUCCEEDED and _worse_than_current(
+                retrain.project, finetune
+            ):
+                # Keep the model the open items carry: a retrain on few labels can
+                # score under the model it would replace (the base model on a
+                # sentiment task), and the engine would lose a useful vote.
+                retrain.status = ModelRetrain.Status.SUCCEEDED
+                logger.info(
+                    "retrained model kept out: worse than the current one",
+                    extra={**_log_extra(retrain), "evaluation": finetune.evaluation},
+                )
             elif finetune.status == FineTuneRun.Status.SUCCEEDED:
                 try:
                     with transaction.atomic():
@@ -304,6 +315,23 @@ def model_retrain_advance(*, retrain_id: int, now=None) -> ModelRetrain:
         extra={**_log_extra(retrain), "status_from": previous, "error": retrain.error},
     )
     return retrain
+
+
+def _worse_than_current(project: Project, finetune: FineTuneRun) -> bool:
+    """Whether the new model scored under what the current one measured: its
+    held-out accuracy against the current model's accuracy on gold (the quality
+    engine's measure), when both are known."""
+    from annotation.models import ProjectQuality
+
+    accuracy = (finetune.evaluation or {}).get("accuracy")
+    current = (
+        ProjectQuality.objects.filter(project=project)
+        .values_list("model_accuracy", "model_checked")
+        .first()
+    )
+    if accuracy is None or current is None or current[0] is None or current[1] < 20:
+        return False
+    return float(accuracy) < float(current[0])
 
 
 def model_retrains_run() -> dict:

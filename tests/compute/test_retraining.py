@@ -282,3 +282,32 @@ def test_a_finished_retrain_has_the_engine_measure_the_new_model_on_gold(
     quality = ProjectQuality.objects.get(project=project)
     assert quality.model_name == "ft:tokenworks-base:new"
     assert quality.model_checked == 6
+
+
+def test_a_retrained_model_scoring_under_the_current_one_is_kept_out(
+    builtin, django_capture_on_commit_callbacks
+):
+    from annotation.models import ProjectQuality
+
+    capture = django_capture_on_commit_callbacks
+    project, _ = project_with_items(builtin)
+    prelabel(project, capture, item_filter=retraining.OPEN_ITEMS)
+    label(project, 30)
+    # The engine measured the current model right on every gold item it checked.
+    ProjectQuality.objects.create(project=project, model_accuracy=1.0, model_checked=40)
+    with capture(execute=True):
+        retrain = retraining.project_model_retrain_if_due(project=project)
+    run = poll_until_trained(retrain.finetune_run, capture)
+    assert run.status == FineTuneRun.Status.SUCCEEDED
+    # Held out, the new model scored 0.9: under the current model's 1.0 on gold.
+    FineTuneRun.objects.filter(pk=run.pk).update(evaluation={**run.evaluation, "accuracy": 0.9})
+    with capture(execute=True):
+        model_retrains_run_task()
+    retrain.refresh_from_db()
+    assert retrain.status == ModelRetrain.Status.SUCCEEDED and retrain.prelabel_run is None
+    # The open items keep the current model's suggestions.
+    open_models = {
+        i.metadata["suggestion"]["model"]
+        for i in Item.objects.filter(project=project, status=Item.Status.OPEN)
+    }
+    assert open_models == {BASE}
