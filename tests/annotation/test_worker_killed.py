@@ -3,9 +3,6 @@ the job once its lease lapses, a second worker finishes it, and nothing half-wri
 is ever visible. The broker's visibility timeout is an hour here, so recovery owes
 nothing to the broker re-delivering the message."""
 
-import time
-import uuid
-
 import pytest
 from django.core.files.base import ContentFile
 from django.db import connection
@@ -14,64 +11,19 @@ from annotation.exports import export_job_create
 from annotation.imports import import_job_create
 from annotation.models import ExportJob, ImportJob, ImportStagingRow, Item, ItemResult
 from annotation.tasks import jobs_sweep_task
-from config.celery_app import app
-from tests.celery_worker import start_worker, stop_worker, wait_for
+from tests.celery_worker import BOUND_SECONDS, stop_worker, sweep_until_ended, wait_for
 from tests.factories import annotation_project, items
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.django_db(transaction=True)]
 
-# Short settings, for the worker and for the sweep run here in beat's place.
-LEASE_SECONDS = 3
-SHORT = {"JOB_LEASE_SECONDS": str(LEASE_SECONDS), "JOB_HEARTBEAT_SECONDS": "1"}
-# What the issue promises: terminal within two minutes of a worker being back.
-BOUND_SECONDS = 120
 
-
-@pytest.fixture
-def workers(tmp_path, settings):
-    """start() a worker on a queue of this test's own; the sweep sends there too."""
-    settings.JOB_LEASE_SECONDS = LEASE_SECONDS
-    settings.JOB_HEARTBEAT_SECONDS = 1
-    settings.MEDIA_ROOT = str(tmp_path / "media")  # where the workers keep files too
-    queue = f"test-{uuid.uuid4().hex[:8]}"
-    log = tmp_path / "workers.log"
-    started = []
-    eager, default_queue = app.conf.task_always_eager, app.conf.task_default_queue
-    app.conf.task_always_eager, app.conf.task_default_queue = False, queue
-
-    def start():
-        process = start_worker(
-            var_dir=tmp_path, queue=queue, log_path=log, CELERY_VISIBILITY_TIMEOUT="3600", **SHORT
-        )
-        started.append(process)
-        return process
-
-    start.log = log
-    yield start
-    app.conf.task_always_eager, app.conf.task_default_queue = eager, default_queue
-    for process in started:
-        stop_worker(process, kill=True)
-
-
-def sweep_until_ended(model, job_id, log):
-    """Run the sweep every half second, as beat would, until the job has ended;
-    return the seconds that took."""
-    started = time.monotonic()
-    ended = (model.Status.SUCCEEDED, model.Status.FAILED)
-
-    def done():
-        jobs_sweep_task()
-        return model.objects.get(pk=job_id).status in ended
-
-    wait_for(done, BOUND_SECONDS, f"the job to end (see {log})", every=0.5)
-    return time.monotonic() - started
-
-
-def test_an_import_whose_worker_was_killed_is_run_again_and_imports_everything(workers):
+def test_an_import_whose_worker_was_killed_is_run_again_and_imports_everything(
+    celery_workers,
+):
     project = annotation_project()
-    rows = 200_000
+    rows = 50_000
     body = "".join(f'{{"external_id": "e{n}", "text": "第{n}条"}}\n' for n in range(rows))
-    first = workers()
+    first = celery_workers()
     job = import_job_create(
         project=project,
         created_by=project.created_by,
@@ -84,7 +36,7 @@ def test_an_import_whose_worker_was_killed_is_run_again_and_imports_everything(w
             or ImportJob.objects.get(pk=job.pk).status == ImportJob.Status.FAILED
         ),
         60,
-        f"the first worker's progress (see {workers.log})",
+        f"the first worker's progress (see {celery_workers.log})",
         every=0.05,
     )
     stop_worker(first, kill=True)
@@ -93,8 +45,8 @@ def test_an_import_whose_worker_was_killed_is_run_again_and_imports_everything(w
     assert killed.rows_read < rows
     assert not Item.objects.filter(project=project).exists()  # no partial items
 
-    workers()
-    took = sweep_until_ended(ImportJob, job.pk, workers.log)
+    celery_workers()
+    took = sweep_until_ended(ImportJob, job.pk, jobs_sweep_task, celery_workers.log)
 
     job.refresh_from_db()
     assert job.status == ImportJob.Status.SUCCEEDED, job.error
@@ -129,26 +81,33 @@ def _results(project, count):
         )
 
 
-def test_an_export_whose_worker_was_killed_is_written_again_from_scratch(workers):
+def test_an_export_whose_worker_was_killed_is_written_again_from_scratch(celery_workers):
     project = annotation_project()
-    rows = 300_000
+    rows = 100_000
     _results(project, rows)
-    first = workers()
+    first = celery_workers()
     job = export_job_create(project=project, created_by=project.created_by, fmt="results_jsonl")
     wait_for(
         lambda: ExportJob.objects.get(pk=job.pk).status == ExportJob.Status.RUNNING,
         60,
-        f"the first worker to start (see {workers.log})",
+        f"the first worker to start (see {celery_workers.log})",
         every=0.05,
     )
-    time.sleep(1.5)  # well into writing the file
+    # Killed once it has written for a heartbeat's time (a second).
+    started = ExportJob.objects.get(pk=job.pk).heartbeat_at
+    wait_for(
+        lambda: ExportJob.objects.get(pk=job.pk).heartbeat_at != started,
+        60,
+        f"the first worker's heartbeat (see {celery_workers.log})",
+        every=0.05,
+    )
     stop_worker(first, kill=True)
     killed = ExportJob.objects.get(pk=job.pk)
     assert killed.status == ExportJob.Status.RUNNING  # really mid-export
     assert not killed.file  # no half file, and nothing marked succeeded
 
-    workers()
-    took = sweep_until_ended(ExportJob, job.pk, workers.log)
+    celery_workers()
+    took = sweep_until_ended(ExportJob, job.pk, jobs_sweep_task, celery_workers.log)
 
     job.refresh_from_db()
     assert job.status == ExportJob.Status.SUCCEEDED, job.error
