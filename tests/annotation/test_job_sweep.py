@@ -77,3 +77,16 @@ def test_a_job_started_too_often_is_failed_when_claimed_again():
     job.refresh_from_db()
     assert job.status == ImportJob.Status.FAILED
     assert job.error.startswith("The worker running this import stopped 3 times")
+
+
+def test_the_default_settings_recover_a_killed_workers_job_within_two_minutes():
+    """The bound with the README's defaults: the lease lapses at most JOB_LEASE_SECONDS
+    after the worker died, the next sweep comes within its interval, and a waiting
+    worker takes the message at once; a minute is left for the job's own start."""
+    from config.settings import base
+
+    beat = {entry["task"]: entry["schedule"] for entry in base.CELERY_BEAT_SCHEDULE.values()}
+    for sweep in ("annotation.jobs_sweep", "compute.finetune_runs_sweep"):
+        assert base.JOB_LEASE_SECONDS + beat[sweep] <= 90, sweep
+    # A few heartbeats fit in a lease, so one slow renewal does not lose it.
+    assert base.JOB_HEARTBEAT_SECONDS * 3 <= base.JOB_LEASE_SECONDS
