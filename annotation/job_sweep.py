@@ -86,7 +86,8 @@ class JobLease:
     ends, then releases it.
 
     Inside a caller's transaction (tests) no other connection could see the job
-    row, so nothing renews there; the run is short and alone.
+    row, and SQLite (make run) takes one writer at a time, so there the run
+    renews it itself as it makes progress (check()).
     """
 
     def __init__(self, *, model: type[Model], job_id, token: str):
@@ -150,7 +151,11 @@ class JobLease:
             )
 
     def check(self) -> None:
-        """Raise LeaseLost if the renewing thread found the job taken over."""
+        """Raise LeaseLost if the job was taken over. Called as the run makes
+        progress; without a renewing thread (SQLite, a caller's transaction) the
+        lease is renewed here instead."""
+        if self._thread is None and not self.lost:
+            self.renew()
         if self.lost:
             raise LeaseLost(f"{_label(self.model)} {self.job_id}")
 

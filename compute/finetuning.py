@@ -22,7 +22,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from annotation.exports import split_is_validation
-from annotation.job_sweep import job_claim, jobs_recover
+from annotation.job_sweep import JobLease, job_claim, jobs_recover
 from annotation.models import DatasetVersion, ExportFormat, Item, ItemResult
 from annotation.schemas import answer_key
 from annotation.services import item_results_send_to_review
@@ -291,7 +291,7 @@ def finetune_run_evaluate(*, run_id: int) -> FineTuneRun:
         return _evaluate(run_id, lease)
 
 
-def _evaluate(run_id: int, lease) -> FineTuneRun:
+def _evaluate(run_id: int, lease: JobLease) -> FineTuneRun:
     run = FineTuneRun.objects.select_related("dataset", "project", "backend").get(pk=run_id)
     dataset, project = run.dataset, run.project
     held_out = [
