@@ -202,6 +202,7 @@ class ProjectViewSet(TenantScopedMixin, viewsets.ModelViewSet):
         ),
         request={"multipart/form-data": ImportRequestSerializer},
         responses={202: ImportJobSerializer},
+        operation_id="projects_items_import",
     )
     @action(
         detail=True,

@@ -10,17 +10,21 @@ The model (a "one-coin" Dawid–Skene with a shared confusion pattern):
   annotator needs hundreds of their answers per class before it says more
   than this; the two numbers per person are what gold and a few dozen
   decided items can estimate;
-* the model is one more voter whose accuracy depends on its stated
-  confidence (``model_band_accuracy``), measured on gold and audit items
-  only, never on items its own vote decided;
+* the model is one more voter, but not a symmetric one: what is measured is
+  its *precision* by confidence band (``model_band_accuracy``: how often the
+  truth is the class it said), on gold and audit items only, never on items
+  its own vote decided. Its vote moves the posterior by that precision over
+  the class's prior (:func:`model_log_likelihood`), so a model that always
+  says the commonest class, however "accurate", moves nothing;
 * classes have priors.
 
 So the posterior of an item is ``priors[t] * prod_votes P(answer | t)``
 (:func:`posterior`), and :func:`estimate` fits accuracies, errors and priors
 by EM over a project's answers with gold items clamped to their answer.
 
-A voter whose accuracy is at or under chance (1/K) is left out: it carries no
-information the model can trust, so its weight is zero rather than negative.
+A voter no better than chance is left out (its weight is zero, never
+negative): an annotator at or under 1/K accuracy, a model whose precision is
+at or under the prior of the class it said.
 """
 
 from __future__ import annotations
@@ -96,14 +100,44 @@ def _vote_log_likelihood(label: int, accuracy: float, errors: np.ndarray) -> np.
     return ll
 
 
-def posterior(priors: np.ndarray, errors: np.ndarray, votes: list[tuple[int, float]]) -> np.ndarray:
-    """The item's class probabilities from (class, voter accuracy) votes; voters at
-    or under chance are left out (see the module docstring)."""
+def model_informative(label: int, precision: float | None, priors: np.ndarray) -> bool:
+    """Whether the model's word says more than the class's base rate."""
+    return precision is not None and precision > float(priors[label]) + 1e-9
+
+
+def model_log_likelihood(
+    label: int, precision: float, priors: np.ndarray, errors: np.ndarray
+) -> np.ndarray:
+    """log-likelihood (up to a constant) of the model saying `label`, for every true
+    class, from its measured precision: the vote alone would take the prior to
+    P(true = label) = precision, and spread the rest over the other classes as
+    wrong answers of that label are spread (priors[t] * errors[t, label])."""
+    precision = min(precision, MAX_ACCURACY)
+    k = len(priors)
+    others = np.maximum(priors * errors[:, label], 1e-12)
+    others[label] = 0.0
+    spread = others / others.sum() if others.sum() > 0 else np.full(k, 1.0 / max(k - 1, 1))
+    with np.errstate(divide="ignore"):
+        ll = np.log(np.maximum((1.0 - precision) * spread, 1e-300) / np.maximum(priors, 1e-12))
+    ll[label] = math.log(precision / max(float(priors[label]), 1e-12))
+    return ll
+
+
+def posterior(
+    priors: np.ndarray,
+    errors: np.ndarray,
+    votes: list[tuple[int, float]],
+    model: tuple[int, float] | None = None,
+) -> np.ndarray:
+    """The item's class probabilities from (class, annotator accuracy) votes and the
+    model's (class, precision); voters no better than chance are left out."""
     k = len(priors)
     log_post = np.log(np.maximum(priors, 1e-12)).astype(float)
     for label, accuracy in votes:
         if informative(accuracy, k):
             log_post = log_post + _vote_log_likelihood(label, accuracy, errors)
+    if model is not None and model_informative(model[0], model[1], priors):
+        log_post = log_post + model_log_likelihood(model[0], model[1], priors, errors)
     log_post -= log_post.max()
     post = np.exp(log_post)
     return post / post.sum()
@@ -237,13 +271,15 @@ def estimate(
     accuracy = (a0 + correct) / (a0 + b0 + total)
     errors = uniform_errors(k)
     priors = np.full(k, 1.0 / k)
-    model_ll = np.zeros((n_items, k))
-    for item, (cls, acc) in (model_votes or {}).items():
-        if informative(acc, k):
-            model_ll[item] = _vote_log_likelihood(cls, acc, errors)
+    votes_by_model = list((model_votes or {}).items())
 
     post = clamp.copy()
     for _ in range(max(rounds, 1)):
+        # The model's word depends on the current priors and error pattern.
+        model_ll = np.zeros((n_items, k))
+        for item, (cls, precision) in votes_by_model:
+            if model_informative(cls, precision, priors):
+                model_ll[item] = model_log_likelihood(cls, precision, priors, errors)
         # E-step (log space): every answer's likelihood under every true class.
         acc = np.minimum(accuracy, MAX_ACCURACY)[worker_of]  # (L,)
         useful = acc > 1.0 / k + 1e-9

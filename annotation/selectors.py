@@ -341,10 +341,10 @@ class QualityContext:
             return None
 
     def model_vote(self, item: Item) -> tuple[int, float] | None:
-        """The model's (class, calibrated accuracy) on the item, or None when it has
+        """The model's (class, measured precision) on the item, or None when it has
         no say: the project does not let it vote, its predictions are not the
-        calibrated model's, it is not better than chance, or the item is an audit
-        item."""
+        calibrated model's, it says no more than the class's base rate, or the
+        item is an audit item."""
         if not self.project.model_votes or self.model_bands is None:
             return None
         suggestion = (item.metadata or {}).get("suggestion")
@@ -356,10 +356,10 @@ class QualityContext:
         confidence = suggestion.get("confidence")
         if cls is None or not isinstance(confidence, int | float):
             return None
-        accuracy = self.model_bands[quality.model_band(float(confidence))]
-        if not quality.informative(accuracy, len(self.classes)):
+        precision = self.model_bands[quality.model_band(float(confidence))]
+        if not quality.model_informative(cls, precision, self.priors):
             return None
-        return cls, accuracy
+        return cls, precision
 
 
 def model_audit_item(project_id: int, item_id: int) -> bool:
@@ -411,8 +411,6 @@ def _gold_replay(project: Project, context: QualityContext) -> tuple[int, int, i
             current, votes, keys, done = item_id, [], [], False
             gold_key = context.class_of(gold_answer or {})
             model_vote = context.model_vote(Item(pk=-1, metadata=metadata or {}))
-            if model_vote is not None:
-                votes.append(model_vote)
         if done or gold_key is None:
             continue
         cls = context.class_of(answer)
@@ -424,8 +422,8 @@ def _gold_replay(project: Project, context: QualityContext) -> tuple[int, int, i
             continue
         votes.append((cls, annotator_accuracy_weight(tallies.get(annotator_id))))
         outcome = quality.decide(
-            quality.posterior(context.priors, context.errors, votes),
-            annotations=len(votes) - (1 if model_vote is not None else 0),
+            quality.posterior(context.priors, context.errors, votes, model_vote),
+            annotations=len(votes),
             target=target,
             cap=cap,
         )

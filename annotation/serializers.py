@@ -75,7 +75,8 @@ class ResultBriefSerializer(serializers.ModelSerializer):
 
 
 class ItemSerializer(serializers.ModelSerializer):
-    result = ResultBriefSerializer(read_only=True)
+    # null until the item has a result.
+    result = ResultBriefSerializer(read_only=True, allow_null=True)
 
     class Meta:
         model = Item
@@ -347,7 +348,7 @@ class ReviewAnnotationSerializer(serializers.ModelSerializer):
 class ReviewItemSerializer(serializers.ModelSerializer):
     annotations = serializers.SerializerMethodField()
     suggestion = serializers.SerializerMethodField()
-    result = ResultBriefSerializer(read_only=True)
+    result = ResultBriefSerializer(read_only=True, allow_null=True)
 
     class Meta:
         model = Item

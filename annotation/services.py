@@ -1318,7 +1318,7 @@ def _adaptive_apply(
                 "annotations": [a.pk for a in annotations],
                 "annotators": [a.annotator_id for a in annotations],
                 "model": (
-                    {"class": context.classes[model_vote[0]], "accuracy": round(model_vote[1], 4)}
+                    {"class": context.classes[model_vote[0]], "precision": round(model_vote[1], 4)}
                     if model_vote
                     else None
                 ),
@@ -1357,9 +1357,7 @@ def item_adaptive_decide(
         if cls is not None:
             votes.append((cls, annotator_accuracy_weight(tallies.get(annotation.annotator_id))))
     model_vote = context.model_vote(item)
-    if model_vote is not None:
-        votes.append(model_vote)
-    post = quality.posterior(context.priors, context.errors, votes)
+    post = quality.posterior(context.priors, context.errors, votes, model_vote)
     decision = quality.decide(
         post,
         annotations=len(annotations),

@@ -321,9 +321,10 @@ class ModelHook:
             if n
         )
 
-    def after_round(self, project, round_no: int) -> None:
+    def after_round(self, project, round_no: int) -> bool:
+        """Retrain when due; whether a new model now predicts the open items."""
         if not self.enabled:
-            return
+            return False
         from compute import retraining
         from compute.finetuning import finetune_run_poll
         from compute.models import FineTuneRun, ModelRetrain
@@ -331,7 +332,7 @@ class ModelHook:
         started = time.perf_counter()
         retrain = retraining.project_model_retrain_if_due(project=project)
         if retrain is None:
-            return
+            return False
         if retrain.status == ModelRetrain.Status.TRAINING:
             run = retrain.finetune_run
             while run.status not in (
@@ -373,6 +374,7 @@ class ModelHook:
             file=sys.stderr,
             flush=True,
         )
+        return True
 
     def calls(self, project) -> int | None:
         """Model calls metered for the project (pre-labeling and evaluation), or None."""
@@ -494,6 +496,10 @@ class Simulation:
         if job.status != ImportJob.Status.SUCCEEDED:
             raise RuntimeError(f"import failed: {job.error} {job.errors[:3]}")
         self.hook.prepare(self.project)
+        if self.hook.enabled and (self.cfg.target is not None or self.cfg.bar > 0):
+            from annotation import services as annotation_services
+
+            annotation_services.project_quality_refresh(project=self.project)
 
     def cleanup(self) -> None:
         from annotation.models import ImportJob
@@ -630,8 +636,12 @@ class Simulation:
             round_no += 1
             annotated = self.annotate_round()
             reviewed = self.review_round(self.args.reviews_per_round)
-            self.hook.after_round(self.project, round_no)
-            refreshed = self.quality_refresh(round_no, force=not (annotated or reviewed))
+            # A finished retrain queues a refresh in production (compute.retraining):
+            # the new model's precision is measured before it votes.
+            retrained = self.hook.after_round(self.project, round_no)
+            refreshed = self.quality_refresh(
+                round_no, force=retrained or not (annotated or reviewed)
+            )
             if annotated or reviewed or refreshed:
                 continue
             counts = project_counts(project=self.project)

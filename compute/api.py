@@ -13,6 +13,7 @@ from drf_spectacular.utils import (
 )
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.generics import get_object_or_404
 from rest_framework.response import Response
 
 from annotation.models import DatasetVersion
@@ -22,6 +23,7 @@ from . import selectors, services
 from .finetuning import finetune_run_start
 from .models import Backend, FineTuneRun, InferenceCall, Prediction, PrelabelRun, PromptTemplate
 from .serializers import (
+    AcceptanceQuerySerializer,
     BackendMetricsSerializer,
     BackendSerializer,
     FineTuneRunCreateSerializer,
@@ -130,7 +132,13 @@ class BackendViewSet(TenantScopedMixin, viewsets.ModelViewSet):
         "every metered attempt: `outcomes` counts attempts by outcome, `error_share` is the "
         "share the backend did not answer (429, 5xx, timeouts, connection errors, malformed "
         "replies), latency is the backend's own time for answered attempts.",
-        parameters=[OpenApiParameter("window", int, description="Seconds, 60 to 2592000.")],
+        parameters=[
+            OpenApiParameter(
+                "window",
+                {"type": "integer", "minimum": 60, "maximum": 30 * 86400, "default": 86400},
+                description="Seconds, 60 to 2592000.",
+            )
+        ],
         responses=BackendMetricsSerializer(many=True),
     )
     # Not paginated: one row per visible backend, few by nature.
@@ -144,7 +152,9 @@ class BackendViewSet(TenantScopedMixin, viewsets.ModelViewSet):
         if not 60 <= window <= 30 * 86400:
             raise ValidationError({"window": ["Seconds, a whole number from 60 to 2592000."]})
         since = timezone.now() - timedelta(seconds=window)
-        rows = selectors.backend_metrics(backends=self.get_queryset(), since=since)
+        # The list's filters (kind, is_active, health) apply here too, as documented.
+        backends = self.filter_queryset(self.get_queryset())
+        rows = selectors.backend_metrics(backends=backends, since=since)
         return Response(BackendMetricsSerializer(rows, many=True).data)
 
     @extend_schema(
@@ -266,13 +276,15 @@ class PredictionViewSet(ProjectScopedMixin, viewsets.ReadOnlyModelViewSet):
 
     @extend_schema(
         summary="Acceptance of suggestions by humans, per model and prompt version",
+        parameters=[AcceptanceQuerySerializer],
         responses=OpenApiTypes.OBJECT,
     )
     @action(detail=False, methods=["get"])
     def acceptance(self, request):
-        project = _get(_projects(request), request.query_params.get("project"), "project")
-        if project is None:
-            raise ValidationError({"project": ["Give ?project=<id>."]})
+        query = AcceptanceQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        # The project is the resource reported on: one you may not see is a 404.
+        project = get_object_or_404(_projects(request), pk=query.validated_data["project"])
         return Response(selectors.suggestion_acceptance(project=project))
 
 

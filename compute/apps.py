@@ -7,3 +7,6 @@ class ComputeConfig(AppConfig):
 
     name = "compute"
     verbose_name = _("Compute")
+
+    def ready(self):
+        from . import schema  # noqa: F401 - registers the OpenAPI field extension

@@ -3,6 +3,12 @@ from rest_framework import serializers
 from tenants.models import Organization, Region
 
 from .models import Backend, FineTuneRun, InferenceCall, Prediction, PrelabelRun, PromptTemplate
+from .permissions import can_manage_backend
+
+
+class ManagedUrlField(serializers.URLField):
+    """A backend's address: written by its managers, read back only by them
+    (compute.schema describes it as nullable in responses)."""
 
 
 class BackendSerializer(serializers.ModelSerializer):
@@ -19,6 +25,11 @@ class BackendSerializer(serializers.ModelSerializer):
     )
     models = serializers.ListField(
         source="models_served", child=serializers.CharField(), required=False
+    )
+    base_url = ManagedUrlField(
+        max_length=Backend._meta.get_field("base_url").max_length,
+        help_text="Up to and including /v1. Null for those who do not manage the backend: "
+        "an address inside a centre's network is its managers' business.",
     )
 
     class Meta:
@@ -65,6 +76,14 @@ class BackendSerializer(serializers.ModelSerializer):
 
     def get_has_api_key(self, backend) -> bool:
         return bool(backend.api_key_encrypted)
+
+    def to_representation(self, backend):
+        data = super().to_representation(backend)
+        request = self.context.get("request")
+        user = getattr(request, "user", None)
+        if user is None or not can_manage_backend(user, backend.organization):
+            data["base_url"] = None
+        return data
 
 
 class PromptTemplateSerializer(serializers.ModelSerializer):
@@ -233,3 +252,11 @@ class BackendMetricsSerializer(serializers.Serializer):
     prompt_tokens = serializers.IntegerField()
     completion_tokens = serializers.IntegerField()
     cost = serializers.DecimalField(max_digits=20, decimal_places=6, coerce_to_string=True)
+
+
+class AcceptanceQuerySerializer(serializers.Serializer):
+    """?project= of the suggestion-acceptance report: required, one of yours."""
+
+    project = serializers.IntegerField(
+        min_value=1, max_value=2**63 - 1, help_text="The project to report on."
+    )

@@ -7,6 +7,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import HttpResponse
 from django.shortcuts import render
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
@@ -15,25 +16,45 @@ from tenants.selectors import organization_ids_for_user
 
 from . import selectors
 from .models import Backend
-from .permissions import can_view_backend_metrics
+from .permissions import can_manage_backend, can_view_backend_metrics
 
 
 @login_required
 def backends_page(request):
     if not can_view_backend_metrics(request.user):
-        raise PermissionDenied
-    backends = selectors.backends_visible(organization_ids_for_user(user=request.user))
-    return render(
-        request, "compute/backends.html", {"rows": selectors.backend_metrics(backends=backends)}
-    )
+        raise PermissionDenied(_("Only those who run models or connect systems see the backends."))
+    backends = {
+        b.pk: b for b in selectors.backends_visible(organization_ids_for_user(user=request.user))
+    }
+    rows = selectors.backend_metrics(backends=backends.values())
+    for row in rows:
+        backend = backends[row["id"]]
+        row["models"] = backend.models_served
+        # The address is its managers' business: observers see name, models and health.
+        row["base_url"] = (
+            backend.base_url if can_manage_backend(request.user, backend.organization) else None
+        )
+    return render(request, "compute/backends.html", {"rows": rows})
 
 
 class _BackendCollector:
-    """Per-backend figures over the last 24 hours, read from the metered calls."""
+    """Per-backend figures over the last 24 hours, read from the metered calls.
+
+    One token scrapes every organization's backends, so no label names an
+    organization or its backend: a backend is its id (what the REST API and the
+    backends page use), its kind, and whether it is platform-wide or an
+    organization's own. The figures an operator alerts on (calls, errors,
+    latency, circuit) are all there per backend.
+    """
 
     def collect(self):
-        rows = selectors.backend_metrics(backends=Backend.objects.select_related("region"))
-        labels = ["backend", "kind"]
+        backends = list(Backend.objects.select_related("region"))
+        scope = {
+            backend.pk: "platform" if backend.organization_id is None else "organization"
+            for backend in backends
+        }
+        rows = selectors.backend_metrics(backends=backends)
+        labels = ["backend_id", "kind", "scope"]
         families = {
             "requests": GaugeMetricFamily(
                 "tokenworks_backend_requests_24h",
@@ -71,7 +92,7 @@ class _BackendCollector:
             ),
         }
         for row in rows:
-            key = [row["name"], row["kind"]]
+            key = [str(row["id"]), row["kind"], scope[row["id"]]]
             families["requests"].add_metric(key, row["requests"])
             families["errors"].add_metric(key, row["errors"])
             for outcome, count in row["outcomes"].items():
@@ -88,7 +109,8 @@ class _BackendCollector:
 
 @require_GET
 def prometheus_metrics(request):
-    """Prometheus text format. With METRICS_TOKEN set, scrapers send it as a bearer token."""
+    """Prometheus text format. With METRICS_TOKEN set (production requires it),
+    scrapers send it as a bearer token."""
     token = settings.METRICS_TOKEN
     if token:
         sent = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()

@@ -308,8 +308,9 @@ def test_suggestion_acceptance_of_another_organizations_project_is_refused(world
     victim_project = Project.objects.filter(organization_id__in=world["victim_ids"]).first()
     outsider = _clients(world)["session"]
     response = outsider.get("/api/v1/predictions/acceptance/", {"project": victim_project.pk})
-    assert response.status_code == 400
-    assert response.json()["errors"][0]["attr"] == "project"
+    # The project reported on is the resource: another organization's is not found.
+    assert response.status_code == 404
+    assert response.json()["errors"][0]["code"] == "not_found"
     owner = APIClient()
     owner.force_login(world["victim_dev"])
     assert (

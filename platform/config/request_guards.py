@@ -13,6 +13,7 @@ API paths get the standard error body; pages get a plain 400 or 413.
 from django.conf import settings
 from django.http import HttpResponse, JsonResponse
 from django.utils.translation import gettext as _
+from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions, status
 
 API_PREFIX = "/api/"
@@ -80,8 +81,13 @@ class PayloadTooLarge(exceptions.APIException):
     default_detail = "The request body is too large."
 
 
+@csrf_exempt
 def api_not_found(request, *args, **kwargs):
-    """Every /api/ address that matches no route answers in the API's own shape."""
+    """Every /api/ address that matches no route answers in the API's own shape.
+
+    CSRF-exempt: there is nothing here to protect, and a write to a missing
+    address must be a 404, not the CSRF failure page (an HTML 403).
+    """
     detail = _("No API resource at this address.")
     if not request.path.endswith("/"):
         detail += " " + _("API addresses end with a slash.")

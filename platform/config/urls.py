@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path, re_path
-from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView
 from rest_framework.routers import DefaultRouter
 
 from annotation import api as annotation_api
@@ -13,6 +13,7 @@ from sitehealth.views import healthz
 from tenants import api as tenants_api
 from tenants import views as tenants_views
 
+from . import api_docs
 from .request_guards import api_not_found
 
 router = DefaultRouter()
@@ -73,8 +74,8 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include((api_v1, "api"), namespace="v1")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
-    path("api/redoc/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-redoc"),
+    path("api/docs/", api_docs.swagger_ui, name="api-docs"),
+    path("api/redoc/", api_docs.redoc, name="api-redoc"),
     path("healthz", healthz, name="healthz"),
     path("metrics", compute_views.prometheus_metrics, name="metrics"),
     path("compute/backends/", compute_views.backends_page, name="compute-backends"),
@@ -82,6 +83,10 @@ urlpatterns = [
     # missing slash) answers in the API's JSON error shape, not an HTML page.
     re_path(r"^api/", api_not_found),
 ]
+
+handler403 = "config.error_pages.permission_denied"
+handler404 = "config.error_pages.page_not_found"
+handler500 = "config.error_pages.server_error"
 
 admin.site.site_header = "Tokenworks"
 admin.site.site_title = "Tokenworks"

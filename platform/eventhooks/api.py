@@ -81,7 +81,11 @@ class WebhookEndpointViewSet(
 
 
 @extend_schema_view(
-    list=extend_schema(summary="Webhook delivery log"),
+    list=extend_schema(
+        summary="Webhook delivery log",
+        description="Deliveries to your organizations' endpoints, newest first, a page at a "
+        "time (`page`, `page_size` up to 500). Filter by endpoint, status or event.",
+    ),
     retrieve=extend_schema(summary="One delivery, with every attempt made"),
 )
 class WebhookDeliveryViewSet(TenantScopedMixin, viewsets.ReadOnlyModelViewSet):

@@ -2,7 +2,7 @@
 
 from django.utils.translation import gettext_lazy as _
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import mixins, permissions, serializers, viewsets
 from rest_framework.response import Response
 
@@ -42,6 +42,13 @@ REPORT_PARAMETERS = [
 ]
 
 
+@extend_schema_view(
+    list=extend_schema(
+        summary="Regions in your jurisdiction",
+        description="A province's office sees the province and its cities, a city's office "
+        "its city. For officials of a regional office and their office's API tokens.",
+    ),
+)
 class ReportRegionViewSet(
     mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
 ):
@@ -87,6 +94,8 @@ class ReportRegionViewSet(
 
     @extend_schema(
         summary="A region's KPI report for a period",
+        description="Aggregates only: no person is ever named. A region outside your "
+        "jurisdiction answers 404, as one that does not exist.",
         parameters=REPORT_PARAMETERS,
         responses=OpenApiTypes.OBJECT,
     )

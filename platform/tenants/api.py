@@ -12,6 +12,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from . import selectors, services
+from .filtering import ApiFilterSet
 from .models import ApiToken, AuditEvent, Membership, Organization, Region
 from .permissions import api_token_organizations, can_read_audit_log, is_platform_staff
 from .scoping import TenantScopedMixin, principal_for_request
@@ -82,7 +83,7 @@ class MeView(APIView):
         return Response(MeSerializer(me).data)
 
 
-class RegionFilter(filters.FilterSet):
+class RegionFilter(ApiFilterSet):
     parent_code = filters.CharFilter(field_name="parent__code")
 
     class Meta:
@@ -201,7 +202,7 @@ class ApiTokenViewSet(
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-class AuditEventFilter(filters.FilterSet):
+class AuditEventFilter(ApiFilterSet):
     event_type = filters.MultipleChoiceFilter(
         choices=AuditEvent.EventType.choices, help_text="Repeat to match any of several."
     )

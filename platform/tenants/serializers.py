@@ -5,7 +5,10 @@ from .models import ApiToken, AuditEvent, Membership, Organization, Region, User
 
 
 class RegionSerializer(serializers.ModelSerializer):
-    parent_code = serializers.CharField(source="parent.code", read_only=True, default=None)
+    # The country has no parent: null there (declared so, for generated clients).
+    parent_code = serializers.CharField(
+        source="parent.code", read_only=True, default=None, allow_null=True
+    )
 
     class Meta:
         model = Region

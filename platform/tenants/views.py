@@ -1,6 +1,7 @@
 """The web shell: a home page that shows each person what their roles need, and
 the page where people create and revoke their organization's API tokens."""
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import NON_FIELD_ERRORS, PermissionDenied, ValidationError
@@ -145,3 +146,17 @@ def api_token_revoke(request, pk):
         gettext("Token “%(name)s” revoked: it stops working at once.") % {"name": token.name},
     )
     return redirect("api-tokens")
+
+
+def login_locked_out(request, original_response=None, credentials=None):
+    """django-axes' lockout response: the login page again, saying why and for how long.
+
+    429, so scripts see throttling rather than a wrong password (django-axes logs
+    the lockout itself, with the username and address masked)."""
+    minutes = max(1, round(settings.AXES_COOLOFF_TIME.total_seconds() / 60))
+    return render(
+        request,
+        "registration/login.html",
+        {"locked_out_minutes": minutes, "next": request.POST.get("next", "")},
+        status=429,
+    )

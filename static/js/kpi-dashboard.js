@@ -25,7 +25,11 @@
     var node = document.getElementById(id);
     if (!node) { return null; }
     var chart = echarts.init(node, null, { renderer: "canvas" });
-    chart.setOption(Object.assign({ animation: false, tooltip: { trigger: "axis" } }, option));
+    var full = Object.assign({ animation: false, tooltip: { trigger: "axis" } }, option);
+    // Tooltips drawn on the canvas: ECharts' HTML tooltips carry style
+    // attributes, which the Content-Security-Policy refuses.
+    full.tooltip = Object.assign({ renderMode: "richText" }, full.tooltip);
+    chart.setOption(full);
     charts.push(chart);
     node.setAttribute("data-rendered", "true");
     return chart;

@@ -159,3 +159,13 @@ def test_fit_mask_keeps_lone_answers_from_confirming_themselves():
     )
     assert est.accuracy[0] == pytest.approx(0.7)
     assert est.evidence[0] == 0
+
+
+def test_a_model_that_always_says_the_commonest_class_moves_nothing():
+    priors = np.array([0.5, 0.3, 0.2])
+    errors = quality.uniform_errors(3)
+    # Right 50 % of the time by always answering class 0, whose prior is 0.5.
+    assert not quality.model_informative(0, 0.5, priors)
+    assert np.allclose(quality.posterior(priors, errors, [], (0, 0.5)), priors)
+    # A model right 90 % when it says class 2 moves class 2 to 0.9 on its own.
+    assert quality.posterior(priors, errors, [], (2, 0.9))[2] == pytest.approx(0.9)

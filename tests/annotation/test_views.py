@@ -163,7 +163,7 @@ def test_api_writes_from_the_page_need_the_csrf_token():
     # The page sets the cookie its script sends back in X-CSRFToken.
     page = client.get(f"/workspace/projects/{project.pk}/")
     token = page.cookies["csrftoken"].value
-    leased = client.post(next_url, HTTP_X_CSRFTOKEN=token)
+    leased = client.post(next_url, content_type="application/json", HTTP_X_CSRFTOKEN=token)
     assert leased.status_code == 200
     submit = client.post(
         f"/api/v1/workspace/assignments/{leased.json()['id']}/submit/",

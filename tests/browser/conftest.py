@@ -55,6 +55,11 @@ def browser():
 
 @pytest.fixture
 def page(browser, live_server, request):
+    # Waits go through selectors and expect(), never wait_for_function: its
+    # polling evaluates a string, which the Content-Security-Policy forbids.
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=15_000)
     context = browser.new_context(base_url=live_server.url, locale="en-US")
     page = context.new_page()
     page.set_default_timeout(15_000)

@@ -3,6 +3,7 @@
 from importlib import import_module
 
 import pytest
+from playwright.sync_api import expect
 
 from kpireports import demo
 from tenants.demo import DEMO_PASSWORD
@@ -93,7 +94,7 @@ def test_the_dashboard_speaks_chinese(page, history):
     log_in(page, "official")
     page.goto("/reports/520000/")
     page.select_option("#language-select", "zh-hans")
-    page.wait_for_function("document.documentElement.lang === 'zh-hans'")
+    expect(page.locator("html")).to_have_attribute("lang", "zh-hans")
     assert "贵州" in page.text_content("#report-title")
     assert "价值链指数" in page.text_content("#section-summary")
     _charts_drawn(page, ["chart-vci"])

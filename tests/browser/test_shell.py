@@ -1,4 +1,5 @@
 import pytest
+from playwright.sync_api import expect
 
 from tenants.models import Membership
 from tests.factories import DEFAULT_PASSWORD, OrganizationFactory, member
@@ -51,7 +52,7 @@ def test_language_switch_to_simplified_chinese_and_back(page):
 
     page.select_option("#language-select", "zh-hans")
     page.wait_for_load_state("load")
-    page.wait_for_function("document.documentElement.lang === 'zh-hans'")
+    expect(page.locator("html")).to_have_attribute("lang", "zh-hans")
     assert page.text_content("#logout-button") == "退出登录"
     assert page.text_content(".role-official h2") == "政府官员"
 
@@ -61,7 +62,7 @@ def test_language_switch_to_simplified_chinese_and_back(page):
     assert page.text_content("#logout-button") == "退出登录"
 
     page.select_option("#language-select", "en")
-    page.wait_for_function("document.documentElement.lang === 'en'")
+    expect(page.locator("html")).to_have_attribute("lang", "en")
     assert page.text_content("#logout-button") == "Log out"
 
 

@@ -6,6 +6,7 @@ and checks what the API stored in the database.
 
 import pytest
 from django.utils import timezone
+from playwright.sync_api import expect
 
 from annotation import services
 from annotation.models import Annotation, Assignment, Item, Project, Review, ReviewLease
@@ -250,7 +251,7 @@ def test_text_answer_enter_adds_a_line_and_ctrl_enter_submits(page):
     open_workspace(page, project, annotator)
     wait_for_item(page, items[0])
     assert "你是一名导游。" in page.text_content(".data-system")
-    page.wait_for_function("document.activeElement.dataset.field === 'text'")
+    expect(page.locator("[data-field=text]")).to_be_focused()
     wait_for_prefetch(page)
     assert Assignment.objects.filter(annotator=annotator).count() == 2
 
@@ -311,15 +312,13 @@ def test_a_validation_error_from_the_api_is_shown_next_to_the_control(page):
 
     error = page.locator("[data-error-for=rationale]")
     error.wait_for()
-    page.wait_for_function(
-        "document.querySelector('[data-error-for=rationale]').textContent.length > 0"
-    )
+    expect(error).not_to_be_empty()
     assert "rationale" in error.text_content()
     assert page.get_attribute("textarea[data-field=rationale]", "aria-invalid") == "true"
     assert not Annotation.objects.exists()
 
     # The rationale box has the focus: type, then Ctrl+Enter.
-    page.wait_for_function("document.activeElement.dataset.field === 'rationale'")
+    expect(page.locator("[data-field=rationale]")).to_be_focused()
     page.keyboard.type("A 准确，B 错误。")
     page.keyboard.press("Control+Enter")
     wait_for_item(page, items[1])
@@ -431,6 +430,8 @@ def test_the_model_suggestion_is_prefilled_with_its_confidence(page):
 
     assert "83%" in page.text_content("#suggestion")
     assert "demo" in page.text_content("#suggestion")
+    # The meter's width is set through the CSSOM (no style attribute under the CSP).
+    assert page.evaluate("document.querySelector('.meter-fill').style.width") == "83%"
     assert page.get_attribute(".label-btn[data-value=negative]", "aria-pressed") == "true"
     page.keyboard.press("Enter")
 
@@ -453,7 +454,7 @@ def test_language_switch_shows_the_workspace_in_chinese(page):
     assert page.text_content("#submit-button").startswith("Submit")
 
     page.select_option("#language-select", "zh-hans")
-    page.wait_for_function("document.documentElement.lang === 'zh-hans'")
+    expect(page.locator("html")).to_have_attribute("lang", "zh-hans")
     page.wait_for_selector("#workspace[data-state=ready]")
     assert page.text_content("#submit-button").startswith("提交")
     assert page.text_content("#skip-button").startswith("跳过")
@@ -462,9 +463,7 @@ def test_language_switch_shows_the_workspace_in_chinese(page):
     titles = page.locator(".label-btn .label-title").all_text_contents()
     assert titles == ["正面", "负面", "中性"]
     page.keyboard.press("Enter")  # nothing chosen: a message in Chinese, nothing sent
-    page.wait_for_function(
-        "document.querySelector('[data-error-for=label]').textContent === '请先选择一个标签。'"
-    )
+    expect(page.locator("[data-error-for=label]")).to_have_text("请先选择一个标签。")
 
 
 def test_review_accept_and_reject_with_a_reason(page):
@@ -505,7 +504,7 @@ def test_review_accept_and_reject_with_a_reason(page):
 
     page.keyboard.press("r")
     page.wait_for_selector("#reject-dialog[open]")
-    page.wait_for_function("document.activeElement.id === 'reject-reason'")
+    expect(page.locator("#reject-reason")).to_be_focused()
     page.keyboard.press("Control+Enter")  # no reason yet
     assert page.text_content("[data-error-for=reason]") == "Say why the annotation is rejected."
     page.keyboard.type("菜是凉的，应为负面。")
@@ -609,7 +608,7 @@ def test_review_reject_names_the_annotation_with_a_digit(page):
     page.keyboard.press("r")
     page.wait_for_selector("#reject-dialog[open]")
     page.keyboard.press("1")  # the first annotation; the reason box takes the focus
-    page.wait_for_function("document.activeElement.id === 'reject-reason'")
+    expect(page.locator("#reject-reason")).to_be_focused()
     page.keyboard.type("这条评论是负面的。")
     page.keyboard.press("Control+Enter")
 

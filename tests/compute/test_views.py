@@ -42,16 +42,33 @@ def metered():
     return project, backend
 
 
-def test_prometheus_metrics_report_each_backend(client, metered, settings):
+def test_prometheus_metrics_report_each_backend_by_id(client, metered, settings):
     settings.METRICS_TOKEN = ""
+    _, backend = metered
     body = client.get("/metrics").content.decode()
-    assert 'tokenworks_backend_requests_24h{backend="gy-vllm",kind="vllm"} 3.0' in body
-    assert 'tokenworks_backend_errors_24h{backend="gy-vllm",kind="vllm"} 1.0' in body
+    key = f'backend_id="{backend.pk}",kind="vllm",scope="organization"'
+    assert f"tokenworks_backend_requests_24h{{{key}}} 3.0" in body
+    assert f"tokenworks_backend_errors_24h{{{key}}} 1.0" in body
     assert (
-        'tokenworks_backend_tokens_24h{backend="gy-vllm",direction="input",kind="vllm"} 30.0'
-        in body
+        f'tokenworks_backend_tokens_24h{{backend_id="{backend.pk}",direction="input",'
+        'kind="vllm",scope="organization"} 30.0' in body
     )
     assert 'quantile="p99"' in body
+
+
+def test_prometheus_metrics_name_no_organization_or_backend(client, metered, settings):
+    # One scraper reads every centre's backends: names and URLs stay out.
+    settings.METRICS_TOKEN = ""
+    project, _ = metered
+    platform_wide = Backend.objects.create(
+        name="shared-qwen", kind="openai", base_url="https://llm.example.cn/v1"
+    )
+    body = client.get("/metrics").content.decode()
+    for secret in ("gy-vllm", "shared-qwen", "127.0.0.1", "llm.example.cn"):
+        assert secret not in body
+    for organization in (project.organization, project.workforce):
+        assert organization.name not in body and organization.slug not in body
+    assert f'backend_id="{platform_wide.pk}",kind="openai",scope="platform"' in body
 
 
 def test_prometheus_metrics_can_require_a_token(client, metered, settings):
@@ -59,6 +76,20 @@ def test_prometheus_metrics_can_require_a_token(client, metered, settings):
     assert client.get("/metrics").status_code == 401
     ok = client.get("/metrics", HTTP_AUTHORIZATION="Bearer scrape-me")
     assert ok.status_code == 200 and b"tokenworks_backend_requests_24h" in ok.content
+
+
+def test_the_backend_page_shows_the_address_to_its_managers_only(client, metered):
+    project, backend = metered
+    Backend.objects.create(name="shared-qwen", kind="openai", base_url="https://llm.example.cn/v1")
+    client.force_login(member(organization=project.workforce, role=Membership.Role.ADMIN))
+    page = client.get("/compute/backends/").content.decode()
+    assert backend.base_url in page and "shared-qwen" in page
+    assert "llm.example.cn" not in page
+
+    client.force_login(member(organization=project.organization, role=Membership.Role.ADMIN))
+    page = client.get("/compute/backends/").content.decode()
+    assert "shared-qwen" in page and "llm.example.cn" not in page
+    assert "gy-vllm" not in page  # another organization's backend is not listed at all
 
 
 def test_managers_see_the_backend_page(client, metered):

@@ -47,6 +47,7 @@ def production_env(**overrides) -> dict:
         "DATABASE_URL": "postgres://tokenworks@db.internal:5432/tokenworks",
         "CELERY_BROKER_URL": "redis://redis.internal:6379/0",
         "ALLOWED_HOSTS": "tokenworks.example.cn",
+        "METRICS_TOKEN": "m3tr1cs-scrape-Token-not-a-real-one-0123",
     }
     env.update(overrides)
     return {k: v for k, v in env.items() if v is not None}
@@ -76,6 +77,7 @@ def test_production_refuses_to_start_without_a_required_variable(tmp_path, varia
         ({"DATABASE_URL": "sqlite:////tmp/db.sqlite3"}, "DATABASE_URL"),
         ({"LOG_FORMAT": "yaml"}, "LOG_FORMAT"),
         ({"ENCRYPTION_KEYS": "not-a-fernet-key"}, "ENCRYPTION_KEYS"),
+        ({"METRICS_TOKEN": "scrape"}, "METRICS_TOKEN"),
     ],
 )
 def test_production_refuses_insecure_settings_naming_the_variable(tmp_path, overrides, named):

@@ -38,5 +38,20 @@ def test_healthz_is_503_naming_the_broker_when_it_is_down(client, caplog):
     assert "error" in body["checks"]["broker"]
 
 
+def test_healthz_tells_the_public_the_kind_of_failure_and_the_log_the_rest(client, caplog):
+    # Anyone can ask /healthz: an address inside the cluster must not appear.
+    original = app.conf.broker_url
+    app.conf.broker_url = "redis://127.0.0.1:1/0"
+    try:
+        with caplog.at_level(logging.WARNING, logger="sitehealth.selectors"):
+            response = client.get("/healthz")
+    finally:
+        app.conf.broker_url = original
+    error = response.json()["checks"]["broker"]["error"]
+    assert error.isidentifier() and "127.0.0.1" not in response.content.decode()
+    logged = [r for r in caplog.records if r.name == "sitehealth.selectors"]
+    assert logged and logged[0].check == "broker" and "127.0.0.1" in logged[0].error
+
+
 def test_healthz_needs_no_login_and_only_answers_get(client):
     assert client.post("/healthz").status_code == 405

@@ -4,6 +4,7 @@ Each mode module (development, production, test) imports this one and then
 tightens or loosens what it must. Every variable is listed in README.md.
 """
 
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -23,6 +24,8 @@ PRODUCTION_REQUIRED = (
     "DATABASE_URL",
     "CELERY_BROKER_URL",
     "ALLOWED_HOSTS",
+    # /metrics counts every organization's backend calls: never open in production.
+    "METRICS_TOKEN",
 )
 
 VAR_DIR = Path(env.str("VAR_DIR", default=str(BASE_DIR / "var")))
@@ -45,6 +48,8 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "drf_standardized_errors",
+    "axes",
+    "csp",
     # Tokenworks, platform-wide (platform/)
     "tenants",
     "sitehealth",
@@ -58,6 +63,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "config.request_guards.RequestGuardMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -68,6 +74,8 @@ MIDDLEWARE = [
     "tenants.request_context.AuditContextMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes requires: turns a locked-out login into its page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -126,6 +134,11 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 CACHES = {"default": env.cache_url("CACHE_URL", default="locmemcache://tokenworks")}
 
 AUTH_USER_MODEL = "tenants.User"
+AUTHENTICATION_BACKENDS = [
+    # First: refuses a locked-out username and address before the password is checked.
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -162,6 +175,39 @@ X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 
+# --- login throttling (django-axes) ----------------------------------------------
+# A username is locked from one address after LOGIN_FAILURE_LIMIT wrong passwords
+# in a row, for LOGIN_COOLOFF_MINUTES. Locking the pair, not the username alone,
+# means an attacker cannot lock everyone out from one address; not the address
+# alone, so colleagues behind one office NAT are not locked out together.
+AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.float("LOGIN_COOLOFF_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+# Failed attempts are what throttling needs; a row per successful login is not.
+AXES_DISABLE_ACCESS_LOG = True
+AXES_LOCKOUT_CALLABLE = "tenants.views.login_locked_out"
+AXES_CLIENT_IP_CALLABLE = "config.client_address.client_address"
+# Proxies in front that append to X-Forwarded-For (0: REMOTE_ADDR is the client).
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
+
+# --- Content-Security-Policy (django-csp 4) ---------------------------------------
+# Pages load scripts and styles only from /static/: no inline script, no inline
+# style, no style attributes. The API docs' views widen it for themselves only
+# (config.api_docs).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
+}
+
 # --- request limits -------------------------------------------------------
 # Larger bodies are refused with 413 before they are read (config.request_guards).
 # A JSON or form body: an answer, a project, a query.
@@ -180,15 +226,14 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_PARSER_CLASSES": [
-        "tenants.parsers.SafeJSONParser",
-        "rest_framework.parsers.FormParser",
-        "rest_framework.parsers.MultiPartParser",
-    ],
+    # JSON only: a form cannot say null or a nested object, so offering forms
+    # made the schema promise bodies the API could not read. Uploads declare
+    # their multipart parser on the one action that takes a file.
+    "DEFAULT_PARSER_CLASSES": ["tenants.parsers.SafeJSONParser"],
     "DEFAULT_PAGINATION_CLASS": "tenants.pagination.StandardPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_FILTER_BACKENDS": [
-        "django_filters.rest_framework.DjangoFilterBackend",
+        "tenants.filtering.ApiFilterBackend",
         "rest_framework.filters.OrderingFilter",
     ],
     "DEFAULT_THROTTLE_CLASSES": [
@@ -199,7 +244,7 @@ REST_FRAMEWORK = {
         "anon": env.str("API_THROTTLE_ANON", default="60/minute"),
         "user": env.str("API_THROTTLE_USER", default="1200/minute"),
     },
-    "DEFAULT_SCHEMA_CLASS": "drf_standardized_errors.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "config.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "drf_standardized_errors.handler.exception_handler",
     "DEFAULT_VERSIONING_CLASS": None,
     # ?format= names an export format here, not a DRF renderer.
@@ -209,6 +254,19 @@ REST_FRAMEWORK = {
 DRF_STANDARDIZED_ERRORS = {
     "ENABLE_IN_DEBUG_FOR_UNHANDLED_EXCEPTIONS": False,
     "EXCEPTION_HANDLER_CLASS": "config.api_errors.TokenworksExceptionHandler",
+    # The schema documents 413 too (the request guard's body limits).
+    "ALLOWED_ERROR_STATUS_CODES": [
+        "400",
+        "401",
+        "403",
+        "404",
+        "405",
+        "406",
+        "413",
+        "415",
+        "429",
+        "500",
+    ],
 }
 
 SPECTACULAR_SETTINGS = {
@@ -220,6 +278,9 @@ SPECTACULAR_SETTINGS = {
     ),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Separate request and response components: what a client sends (no
+    # read-only fields, blank strings refused) differs from what it gets back.
+    "COMPONENT_SPLIT_REQUEST": True,
     "SCHEMA_PATH_PREFIX": r"/api/v1",
     # Offline docs: Swagger UI and ReDoc are served from drf-spectacular-sidecar's
     # static files, never from a CDN.
@@ -227,17 +288,9 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "ENUM_NAME_OVERRIDES": {
-        name: f"drf_standardized_errors.openapi_serializers.{name}.choices"
-        for name in [
-            "ValidationErrorEnum",
-            "ClientErrorEnum",
-            "ServerErrorEnum",
-            *(f"ErrorCode{code}Enum" for code in (401, 403, 404, 405, 406, 415, 429, 500)),
-        ]
-    }
-    # A membership's role and an API token's roles are one choice set: one name.
-    | {"RoleEnum": "tenants.models.Membership.Role"}
-    | {
+        "ErrorTypeEnum": ["validation_error", "client_error", "server_error"],
+        # A membership's role and an API token's roles are one choice set: one name.
+        "RoleEnum": "tenants.models.Membership.Role",
         "ProjectStatusEnum": "annotation.models.Project.Status",
         "WebhookDeliveryStatusEnum": "eventhooks.models.WebhookDelivery.Status",
         "ProjectKindEnum": "annotation.models.Project.Kind",
@@ -272,8 +325,8 @@ COMPUTE_MAX_CALL_SECONDS = env.float("COMPUTE_MAX_CALL_SECONDS", default=120.0)
 # Calls are metered as they return, in batches of up to 50 or this many seconds.
 COMPUTE_METER_FLUSH_SECONDS = env.float("COMPUTE_METER_FLUSH_SECONDS", default=1.0)
 
-# Bearer token Prometheus sends to /metrics; empty leaves it open (keep it
-# on an internal network then).
+# Bearer token Prometheus sends to /metrics; empty leaves it open, which only
+# development and tests allow (production requires it).
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 
 # --- Regional KPI reports -------------------------------------------------------

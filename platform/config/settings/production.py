@@ -46,6 +46,12 @@ except ValueError as _error:
         "ENCRYPTION_KEYS must be comma-separated Fernet keys: 32 random bytes, URL-safe "
         "base64 (cryptography.fernet.Fernet.generate_key())."
     ) from _error
+METRICS_TOKEN = _require("METRICS_TOKEN")
+if len(METRICS_TOKEN) < 32:
+    raise environ.ImproperlyConfigured(
+        "METRICS_TOKEN is too short to be a secret: use at least 32 random characters, e.g. "
+        '`python -c "import secrets; print(secrets.token_urlsafe(32))"`.'
+    )
 DATABASES = {"default": database_from_url(_require("DATABASE_URL"))}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3" and not env.bool(
     "ALLOW_SQLITE_IN_PRODUCTION", default=False
