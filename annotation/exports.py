@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from decimal import Decimal
 
 from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files.base import File
 from django.db import connection, transaction
@@ -28,7 +29,7 @@ from eventhooks.models import Event
 from eventhooks.services import webhook_event_emit
 from tenants.models import User
 
-from .job_sweep import jobs_fail_stale
+from .job_sweep import JobLease, LeaseLost, job_claim, jobs_recover
 from .models import (
     Annotation,
     DatasetVersion,
@@ -44,8 +45,6 @@ from .token_estimate import estimate_tokens
 logger = logging.getLogger(__name__)
 
 CHUNK = 2000
-# How often a running export job says it is alive (see export_jobs_fail_stale).
-HEARTBEAT_SECONDS = 30
 
 # Which formats make sense for which task types: each type names the formats it fills.
 TRAINING_FORMATS = {
@@ -224,7 +223,7 @@ def export_job_create(
 class _LineFile(io.RawIOBase):
     """A readable file over an iterator of text lines, so storage streams it.
 
-    on_alive is called at most every HEARTBEAT_SECONDS while lines are read.
+    on_alive is called at most every JOB_HEARTBEAT_SECONDS while lines are read.
     """
 
     def __init__(self, lines: Iterator[str], on_alive: Callable[[], None] | None = None):
@@ -243,56 +242,79 @@ class _LineFile(io.RawIOBase):
             self.lines += 1
         size = min(len(buffer), len(self._pending))
         buffer[:size], self._pending = self._pending[:size], self._pending[size:]
-        if self._on_alive is not None and time.monotonic() - self._alive_at >= HEARTBEAT_SECONDS:
+        beat = settings.JOB_HEARTBEAT_SECONDS
+        if self._on_alive is not None and time.monotonic() - self._alive_at >= beat:
             self._alive_at = time.monotonic()
             self._on_alive()
         return size
 
 
 _ENDED = (ExportJob.Status.SUCCEEDED, ExportJob.Status.FAILED)
+_ACTIVE = (ExportJob.Status.PENDING, ExportJob.Status.RUNNING)
+STOPPED_MESSAGE = (
+    "The worker writing this export stopped {attempts} times. Start a new export; "
+    "if it stops again, tell support."
+)
 
 
 def export_job_run(*, job_id) -> ExportJob:
     """Write the export file; the job ends succeeded or failed, never left running.
 
-    Safe to run twice: a job that has ended is left alone, and one still running
-    (its worker died) starts over.
+    Safe to run twice: a job that has ended, or that a live run holds, is left
+    alone; one whose run died starts over.
     """
+    lease = job_claim(
+        model=ExportJob,
+        job_id=job_id,
+        statuses=_ACTIVE,
+        fail=_fail,
+        stopped_message=STOPPED_MESSAGE,
+    )
     job = ExportJob.objects.select_related("project").get(pk=job_id)
-    if job.status in _ENDED:
+    if lease is None:
         return job
-    try:
-        return _export(job)
-    except Exception as error:
-        return _fail_unexpected(job, error)
+    with lease:
+        try:
+            return _export(job, lease)
+        except LeaseLost:
+            logger.warning(
+                "export run stopped: another run took the job over",
+                extra={"export_job_id": str(job.pk), "project_id": job.project_id},
+            )
+            return ExportJob.objects.get(pk=job.pk)
+        except Exception as error:
+            return _fail_unexpected(job, error, lease)
 
 
-def _heartbeat(job: ExportJob) -> None:
+def _heartbeat(job: ExportJob, lease: JobLease) -> None:
+    lease.check()
     job.heartbeat_at = timezone.now()
     ExportJob.objects.filter(pk=job.pk).update(heartbeat_at=job.heartbeat_at)
 
 
-def _export(job: ExportJob) -> ExportJob:
+def _export(job: ExportJob, lease: JobLease) -> ExportJob:
     job.status, job.heartbeat_at = ExportJob.Status.RUNNING, timezone.now()
     ExportJob.objects.filter(pk=job.pk).update(status=job.status, heartbeat_at=job.heartbeat_at)
     source = _LineFile(
         export_lines(job.project, job.format, approved_only=job.approved_only),
-        on_alive=lambda: _heartbeat(job),
+        on_alive=lambda: _heartbeat(job, lease),
     )
-    if job.file:
-        job.file.delete(save=False)  # a retried run replaces a partial file
-    job.file.save(
-        export_filename(job.project, job.format),
-        File(io.BufferedReader(source, 1 << 20)),
-        save=False,
-    )
+    # Written to a local temporary file first and stored whole at the end: a run
+    # killed part-way leaves no half file in storage, only a temporary file the
+    # system removes, and a re-dispatched run simply starts again.
+    with tempfile.TemporaryFile() as spool:
+        while chunk := source.read(1 << 20):
+            spool.write(chunk)
+        lease.check()
+        spool.seek(0)
+        job.file.save(export_filename(job.project, job.format), File(spool), save=False)
     job.row_count = source.lines - (1 if job.format == ExportFormat.RESULTS_CSV else 0)
     job.status = ExportJob.Status.SUCCEEDED
     job.finished_at = timezone.now()
     with transaction.atomic():
         current = ExportJob.objects.select_for_update().filter(pk=job.pk).first()
-        if current is None or current.status in _ENDED:
-            # Beat failed it as stale while this run was slow: it stays failed.
+        if current is None or current.status in _ENDED or not lease.holds(current):
+            # It ended, or another run took it over after this one's lease lapsed.
             job.file.delete(save=False)
             return current or job
         job.save()
@@ -319,10 +341,13 @@ def _export(job: ExportJob) -> ExportJob:
     return job
 
 
-def _fail(job: ExportJob, message: str) -> ExportJob:
-    """End the job failed, unless it has ended already; a partial file goes."""
+def _fail(job: ExportJob, message: str, *, lease: JobLease | None = None) -> ExportJob:
+    """End the job failed, unless it has ended already or (a run's own failure)
+    another run has taken it over; a file it had goes."""
     with transaction.atomic():
         current = ExportJob.objects.select_for_update().filter(pk=job.pk).first()
+        if current is not None and lease is not None and not lease.holds(current):
+            return current
         if current is None or current.status in _ENDED:
             return current or job
         if current.file:
@@ -338,7 +363,7 @@ def _fail(job: ExportJob, message: str) -> ExportJob:
     return current
 
 
-def _fail_unexpected(job: ExportJob, error: Exception) -> ExportJob:
+def _fail_unexpected(job: ExportJob, error: Exception, lease: JobLease) -> ExportJob:
     """Fail the job on an exception nobody expected: the client gets a message and an
     error id, the log gets the traceback under the same id."""
     error_id = uuid.uuid4().hex[:12]
@@ -364,28 +389,36 @@ def _fail_unexpected(job: ExportJob, error: Exception) -> ExportJob:
         # A database error may have broken the connection: record on a fresh one.
         connection.close_if_unusable_or_obsolete()
     try:
-        return _fail(job, message)
+        return _fail(job, message, lease=lease)
     except Exception:
         logger.exception(
             "export failure recorded without removing its file",
             extra={"job_id": str(job.pk), "error_id": error_id},
         )
-        ExportJob.objects.filter(pk=job.pk).exclude(status__in=_ENDED).update(
-            status=ExportJob.Status.FAILED, error=message, finished_at=timezone.now()
-        )
+        ExportJob.objects.filter(pk=job.pk, claimed_by=lease.token).exclude(
+            status__in=_ENDED
+        ).update(status=ExportJob.Status.FAILED, error=message, finished_at=timezone.now())
         return ExportJob.objects.get(pk=job.pk)
 
 
-def export_jobs_fail_stale(*, now=None, limit: int = 100) -> int:
-    """Fail running exports whose worker stopped: no heartbeat for JOB_STALE_MINUTES.
-    Run from beat; safe to run twice."""
-    return jobs_fail_stale(
+def _redispatch(job: ExportJob):
+    """Reset a job whose run died for a new run, which writes the file from scratch."""
+    job.status = ExportJob.Status.PENDING
+    from .tasks import export_job_run_task
+
+    job_id = str(job.pk)
+    return lambda: export_job_run_task.delay(job_id)
+
+
+def export_jobs_recover(*, now=None, limit: int = 100) -> int:
+    """Run exports again whose worker died or whose message was lost; fail those
+    that stopped JOB_MAX_ATTEMPTS times. Run from beat; safe to run twice."""
+    return jobs_recover(
         model=ExportJob,
+        statuses=_ACTIVE,
+        redispatch=_redispatch,
         fail=_fail,
-        message=(
-            "The worker writing this export stopped (no progress for {minutes} "
-            "minutes). Start a new export."
-        ),
+        stopped_message=STOPPED_MESSAGE,
         now=now,
         limit=limit,
     )

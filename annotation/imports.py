@@ -26,8 +26,9 @@ that a JSON "\\ud800" escape can make) anywhere in a row.
 
 Nothing leaves a job running: a problem with the file fails it naming the row;
 anything unexpected fails it with an error id that is logged with the
-traceback; and a job whose worker died (no heartbeat for JOB_STALE_MINUTES) is
-failed by beat (import_jobs_fail_stale).
+traceback; and a job whose worker died (its lease lapsed, job_sweep.py) is run
+again from the file by beat (import_jobs_recover), which is safe: items are
+only written by the merge, which matches them on external_id.
 """
 
 import codecs
@@ -52,7 +53,7 @@ from tenants.models import User
 
 from .import_readers import FORMATS, ImportFileError, RowProblem, detect_encoding, detect_format
 from .import_readers import iter_rows as read_rows
-from .job_sweep import jobs_fail_stale
+from .job_sweep import JobLease, LeaseLost, job_claim, jobs_recover
 from .models import (
     ImportJob,
     ImportStagingRow,
@@ -286,13 +287,17 @@ def import_job_create(
 
 
 _ENDED = (ImportJob.Status.SUCCEEDED, ImportJob.Status.FAILED)
+_ACTIVE = (ImportJob.Status.PENDING, ImportJob.Status.RUNNING)
 
 
-def _fail(job: ImportJob, message: str) -> ImportJob:
+def _fail(job: ImportJob, message: str, *, lease: JobLease | None = None) -> ImportJob:
     """End the job failed with message, unless it has ended already (another run
-    finished it, or beat failed it as stale while this run was slow)."""
+    finished it, or beat failed it) or, for a run's own failure, another run has
+    taken it over since this one's lease lapsed."""
     with transaction.atomic():
         current = ImportJob.objects.select_for_update().filter(pk=job.pk).first()
+        if current is not None and lease is not None and not lease.holds(current):
+            return current
         ImportStagingRow.objects.filter(job=job).delete()
         if current is None or current.status in _ENDED:
             return current or job
@@ -315,7 +320,7 @@ def _fail(job: ImportJob, message: str) -> ImportJob:
     return job
 
 
-def _fail_unexpected(job: ImportJob, error: Exception) -> ImportJob:
+def _fail_unexpected(job: ImportJob, error: Exception, lease: JobLease) -> ImportJob:
     """Fail the job on an exception nobody expected: the client gets a message and an
     error id, the log gets the traceback under the same id."""
     error_id = uuid.uuid4().hex[:12]
@@ -339,28 +344,41 @@ def _fail_unexpected(job: ImportJob, error: Exception) -> ImportJob:
         # A database error may have broken the connection: record on a fresh one.
         connection.close_if_unusable_or_obsolete()
     try:
-        return _fail(job, message)
+        return _fail(job, message, lease=lease)
     except Exception:
         # Recording it in full failed too (the database, or the webhook): at least
         # never leave the job running.
         logger.exception("import failure recorded without its report", extra=ids)
-        ImportJob.objects.filter(pk=job.pk).exclude(status__in=_ENDED).update(
-            status=ImportJob.Status.FAILED, error=message, finished_at=timezone.now()
-        )
+        ImportJob.objects.filter(pk=job.pk, claimed_by=lease.token).exclude(
+            status__in=_ENDED
+        ).update(status=ImportJob.Status.FAILED, error=message, finished_at=timezone.now())
         return ImportJob.objects.get(pk=job.pk)
 
 
-def import_jobs_fail_stale(*, now=None, limit: int = 100) -> int:
-    """Fail running imports whose worker stopped: no heartbeat for JOB_STALE_MINUTES.
-    Run from beat; safe to run twice. A live run whose job was failed this way
-    notices before its merge and leaves it failed."""
-    return jobs_fail_stale(
+def _redispatch(job: ImportJob):
+    """Reset a job whose run died for a new run, which starts again from the file."""
+    job.status = ImportJob.Status.PENDING
+    from .tasks import import_job_run_task
+
+    job_id = str(job.pk)
+    return lambda: import_job_run_task.delay(job_id)
+
+
+STOPPED_MESSAGE = (
+    "The worker running this import stopped {attempts} times, so nothing was "
+    "imported. Split the file and import the parts, or tell support."
+)
+
+
+def import_jobs_recover(*, now=None, limit: int = 100) -> int:
+    """Run imports again whose worker died or whose message was lost; fail those
+    that stopped JOB_MAX_ATTEMPTS times. Run from beat; safe to run twice."""
+    return jobs_recover(
         model=ImportJob,
+        statuses=_ACTIVE,
+        redispatch=_redispatch,
         fail=_fail,
-        message=(
-            "The worker running this import stopped (no progress for {minutes} "
-            "minutes), so nothing was imported. Upload the file again."
-        ),
+        stopped_message=STOPPED_MESSAGE,
         now=now,
         limit=limit,
     )
@@ -622,19 +640,35 @@ def _merge_portable(job: ImportJob, project: Project, now) -> tuple[int, int, in
 def import_job_run(*, job_id, on_progress: Callable[[ImportJob], None] | None = None) -> ImportJob:
     """Run an import job to its end, succeeded or failed, never left running.
 
-    Safe to run twice: a job that has ended is left as it is, and one still
-    running (its worker died) starts over from the file.
+    Safe to run twice: a job that has ended, or that a live run holds, is left
+    as it is; one whose run died starts over from the file.
     """
+    lease = job_claim(
+        model=ImportJob,
+        job_id=job_id,
+        statuses=_ACTIVE,
+        fail=_fail,
+        stopped_message=STOPPED_MESSAGE,
+    )
     job = ImportJob.objects.select_related("project").get(pk=job_id)
-    if job.status in _ENDED:
+    if lease is None:
         return job
-    try:
-        return _import(job, on_progress)
-    except Exception as error:
-        return _fail_unexpected(job, error)
+    with lease:
+        try:
+            return _import(job, on_progress, lease)
+        except LeaseLost:
+            logger.warning(
+                "import run stopped: another run took the job over",
+                extra={"import_job_id": str(job.pk), "project_id": job.project_id},
+            )
+            return ImportJob.objects.get(pk=job.pk)
+        except Exception as error:
+            return _fail_unexpected(job, error, lease)
 
 
-def _import(job: ImportJob, on_progress: Callable[[ImportJob], None] | None) -> ImportJob:
+def _import(
+    job: ImportJob, on_progress: Callable[[ImportJob], None] | None, lease: JobLease
+) -> ImportJob:
     project = job.project
     # A retried run (the worker died) starts over from the file.
     ImportStagingRow.objects.filter(job=job).delete()
@@ -686,7 +720,7 @@ def _import(job: ImportJob, on_progress: Callable[[ImportJob], None] | None) -> 
                     stager.put(batch)
                     batch = []
                     job.bytes_read = counting.count
-                    _save_progress(job)
+                    _save_progress(job, lease)
                     if on_progress:
                         on_progress(job)
             if batch:
@@ -697,8 +731,10 @@ def _import(job: ImportJob, on_progress: Callable[[ImportJob], None] | None) -> 
         if counting is not None:
             job.bytes_read = counting.count
         if isinstance(error, ImportFileError):
-            return _fail(job, str(error))
-        return _fail(job, f"the file is not valid {job.encoding}: {_shown(str(error))}")
+            return _fail(job, str(error), lease=lease)
+        return _fail(
+            job, f"the file is not valid {job.encoding}: {_shown(str(error))}", lease=lease
+        )
     finally:
         stager.close()  # every staged row is committed before the merge reads them
 
@@ -706,20 +742,21 @@ def _import(job: ImportJob, on_progress: Callable[[ImportJob], None] | None) -> 
         first = min(job.errors, key=lambda error: error["row"]) if job.errors else None
         return _fail(
             job,
-            f"{job.rows_invalid} of {job.rows_read} rows are invalid, so nothing "
+            lease=lease,
+            message=f"{job.rows_invalid} of {job.rows_read} rows are invalid, so nothing "
             f"was imported{f' ({_error_text(first)})' if first else ''}; fix them (see "
             f"errors) or import with on_error=skip.",
         )
     if job.rows_valid == 0:
-        return _fail(job, "the file has no valid rows")
+        return _fail(job, "the file has no valid rows", lease=lease)
 
-    _save_progress(job)  # the merge takes a while: a fresh heartbeat before it
+    _save_progress(job, lease)  # the merge takes a while: a fresh heartbeat before it
     with transaction.atomic():
+        # Holding this row lock through the merge keeps the sweep off the job.
         locked = ImportJob.objects.select_for_update().get(pk=job.pk)
-        if locked.status != ImportJob.Status.RUNNING:
-            # Beat failed it as stale while this run was slow: it stays failed.
-            ImportStagingRow.objects.filter(job=job).delete()
-            return locked
+        if locked.status != ImportJob.Status.RUNNING or not lease.holds(locked):
+            # Another run took it over (this one's lease lapsed) or it ended: theirs.
+            raise LeaseLost(str(job.pk))
         now = timezone.now()
         merge = _merge_postgresql if connection.vendor == "postgresql" else _merge_portable
         created, updated, distinct = merge(job, project, now)
@@ -768,7 +805,8 @@ def _error_text(error: dict) -> str:
     return f"{where}: {error['message']}"
 
 
-def _save_progress(job: ImportJob) -> None:
+def _save_progress(job: ImportJob, lease: JobLease) -> None:
+    lease.check()
     job.heartbeat_at = timezone.now()
     ImportJob.objects.filter(pk=job.pk).update(
         heartbeat_at=job.heartbeat_at,

@@ -618,7 +618,25 @@ class ItemResult(models.Model):
         return f"result of item {self.item_id} ({self.method}, {self.confidence:.2f})"
 
 
-class ImportJob(models.Model):
+class LeasedJob(models.Model):
+    """A background job that one run at a time holds under a lease (job_sweep.py).
+
+    A run claims the job (claimed_by, lease_expires_at) and renews the lease every
+    JOB_HEARTBEAT_SECONDS; beat re-dispatches a job whose lease expired (its worker
+    died) or whose queued message was never taken (dispatched_at long ago), and
+    fails it with the reason once JOB_MAX_ATTEMPTS runs have stopped.
+    """
+
+    claimed_by = models.CharField(max_length=200, blank=True, default="")
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    dispatched_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        abstract = True
+
+
+class ImportJob(LeasedJob):
     class Status(models.TextChoices):
         PENDING = "pending", _("Pending")
         RUNNING = "running", _("Running")
@@ -722,7 +740,7 @@ class ExportFormat(models.TextChoices):
     OPENAI_PREFERENCE = "openai_preference", _("OpenAI preference fine-tuning JSONL")
 
 
-class ExportJob(models.Model):
+class ExportJob(LeasedJob):
     class Status(models.TextChoices):
         PENDING = "pending", _("Pending")
         RUNNING = "running", _("Running")

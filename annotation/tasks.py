@@ -11,7 +11,7 @@ from django.conf import settings
 from django.db.models import Q
 
 from . import services
-from .imports import import_job_run, import_jobs_fail_stale
+from .imports import import_job_run, import_jobs_recover
 from .models import Project
 
 logger = logging.getLogger(__name__)
@@ -22,12 +22,13 @@ def import_job_run_task(job_id: str) -> str:
     return import_job_run(job_id=job_id).status
 
 
-@shared_task(name="annotation.jobs_fail_stale", time_limit=120, soft_time_limit=100)
-def jobs_fail_stale_task() -> int:
-    """Fail import and export jobs whose worker stopped, so none stays running."""
-    from .exports import export_jobs_fail_stale
+@shared_task(name="annotation.jobs_sweep", time_limit=120, soft_time_limit=100)
+def jobs_sweep_task() -> int:
+    """Re-dispatch import and export jobs whose worker stopped or whose message was
+    lost (or fail them, after JOB_MAX_ATTEMPTS), so none stays running or pending."""
+    from .exports import export_jobs_recover
 
-    return import_jobs_fail_stale() + export_jobs_fail_stale()
+    return import_jobs_recover() + export_jobs_recover()
 
 
 @shared_task(name="annotation.assignment_expire_stale", time_limit=120, soft_time_limit=100)

@@ -5,6 +5,12 @@ The backend speaks OpenAI's API: POST /files (purpose fine-tune), POST
 from Celery beat. A finished model is registered on its backend for
 pre-labeling, then scored on held-out human answers; its disagreements with
 the humans go to review.
+
+Submitting and evaluating run on a worker under a lease (annotation/job_sweep.py):
+if the worker dies, beat re-dispatches the step within about a minute, and both
+are safe to redo (uploads and the remote job already made are kept; evaluation
+goes on with the same evaluation run, skipping items already predicted). The
+remote training itself is followed by polling, which needs no worker of its own.
 """
 
 import asyncio
@@ -16,6 +22,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from annotation.exports import split_is_validation
+from annotation.job_sweep import JobLease, job_claim, jobs_recover
 from annotation.models import DatasetVersion, ExportFormat, Item, ItemResult
 from annotation.schemas import answer_key
 from annotation.services import item_results_send_to_review
@@ -107,11 +114,31 @@ def _fail(run: FineTuneRun, message: str) -> FineTuneRun:
     return run
 
 
+_SUBMITTING = (FineTuneRun.Status.PENDING, FineTuneRun.Status.UPLOADING)
+STOPPED_MESSAGE = (
+    "The worker running this fine-tuning step stopped {attempts} times. Start the run "
+    "again; if it stops again, tell support."
+)
+
+
 def finetune_run_submit(*, run_id: int) -> FineTuneRun:
-    """Upload the files and create the job. Safe to run twice: steps done are kept."""
+    """Upload the files and create the job. Safe to run twice: steps done are kept,
+    and a run that a live worker is submitting is left to it."""
+    lease = job_claim(
+        model=FineTuneRun,
+        job_id=run_id,
+        statuses=_SUBMITTING,
+        fail=_fail,
+        stopped_message=STOPPED_MESSAGE,
+    )
+    if lease is None:
+        return FineTuneRun.objects.get(pk=run_id)
+    with lease:
+        return _submit(run_id)
+
+
+def _submit(run_id: int) -> FineTuneRun:
     run = FineTuneRun.objects.select_related("dataset", "backend").get(pk=run_id)
-    if run.status not in (FineTuneRun.Status.PENDING, FineTuneRun.Status.UPLOADING):
-        return run
     if run.backend is None:
         return _fail(run, "The backend was deleted before the run started.")
     FineTuneRun.objects.filter(pk=run.pk).update(status=FineTuneRun.Status.UPLOADING)
@@ -212,6 +239,10 @@ def finetune_run_poll(*, run_id: int) -> FineTuneRun:
             error=message or f"The job was {remote}.",
             finished_at=timezone.now(),
         )
+    if updates.get("status") == FineTuneRun.Status.EVALUATING:
+        # A new step with a fresh count of stopped runs; the sweep re-sends its
+        # message if no worker takes it within JOB_PENDING_SECONDS.
+        updates.update(claimed_by="", attempts=0, dispatched_at=timezone.now())
     with transaction.atomic():
         FineTuneRun.objects.filter(pk=run.pk).update(**updates)
         if updates.get("status") == FineTuneRun.Status.EVALUATING:
@@ -245,10 +276,23 @@ def _register_model(backend_id: int, model: str) -> None:
 
 
 def finetune_run_evaluate(*, run_id: int) -> FineTuneRun:
-    """Label the held-out human answers with the new model and compare."""
+    """Label the held-out human answers with the new model and compare. Safe to run
+    twice: a run evaluated already, or being evaluated by a live worker, is left."""
+    lease = job_claim(
+        model=FineTuneRun,
+        job_id=run_id,
+        statuses=(FineTuneRun.Status.EVALUATING,),
+        fail=_fail,
+        stopped_message=STOPPED_MESSAGE,
+    )
+    if lease is None:
+        return FineTuneRun.objects.get(pk=run_id)
+    with lease:
+        return _evaluate(run_id, lease)
+
+
+def _evaluate(run_id: int, lease: JobLease) -> FineTuneRun:
     run = FineTuneRun.objects.select_related("dataset", "project", "backend").get(pk=run_id)
-    if run.status != FineTuneRun.Status.EVALUATING:
-        return run
     dataset, project = run.dataset, run.project
     held_out = [
         result
@@ -258,7 +302,17 @@ def finetune_run_evaluate(*, run_id: int) -> FineTuneRun:
         if split_is_validation(dataset.seed, result.item_id, dataset.validation_ratio)
     ]
     evaluation: dict = {"items": len(held_out), "model": run.fine_tuned_model}
-    if held_out and run.backend is not None:
+    # A re-dispatched evaluation goes on with the run its stopped worker made.
+    eval_run = (
+        PrelabelRun.objects.filter(
+            project=project, purpose="evaluation", model=run.fine_tuned_model, backend=run.backend
+        )
+        .order_by("-pk")
+        .first()
+        if run.backend is not None
+        else None
+    )
+    if held_out and run.backend is not None and eval_run is None:
         eval_run = PrelabelRun.objects.create(
             project=project,
             created_by=run.created_by,
@@ -277,8 +331,10 @@ def finetune_run_evaluate(*, run_id: int) -> FineTuneRun:
             total_items=len(held_out),
             started_at=timezone.now(),
         )
+    if held_out and eval_run is not None:
         ids = [r.item_id for r in held_out]
         for start in range(0, len(ids), services.CHUNK_SIZE):
+            lease.check()
             services.prelabel_chunk_process(
                 run_id=eval_run.pk, item_ids=ids[start : start + services.CHUNK_SIZE]
             )
@@ -292,9 +348,13 @@ def finetune_run_evaluate(*, run_id: int) -> FineTuneRun:
         if run.review_disagreements:
             # Where the model and the humans disagree, a reviewer decides.
             item_results_send_to_review(item_ids=disagreements)
-    FineTuneRun.objects.filter(pk=run.pk).update(
-        status=FineTuneRun.Status.SUCCEEDED, evaluation=evaluation, finished_at=timezone.now()
-    )
+    with transaction.atomic():
+        current = FineTuneRun.objects.select_for_update().get(pk=run.pk)
+        if current.status != FineTuneRun.Status.EVALUATING or not lease.holds(current):
+            return current  # another run took it over after this one's lease lapsed
+        FineTuneRun.objects.filter(pk=run.pk).update(
+            status=FineTuneRun.Status.SUCCEEDED, evaluation=evaluation, finished_at=timezone.now()
+        )
     run.refresh_from_db()
     logger.info(
         "fine-tune run evaluated",
@@ -335,3 +395,30 @@ def finetune_runs_poll_all() -> int:
     for run_id in ids:
         finetune_run_poll(run_id=run_id)
     return len(ids)
+
+
+def _redispatch(run: FineTuneRun):
+    """The step the run's stopped worker was on, queued again."""
+    from .tasks import finetune_run_evaluate_task, finetune_run_submit_task
+
+    task = (
+        finetune_run_evaluate_task
+        if run.status == FineTuneRun.Status.EVALUATING
+        else finetune_run_submit_task
+    )
+    run_id = run.pk
+    return lambda: task.delay(run_id)
+
+
+def finetune_runs_recover(*, now=None, limit: int = 100) -> int:
+    """Submit or evaluate runs again whose worker died or whose message was lost;
+    fail those whose step stopped JOB_MAX_ATTEMPTS times. Run from beat."""
+    return jobs_recover(
+        model=FineTuneRun,
+        statuses=(*_SUBMITTING, FineTuneRun.Status.EVALUATING),
+        redispatch=_redispatch,
+        fail=_fail,
+        stopped_message=STOPPED_MESSAGE,
+        now=now,
+        limit=limit,
+    )

@@ -8,6 +8,8 @@ from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 
+from annotation.models import LeasedJob
+
 MONEY = {"max_digits": 16, "decimal_places": 6}
 
 
@@ -328,7 +330,7 @@ class InferenceCall(models.Model):
         return f"call {self.pk} ({self.outcome})"
 
 
-class FineTuneRun(models.Model):
+class FineTuneRun(LeasedJob):
     class Status(models.TextChoices):
         PENDING = "pending", _("Pending")
         UPLOADING = "uploading", _("Uploading")

@@ -69,6 +69,13 @@ def finetune_runs_poll_task() -> int:
     return finetune_runs_poll_all()
 
 
+@shared_task(name="compute.finetune_runs_sweep", time_limit=120, soft_time_limit=100)
+def finetune_runs_sweep_task() -> int:
+    from .finetuning import finetune_runs_recover
+
+    return finetune_runs_recover()
+
+
 @shared_task(name="compute.finetune_run_evaluate", time_limit=3600, soft_time_limit=3500)
 def finetune_run_evaluate_task(run_id: int) -> str:
     from .finetuning import finetune_run_evaluate

@@ -4,6 +4,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from django.conf import settings
@@ -67,3 +68,30 @@ def stop_worker(process: subprocess.Popen, *, kill: bool = False) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait(timeout=10)
+
+
+def wait_for(predicate, timeout, what, *, every=0.2):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(every)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+# The issue's promise: a job whose worker died has ended within two minutes of a
+# worker being available again.
+BOUND_SECONDS = 120
+
+
+def sweep_until_ended(model, job_id, sweep, log, ended=("succeeded", "failed")):
+    """Run sweep() every half second, as beat would, until the job's status is one
+    of ended; return the seconds that took."""
+    started = time.monotonic()
+
+    def done():
+        sweep()
+        return model.objects.get(pk=job_id).status in ended
+
+    wait_for(done, BOUND_SECONDS, f"the job to end (see {log})", every=0.5)
+    return time.monotonic() - started

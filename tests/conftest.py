@@ -86,3 +86,41 @@ def _fresh_cache():
     cache.clear()
     yield
     cache.clear()
+
+
+@pytest.fixture
+def celery_workers(tmp_path, settings):
+    """start() a real Celery worker (tests/celery_worker.py) on a queue of this test's
+    own, with short job leases; tasks sent from the test go there too. The broker's
+    visibility timeout is an hour, so no recovery relies on it re-delivering."""
+    import uuid
+
+    from config.celery_app import app
+    from tests.celery_worker import start_worker, stop_worker
+
+    short = {"JOB_LEASE_SECONDS": 3, "JOB_HEARTBEAT_SECONDS": 1}
+    for name, value in short.items():
+        setattr(settings, name, value)  # for the sweep run in the test, as beat would
+    settings.MEDIA_ROOT = str(tmp_path / "media")  # where the workers keep files too
+    queue = f"test-{uuid.uuid4().hex[:8]}"
+    log = tmp_path / "workers.log"
+    started = []
+    eager, default_queue = app.conf.task_always_eager, app.conf.task_default_queue
+    app.conf.task_always_eager, app.conf.task_default_queue = False, queue
+
+    def start():
+        process = start_worker(
+            var_dir=tmp_path,
+            queue=queue,
+            log_path=log,
+            CELERY_VISIBILITY_TIMEOUT="3600",
+            **{name: str(value) for name, value in short.items()},
+        )
+        started.append(process)
+        return process
+
+    start.log = log
+    yield start
+    app.conf.task_always_eager, app.conf.task_default_queue = eager, default_queue
+    for process in started:
+        stop_worker(process, kill=True)

@@ -194,39 +194,51 @@ def test_an_unexpected_error_fails_the_export_job_with_an_error_id(
     assert ExportJob.objects.get(pk=job.pk).error == job.error
 
 
-def test_beat_fails_a_running_export_whose_heartbeat_is_old_and_leaves_fresh_ones():
+def test_the_sweep_reruns_an_export_whose_worker_died_and_fails_a_spent_one(
+    django_capture_on_commit_callbacks,
+):
     from datetime import timedelta
 
     from django.utils import timezone
 
     project = annotation_project()
+    answer_all(project, [{"label": "positive"}])
     now = timezone.now()
-    stale, fresh = (
+    dead, live, spent = (
         ExportJob.objects.create(
             project=project,
             created_by=project.created_by,
             format="results_jsonl",
             status=ExportJob.Status.RUNNING,
-            heartbeat_at=now - timedelta(minutes=minutes),
+            claimed_by=f"w:{attempts}",
+            attempts=attempts,
+            lease_expires_at=now + timedelta(seconds=seconds),
         )
-        for minutes in (30, 2)
+        for attempts, seconds in ((1, -1), (2, 30), (3, -1))
     )
-    assert exports.export_jobs_fail_stale() == 1
-    stale.refresh_from_db()
-    fresh.refresh_from_db()
-    assert stale.status == ExportJob.Status.FAILED
-    assert stale.error.startswith("The worker writing this export stopped")
-    assert fresh.status == ExportJob.Status.RUNNING
-    assert exports.export_jobs_fail_stale() == 0
+    with django_capture_on_commit_callbacks(execute=True):
+        assert exports.export_jobs_recover() == 2
+    for job in (dead, live, spent):
+        job.refresh_from_db()
+    assert dead.status == ExportJob.Status.SUCCEEDED and dead.row_count == 1
+    assert dead.file.read().count(b"\n") == 1
+    assert live.status == ExportJob.Status.RUNNING
+    assert spent.status == ExportJob.Status.FAILED and not spent.file
+    assert spent.error.startswith("The worker writing this export stopped 3 times")
+    assert exports.export_jobs_recover() == 0
 
 
-def test_a_long_export_writes_its_heartbeat(monkeypatch, django_capture_on_commit_callbacks):
+def test_a_long_export_writes_its_heartbeat(
+    monkeypatch, settings, django_capture_on_commit_callbacks
+):
     project = annotation_project()
     answer_all(project, [{"label": "positive"}])
-    monkeypatch.setattr(exports, "HEARTBEAT_SECONDS", 0)  # every read says it is alive
+    settings.JOB_HEARTBEAT_SECONDS = 0  # every read says it is alive
     beats = []
     real_heartbeat = exports._heartbeat
-    monkeypatch.setattr(exports, "_heartbeat", lambda job: beats.append(real_heartbeat(job)))
+    monkeypatch.setattr(
+        exports, "_heartbeat", lambda job, lease: beats.append(real_heartbeat(job, lease))
+    )
     with django_capture_on_commit_callbacks(execute=True):
         job = exports.export_job_create(
             project=project, created_by=project.created_by, fmt="annotations_jsonl"

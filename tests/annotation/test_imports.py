@@ -573,57 +573,69 @@ def test_progress_is_defined_for_every_status():
     assert ImportJob(file_size=0).progress == 0.0
 
 
-def test_beat_fails_a_running_import_whose_heartbeat_is_old_and_leaves_fresh_ones():
+def test_the_sweep_reruns_imports_whose_worker_died_or_message_was_lost(
+    django_capture_on_commit_callbacks,
+):
     from datetime import timedelta
 
     from django.utils import timezone
 
-    from annotation.tasks import jobs_fail_stale_task
+    from annotation.tasks import jobs_sweep_task
 
     project = annotation_project()
     jobs = {}
-    for name in ("stale", "fresh", "pending", "silent"):
+    for name in ("dead", "live", "lost", "new", "spent"):
         jobs[name] = import_job_create(
             project=project,
             created_by=project.created_by,
-            upload=ContentFile(jsonl({"text": "好"}), name=f"{name}.jsonl"),
+            upload=ContentFile(jsonl({"external_id": name, "text": "好"}), name=f"{name}.jsonl"),
             enqueue=False,
         )
     now = timezone.now()
     running = ImportJob.Status.RUNNING
-    ImportJob.objects.filter(pk=jobs["stale"].pk).update(
-        status=running, heartbeat_at=now - timedelta(minutes=16)
-    )
-    ImportJob.objects.filter(pk=jobs["fresh"].pk).update(
-        status=running, heartbeat_at=now - timedelta(minutes=1)
-    )
-    # Running since before heartbeats existed: judged by its age.
-    ImportJob.objects.filter(pk=jobs["silent"].pk).update(
-        status=running, created_at=now - timedelta(hours=1)
-    )
-    ImportJob.objects.filter(pk=jobs["pending"].pk).update(created_at=now - timedelta(hours=1))
-    ImportStagingRow.objects.create(job=jobs["stale"], row=1, external_id="x", data={"text": "x"})
+    lapsed = now - timedelta(seconds=1)
 
-    assert jobs_fail_stale_task() == 2
+    def update(name, **fields):
+        ImportJob.objects.filter(pk=jobs[name].pk).update(**fields)
+
+    update("dead", status=running, claimed_by="w:1:a", lease_expires_at=lapsed, attempts=1)
+    update("live", status=running, claimed_by="w:2:b", lease_expires_at=now + timedelta(seconds=30))
+    update("lost", created_at=now - timedelta(hours=1))  # its message never came
+    update("spent", status=running, claimed_by="w:3:c", lease_expires_at=lapsed, attempts=3)
+    # The dead run's staged rows: the new run starts over without them.
+    ImportStagingRow.objects.create(job=jobs["dead"], row=1, external_id="x", data={"text": "x"})
+
+    with django_capture_on_commit_callbacks(execute=True) as sent:
+        assert jobs_sweep_task() == 3
+    assert len(sent) == 2  # dead and lost are queued again; spent is failed
     status = dict(ImportJob.objects.values_list("filename", "status"))
     assert status == {
-        "stale.jsonl": "failed",
-        "fresh.jsonl": "running",
-        "pending.jsonl": "pending",
-        "silent.jsonl": "failed",
+        "dead.jsonl": "succeeded",
+        "live.jsonl": "running",
+        "lost.jsonl": "succeeded",
+        "new.jsonl": "pending",
+        "spent.jsonl": "failed",
     }
-    stale = ImportJob.objects.get(pk=jobs["stale"].pk)
-    assert stale.error.startswith("The worker running this import stopped")
-    assert stale.finished_at is not None
+    assert sorted(Item.objects.values_list("external_id", flat=True)) == ["dead", "lost"]
     assert not ImportStagingRow.objects.exists()
-    assert jobs_fail_stale_task() == 0  # safe to run twice
+    spent = ImportJob.objects.get(pk=jobs["spent"].pk)
+    assert spent.error.startswith("The worker running this import stopped 3 times")
+    assert spent.finished_at is not None
+    # A run that ended on its own gives its claim back and is not counted as stopped.
+    dead = ImportJob.objects.get(pk=jobs["dead"].pk)
+    assert (dead.claimed_by, dead.attempts) == ("", 1)
+    with django_capture_on_commit_callbacks(execute=True) as sent:
+        assert jobs_sweep_task() == 0  # safe to run twice
+    assert not sent
 
-    # The redelivered task of a swept job does nothing.
-    assert import_job_run(job_id=stale.pk).status == ImportJob.Status.FAILED
-    assert not Item.objects.exists()
+    # The broker re-delivering a swept job's message does nothing; nor does a
+    # duplicate message for a job a live run holds.
+    assert import_job_run(job_id=spent.pk).status == ImportJob.Status.FAILED
+    assert import_job_run(job_id=jobs["live"].pk).status == ImportJob.Status.RUNNING
+    assert ImportJob.objects.get(pk=jobs["live"].pk).claimed_by == "w:2:b"
 
 
-def test_a_slow_run_whose_job_beat_failed_as_stale_leaves_it_failed(monkeypatch):
+def test_a_slow_run_whose_job_was_taken_over_writes_nothing(monkeypatch):
     from datetime import timedelta
 
     from django.utils import timezone
@@ -640,13 +652,15 @@ def test_a_slow_run_whose_job_beat_failed_as_stale_leaves_it_failed(monkeypatch)
     )
 
     def stall(running):
-        # The worker stalls for longer than the bound, and beat runs meanwhile.
+        # The worker stalls past its lease, and beat re-dispatches the job meanwhile.
         ImportJob.objects.filter(pk=running.pk).update(
-            heartbeat_at=timezone.now() - timedelta(hours=1)
+            lease_expires_at=timezone.now() - timedelta(seconds=1)
         )
-        imports.import_jobs_fail_stale()
+        imports.import_jobs_recover()
 
-    finished = import_job_run(job_id=job.pk, on_progress=stall)
-    assert finished.status == ImportJob.Status.FAILED
-    assert finished.error.startswith("The worker running this import stopped")
-    assert not Item.objects.exists() and not ImportStagingRow.objects.exists()
+    stalled = import_job_run(job_id=job.pk, on_progress=stall)
+    assert stalled.status == ImportJob.Status.PENDING  # queued for the new run
+    assert not Item.objects.exists()
+    rerun = import_job_run(job_id=job.pk)
+    assert rerun.status == ImportJob.Status.SUCCEEDED
+    assert Item.objects.count() == 2

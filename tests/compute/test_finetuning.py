@@ -121,3 +121,46 @@ def test_dpo_needs_a_preference_dataset():
         finetuning.finetune_run_start(
             dataset=dataset, backend=backend, created_by=project.created_by, method="dpo"
         )
+
+
+def test_the_sweep_resubmits_a_run_whose_worker_died_and_fails_a_spent_step(
+    django_capture_on_commit_callbacks,
+):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    project = labelled_project(6)
+    dataset = exports.dataset_version_create(
+        project=project, created_by=project.created_by, validation_ratio="0"
+    )
+    with FakeOpenAI() as fake:
+        backend = Backend.objects.create(
+            organization=project.workforce,
+            name="fake",
+            base_url=fake.url,
+            models_served=["fake-model"],
+        )
+        lapsed = timezone.now() - timedelta(seconds=1)
+        uploading, spent = (
+            FineTuneRun.objects.create(
+                project=project,
+                dataset=dataset,
+                backend=backend,
+                base_model="fake-model",
+                created_by=project.created_by,
+                status=status,
+                claimed_by="w:1",
+                lease_expires_at=lapsed,
+                attempts=attempts,
+            )
+            for status, attempts in (("uploading", 1), ("evaluating", 3))
+        )
+        with django_capture_on_commit_callbacks(execute=True):
+            assert finetuning.finetune_runs_recover() == 2
+    uploading.refresh_from_db()
+    spent.refresh_from_db()
+    assert uploading.status == FineTuneRun.Status.QUEUED and uploading.remote_job
+    assert spent.status == FineTuneRun.Status.FAILED
+    assert spent.error.startswith("The worker running this fine-tuning step stopped 3 times")
+    assert finetuning.finetune_runs_recover() == 0

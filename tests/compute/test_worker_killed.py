@@ -2,7 +2,6 @@
 again to another worker, and still every item gets exactly one prediction,
 every call the dead worker made was metered as it returned, and none twice."""
 
-import time
 import uuid
 
 import pytest
@@ -11,7 +10,7 @@ from compute.models import Backend, InferenceCall, Prediction, PrelabelRun
 from compute.services import prompt_template_create
 from compute.tasks import prelabel_chunk_task
 from config.celery_app import app
-from tests.celery_worker import start_worker, stop_worker
+from tests.celery_worker import start_worker, stop_worker, wait_for
 from tests.compute.fake_openai import FakeOpenAI
 from tests.factories import annotation_project, items
 from valuechain.models import LedgerEntry
@@ -20,15 +19,6 @@ pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.django_db(tra
 
 ITEMS = 8
 FLUSH_SECONDS = 0.1
-
-
-def wait_for(predicate, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_a_killed_worker_neither_loses_nor_double_counts(tmp_path):

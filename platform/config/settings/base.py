@@ -381,10 +381,16 @@ CELERY_TASK_TIME_LIMIT = 30 * 60
 CELERY_TASK_SOFT_TIME_LIMIT = 25 * 60
 CELERY_RESULT_EXPIRES = 24 * 3600
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-# An import or export job that has not written its heartbeat for this long lost
-# its worker, and beat fails it. Longer than the slowest step without one (the
-# import's merge: about 11 s a million rows, docs/BENCHMARKS.md).
-JOB_STALE_MINUTES = 15
+# Background jobs (imports, exports, fine-tuning submit and evaluation) run under
+# a lease in the database, renewed every JOB_HEARTBEAT_SECONDS by the running
+# worker. Beat re-dispatches a job whose lease lapsed for JOB_LEASE_SECONDS (its
+# worker died), or that was queued JOB_PENDING_SECONDS ago and never started (its
+# message was lost), whatever the broker's visibility timeout; after
+# JOB_MAX_ATTEMPTS runs that stopped, it fails the job saying so.
+JOB_HEARTBEAT_SECONDS = env.int("JOB_HEARTBEAT_SECONDS", default=10)
+JOB_LEASE_SECONDS = env.int("JOB_LEASE_SECONDS", default=60)
+JOB_PENDING_SECONDS = env.int("JOB_PENDING_SECONDS", default=120)
+JOB_MAX_ATTEMPTS = env.int("JOB_MAX_ATTEMPTS", default=3)
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
     "sitehealth-heartbeat": {
@@ -396,9 +402,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "annotation.assignment_expire_stale",
         "schedule": 30.0,
     },
-    "annotation-fail-stale-jobs": {
-        "task": "annotation.jobs_fail_stale",
-        "schedule": 60.0,
+    # Re-dispatches (or fails) jobs whose worker died or whose message was lost.
+    "annotation-sweep-jobs": {
+        "task": "annotation.jobs_sweep",
+        "schedule": 15.0,
     },
     "compute-backend-health": {
         "task": "compute.backends_health_check",
@@ -407,6 +414,10 @@ CELERY_BEAT_SCHEDULE = {
     "compute-finetune-poll": {
         "task": "compute.finetune_runs_poll",
         "schedule": 30.0,
+    },
+    "compute-finetune-sweep": {
+        "task": "compute.finetune_runs_sweep",
+        "schedule": 15.0,
     },
     # Retrains a project's model as decided labels accumulate (Project.retrain_every).
     "compute-model-retrains": {

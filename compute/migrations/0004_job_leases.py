@@ -1,0 +1,34 @@
+from django.db import migrations, models
+
+
+class Migration(migrations.Migration):
+    """Leases on background jobs, so that beat re-dispatches a job whose worker
+    died (or whose message was lost) within a minute or two, and two runs never
+    hold one job at once."""
+
+    dependencies = [
+        ('compute', '0003_model_retrain'),
+    ]
+
+    operations = [
+        migrations.AddField(
+            model_name='finetunerun',
+            name='attempts',
+            field=models.PositiveSmallIntegerField(default=0),
+        ),
+        migrations.AddField(
+            model_name='finetunerun',
+            name='claimed_by',
+            field=models.CharField(blank=True, default='', max_length=200),
+        ),
+        migrations.AddField(
+            model_name='finetunerun',
+            name='dispatched_at',
+            field=models.DateTimeField(blank=True, null=True),
+        ),
+        migrations.AddField(
+            model_name='finetunerun',
+            name='lease_expires_at',
+            field=models.DateTimeField(blank=True, null=True),
+        ),
+    ]
