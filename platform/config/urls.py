@@ -75,7 +75,6 @@ urlpatterns = [
     path("api/v1/", include((api_v1, "api"), namespace="v1")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", api_docs.swagger_ui, name="api-docs"),
-    path("api/redoc/", api_docs.redoc, name="api-redoc"),
     path("healthz", healthz, name="healthz"),
     path("metrics", compute_views.prometheus_metrics, name="metrics"),
     path("compute/backends/", compute_views.backends_page, name="compute-backends"),
