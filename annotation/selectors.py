@@ -561,3 +561,34 @@ def annotator_record(tally: AnnotatorTally) -> dict:
         "quarantined_at": tally.quarantined_at,
         "reason": tally.quarantine_reason,
     }
+
+
+def annotator_project_records(*, annotator: User, workforce_id: int) -> list[dict]:
+    """An annotator's record per project the centre staffs: tasks served, gold
+    answered and right, the engine's accuracy estimate and quarantine."""
+    tallies = (
+        AnnotatorTally.objects.filter(annotator=annotator, project__workforce_id=workforce_id)
+        .select_related("project")
+        .order_by("project__name")
+    )
+    done = dict(
+        Annotation.objects.filter(annotator=annotator, project__workforce_id=workforce_id)
+        .values("project_id")
+        .annotate(n=Count("pk"))
+        .values_list("project_id", "n")
+    )
+    return [
+        {
+            "project": tally.project,
+            "tasks": tally.tasks,
+            "annotations": done.get(tally.project_id, 0),
+            "gold": tally.gold,
+            "gold_correct": tally.gold_correct,
+            "accuracy": tally.accuracy,
+            "accuracy_low": tally.accuracy_low,
+            "accuracy_high": tally.accuracy_high,
+            "quarantined": tally.quarantined,
+            "quarantine_reason": tally.quarantine_reason,
+        }
+        for tally in tallies
+    ]

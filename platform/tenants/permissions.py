@@ -50,6 +50,9 @@ OFFICIALS = frozenset({Role.OFFICIAL})
 TOKEN_MANAGERS = INTEGRATION_MANAGERS | OFFICIALS
 # Who belongs to an organization, and in which role, is its admins' decision.
 MEMBER_MANAGERS = frozenset({Role.ADMIN})
+# A centre's managers see its people's records and answer for a tier they set
+# by hand (the daily review sets the rest); its admins too.
+PEOPLE_MANAGERS = frozenset({Role.PROJECT_MANAGER, Role.ADMIN})
 # An organization's audit trail names its people and its changes: its admins only.
 AUDIT_READERS = frozenset({Role.ADMIN})
 
@@ -300,10 +303,18 @@ def can_open_api_tokens(user: User, *, held: set[tuple[str, str]] | None = None)
     return any(role in TOKEN_MANAGERS for role, _kind in _held(user, held))
 
 
+def can_open_people(user: User, *, held: set[tuple[str, str]] | None = None) -> bool:
+    """The people page: a centre's managers and admins (whose annotators it lists)."""
+    return any(
+        role in PEOPLE_MANAGERS and kind == Kind.WORKFORCE for role, kind in _held(user, held)
+    )
+
+
 def page_permissions(user: User) -> dict[str, bool]:
     """The links a page may offer user, from one query."""
     held = _held(user, None)
     return {
+        "people": can_open_people(user, held=held),
         "workspace": can_open_workspace(user, held=held),
         "reports": can_open_reports(user, held=held),
         "backends": can_open_backends(user, held=held),

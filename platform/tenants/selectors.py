@@ -86,3 +86,17 @@ def region_descendant_ids(*, region: Region) -> list[int]:
         frontier = list(Region.objects.filter(parent_id__in=frontier).values_list("pk", flat=True))
         ids.extend(frontier)
     return ids
+
+
+def organization_members(*, organization: Organization) -> list[dict]:
+    """Everyone with a role in organization: {"user", "roles"} by username."""
+    people: dict[int, dict] = {}
+    memberships = (
+        Membership.objects.filter(organization=organization)
+        .select_related("user")
+        .order_by("user__username", "role")
+    )
+    for membership in memberships:
+        person = people.setdefault(membership.user_id, {"user": membership.user, "roles": []})
+        person["roles"].append(membership.role)
+    return list(people.values())

@@ -306,6 +306,14 @@ class TierChange(models.Model):
     )
     reason = models.TextField()
     measured = models.JSONField(default=dict)
+    # Who changed it by hand (a centre's manager); None for the daily review.
+    changed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     tenant_path = None  # read through the person's own page, never listed across tenants
@@ -313,8 +321,13 @@ class TierChange(models.Model):
     class Meta:
         ordering = ["-day", "-pk"]
         constraints = [
-            # The daily review changes a person's tier at most once a day.
-            models.UniqueConstraint(fields=["user", "day"], name="tier_change_once_a_day"),
+            # The daily review changes a person's tier at most once a day; a
+            # manager may correct it the same day, and each correction is a row.
+            models.UniqueConstraint(
+                fields=["user", "day"],
+                condition=models.Q(changed_by__isnull=True),
+                name="tier_change_once_a_day",
+            ),
         ]
 
     def __str__(self):

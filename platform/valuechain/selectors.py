@@ -228,3 +228,15 @@ def project_charges(*, project) -> dict:
         .order_by()
     )
     return {row["kind"]: row["revenue"] or ZERO for row in rows}
+
+
+# --- a centre's people ---------------------------------------------------------------------
+
+
+def tier_history(*, user) -> list[TierChange]:
+    """Every tier change of user, newest first, with who made it by hand (None: the review)."""
+    return list(TierChange.objects.filter(user=user).select_related("changed_by"))
+
+
+def tiers_ladder() -> list[SkillTier]:
+    return list(SkillTier.objects.order_by("level"))

@@ -11,6 +11,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Case, DateField, F, Q, Sum, Value, When
 from django.db.models.functions import Coalesce, TruncDate, TruncMonth
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from tenants.models import AuditEvent, Membership, Organization, User
 from tenants.services import (
@@ -29,6 +30,7 @@ from .models import (
     TierChange,
     WorkerMonthRollup,
 )
+from .permissions import require_can_change_tier
 from .quality import quality_record, tier_meets
 
 logger = logging.getLogger(__name__)
@@ -659,3 +661,77 @@ def skill_tier_update(*, level: int, actor=None, **changes):
         )
         logger.info("skill tier ladder updated", extra={"level": level, "fields": sorted(diff)})
     return tier
+
+
+REASON_MAX_LENGTH = 2000
+
+
+@transaction.atomic
+def tier_change_manual(
+    *, organization: Organization, annotator: User, to_level: int, reason: str, actor: User
+) -> TierChange:
+    """A manager moves an annotator to another tier, saying why.
+
+    Recorded in the tier history (with who did it) and the audit trail in the
+    same transaction; the daily review leaves the person alone for the rest
+    of the day, so the decision is not undone within hours.
+    """
+    require_can_change_tier(actor, organization, annotator)
+    reason = (reason or "").strip()
+    if not reason:
+        raise ValidationError({"reason": [_("Say why the tier changes.")]})
+    if len(reason) > REASON_MAX_LENGTH:
+        raise ValidationError(
+            {"reason": [_("At most %(n)s characters.") % {"n": REASON_MAX_LENGTH}]}
+        )
+    levels = set(SkillTier.objects.values_list("level", flat=True))
+    if to_level not in levels:
+        raise ValidationError(
+            {
+                "to_level": [
+                    _("No tier T%(level)s; choose one of the ladder's.") % {"level": to_level}
+                ]
+            }
+        )
+    # Locked, so two managers' changes of one person queue rather than both
+    # reading the same "from" level.
+    person = User.objects.select_for_update().get(pk=annotator.pk)
+    if person.skill_tier == to_level:
+        raise ValidationError(
+            {"to_level": [_("The annotator is already at T%(level)s.") % {"level": to_level}]}
+        )
+    record = quality_record(annotator=person)
+    change = TierChange.objects.create(
+        user=person,
+        day=timezone.localdate(),
+        from_level=person.skill_tier,
+        to_level=to_level,
+        region_id=organization.region_id,
+        reason=reason,
+        measured={
+            k: record[k]
+            for k in ("gold_accuracy", "gold_checked", "review_acceptance", "reviewed", "tokens")
+        },
+        changed_by=actor,
+    )
+    users_skill_tier_set(levels={person.pk: to_level})
+    audit_event_record(
+        event_type=AuditEvent.EventType.TIER_CHANGED,
+        organization=organization,
+        target=person,
+        actor=actor,
+        changes={"skill_tier": [person.skill_tier, to_level]},
+        extra={"reason": reason, "tier_change": change.pk, "day": change.day, "manual": True},
+    )
+    logger.info(
+        "skill tier changed by hand",
+        extra={
+            "user_id": person.pk,
+            "actor_id": actor.pk,
+            "organization_id": organization.pk,
+            "tier_from": person.skill_tier,
+            "tier_to": to_level,
+            "tier_change_id": change.pk,
+        },
+    )
+    return change
