@@ -42,9 +42,19 @@ class ApiTokenForm(forms.Form):
     def __init__(self, *args, organizations, roles, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["organization"].queryset = organizations
+        only = list(organizations[:2])
+        # One organization: nothing to choose, so nothing to send (a missing
+        # `organization` was a 400 although there was only one answer).
+        self.single_organization = only[0] if len(only) == 1 else None
+        if self.single_organization is not None:
+            self.fields["organization"].required = False
+            self.fields["organization"].widget = forms.HiddenInput()
         self.fields["roles"].choices = [
             (value, label) for value, label in Membership.Role.choices if value in roles
         ]
+
+    def clean_organization(self):
+        return self.cleaned_data.get("organization") or self.single_organization
 
     def expires_at(self):
         days = self.cleaned_data.get("expires_in_days")

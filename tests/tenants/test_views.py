@@ -42,14 +42,14 @@ def test_an_official_creates_a_token_sees_the_secret_once_and_it_reads_the_city(
     page = client.get(PAGE)
     assert page.status_code == 200
     html = page.content.decode()
-    # The only organization is chosen already; only the roles the official holds are offered.
-    assert f'<option value="{city_office.pk}" selected>' in html
+    # The only organization needs no choosing (nor sending); only the roles the
+    # official holds are offered.
+    assert f'<select name="organization"' not in html and city_office.name in html
     assert 'value="official"' in html and 'value="admin"' not in html
 
     created = client.post(
         PAGE,
         {
-            "organization": city_office.pk,
             "name": "KPI importer",
             "roles": [Role.OFFICIAL],
             "expires_in_days": "90",
