@@ -15,7 +15,8 @@ from django.utils.translation import get_language
 from django.utils.translation import gettext as _
 from django.views.decorators.csrf import ensure_csrf_cookie
 
-from tenants.permissions import ANNOTATORS, REVIEWERS
+from tenants.models import Organization
+from tenants.permissions import ANNOTATORS, REVIEWERS, can_open_workspace, principal_for
 from valuechain.selectors import annotator_standing
 
 from .models import Item, Project
@@ -151,7 +152,19 @@ def projects(request):
         }
         for project in sorted(by_id.values(), key=lambda p: (p.name.lower(), p.pk))
     ]
-    return render(request, "annotation/projects.html", {"rows": rows})
+    held = principal_for(request.user).role_kinds()
+    return render(
+        request,
+        "annotation/projects.html",
+        {
+            "rows": rows,
+            # Only annotators have a tier to speak of; others are told where their work is.
+            "is_annotator": any(
+                role in ANNOTATORS and kind == Organization.Kind.WORKFORCE for role, kind in held
+            ),
+            "is_worker": can_open_workspace(request.user, held=held),
+        },
+    )
 
 
 @login_required

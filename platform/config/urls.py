@@ -5,7 +5,7 @@ from drf_spectacular.views import SpectacularAPIView
 from rest_framework.routers import DefaultRouter
 
 from annotation import api as annotation_api
-from annotation import people_views
+from annotation import people_views, statement_views
 from compute import api as compute_api
 from compute import views as compute_views
 from eventhooks import api as eventhooks_api
@@ -71,6 +71,8 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("i18n/", include("django.conf.urls.i18n")),
     path("workspace/", include("annotation.urls")),
+    path("statements/", statement_views.statements, name="statements"),
+    path("statements/<int:pk>/", statement_views.statement, name="statement"),
     path("people/", people_views.people, name="people"),
     path("people/<int:organization_id>/", people_views.people, name="people-centre"),
     path("people/<int:organization_id>/<int:user_id>/", people_views.person, name="person"),

@@ -310,11 +310,17 @@ def can_open_people(user: User, *, held: set[tuple[str, str]] | None = None) -> 
     )
 
 
+def can_open_statements(user: User, *, held: set[tuple[str, str]] | None = None) -> bool:
+    """A client's projects and statements: its project editors."""
+    return any(role in PROJECT_EDITORS and kind == Kind.CLIENT for role, kind in _held(user, held))
+
+
 def page_permissions(user: User) -> dict[str, bool]:
     """The links a page may offer user, from one query."""
     held = _held(user, None)
     return {
         "people": can_open_people(user, held=held),
+        "statements": can_open_statements(user, held=held),
         "workspace": can_open_workspace(user, held=held),
         "reports": can_open_reports(user, held=held),
         "backends": can_open_backends(user, held=held),

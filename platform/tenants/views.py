@@ -6,6 +6,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import NON_FIELD_ERRORS, PermissionDenied, ValidationError
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import NoReverseMatch, reverse
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_POST
@@ -13,7 +14,12 @@ from django.views.decorators.http import require_POST
 from . import services
 from .forms import ApiTokenForm
 from .models import Membership, Organization
-from .permissions import api_token_organizations, can_create_api_tokens, grantable_roles
+from .permissions import (
+    api_token_organizations,
+    can_create_api_tokens,
+    grantable_roles,
+    page_permissions,
+)
 from .selectors import api_tokens_manageable, memberships_for_user
 
 # What each role finds on the home page, in the order the cards are shown.
@@ -29,8 +35,8 @@ ROLE_CARDS = {
         "Run your centre's projects: staffing, progress, quality and pre-labeling."
     ),
     Membership.Role.CLIENT_DEVELOPER: _(
-        "Submit annotation and fine-tuning data jobs over the REST API and pull "
-        "training-ready exports."
+        "Define projects, import data, follow progress and charges, and pull "
+        "training-ready exports, here or over the REST API."
     ),
     Membership.Role.OFFICIAL: _(
         "Read your region's KPIs: tokens processed, revenue per token by skill tier, "
@@ -47,25 +53,117 @@ TOKEN_CARD_ROLES = {
 }
 
 
+def _url(name: str) -> str | None:
+    """A page's address, or None while the page is not installed (the project
+    pages come with another change; the home page must not break without them)."""
+    try:
+        return reverse(name)
+    except NoReverseMatch:
+        return None
+
+
+def _role_links(role: str, can: dict[str, bool], user) -> list[tuple[str, str, str]]:
+    """(address, label, key) of every page the role leads to, in the order a
+    person in that role needs them; only pages the rules let user open."""
+    Role = Membership.Role
+    projects = _url("project-list")
+    wanted: list[tuple[bool, str | None, str, str]] = []
+    if role == Role.ANNOTATOR:
+        wanted = [
+            (can["workspace"], _url("annotation:projects"), _("Open the workspace"), "workspace"),
+            (can["workspace"], _url("annotation:me"), _("My tier, record and earnings"), "me"),
+        ]
+    elif role == Role.REVIEWER:
+        wanted = [
+            (
+                can["workspace"],
+                _url("annotation:projects"),
+                _("Open the review queues"),
+                "workspace",
+            )
+        ]
+    elif role == Role.PROJECT_MANAGER:
+        wanted = [
+            (True, projects, _("Projects: create, import, pre-label, export"), "projects"),
+            (can["people"], _url("people"), _("People and tiers"), "people"),
+            (can["workspace"], _url("annotation:projects"), _("Review queues"), "workspace"),
+            (can["statements"], _url("statements"), _("Projects and statements"), "statements"),
+            (can["backends"], _url("compute-backends"), _("Inference backends"), "backends"),
+        ]
+    elif role == Role.CLIENT_DEVELOPER:
+        wanted = [
+            (True, projects, _("Projects: create, import, pre-label, export"), "projects"),
+            (can["statements"], _url("statements"), _("Progress and statements"), "statements"),
+            (can["backends"], _url("compute-backends"), _("Inference backends"), "backends"),
+            (True, _url("api-docs"), _("Open the API documentation"), "api-docs"),
+        ]
+    elif role == Role.OFFICIAL:
+        wanted = [
+            (
+                can["reports"],
+                _url("kpireports:home"),
+                _("Open the regional KPI dashboard"),
+                "reports",
+            ),
+            (True, _url("api-docs"), _("Open the API documentation"), "api-docs"),
+        ]
+    elif role == Role.ADMIN:
+        wanted = [
+            (can["people"], _url("people"), _("People and tiers"), "people"),
+            (can["statements"], _url("statements"), _("Projects and statements"), "statements"),
+            (can["backends"], _url("compute-backends"), _("Inference backends"), "backends"),
+            (user.is_staff, _url("admin:index"), _("Open the administration site"), "admin"),
+            (True, _url("api-docs"), _("Open the API documentation"), "api-docs"),
+        ]
+    if role in TOKEN_CARD_ROLES and can["api_tokens"]:
+        wanted.append(
+            (
+                True,
+                _url("api-tokens"),
+                _("Create and revoke your organization's API tokens"),
+                "api-tokens",
+            )
+        )
+    return [(url, label, key) for allowed, url, label, key in wanted if allowed and url]
+
+
 @login_required
 def home(request):
     memberships = list(memberships_for_user(user=request.user))
     roles = {m.role for m in memberships}
+    can = page_permissions(request.user)
     cards = [
         {
             "role": role,
             "label": Membership.Role(role).label,
             "text": text,
             "organizations": [m.organization for m in memberships if m.role == role],
-            "tokens_link": role in TOKEN_CARD_ROLES,
+            "links": _role_links(role, can, request.user),
         }
         for role, text in ROLE_CARDS.items()
         if role in roles
     ]
+    staff_links = []
+    if request.user.is_staff:
+        staff_links = [
+            (url, label, key)
+            for allowed, url, label, key in (
+                (True, _url("admin:index"), _("Open the administration site"), "admin"),
+                (can["reports"], _url("kpireports:home"), _("Regional KPIs"), "reports"),
+                (can["backends"], _url("compute-backends"), _("Inference backends"), "backends"),
+                (True, _url("api-docs"), _("Open the API documentation"), "api-docs"),
+            )
+            if allowed and url
+        ]
     return render(
         request,
         "tenants/home.html",
-        {"cards": cards, "memberships": memberships, "roles": roles},
+        {
+            "cards": cards,
+            "memberships": memberships,
+            "roles": roles,
+            "staff_links": staff_links,
+        },
     )
 
 

@@ -44,7 +44,7 @@ def test_an_official_creates_a_token_sees_the_secret_once_and_it_reads_the_city(
     html = page.content.decode()
     # The only organization needs no choosing (nor sending); only the roles the
     # official holds are offered.
-    assert f'<select name="organization"' not in html and city_office.name in html
+    assert '<select name="organization"' not in html and city_office.name in html
     assert 'value="official"' in html and 'value="admin"' not in html
 
     created = client.post(
