@@ -226,3 +226,44 @@ def backends_visible(organization_ids: list[int]):
     return Backend.objects.filter(
         Q(organization__isnull=True) | Q(organization_id__in=organization_ids)
     ).select_related("region")
+
+
+def backend_hourly_history(*, backends, hours: int = 24, now=None) -> dict[int, list[dict]]:
+    """Per backend, the last `hours` hours oldest first: calls and the calls the
+    backend did not answer, so a page can show when it was up and when it was not."""
+    from django.db.models.functions import TruncHour
+
+    now = now or timezone.now()
+    end = now.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+    start = end - timedelta(hours=hours)
+    ids = [b.pk for b in backends]
+    counts: dict[tuple[int, object], dict] = {}
+    for row in (
+        InferenceCall.objects.filter(backend_id__in=ids, created_at__gte=start)
+        .annotate(hour=TruncHour("created_at"))
+        .values("backend_id", "hour")
+        .annotate(
+            calls=Count("pk"),
+            errors=Count("pk", filter=Q(outcome__in=InferenceCall.BACKEND_ERRORS)),
+        )
+        .order_by()
+    ):
+        counts[(row["backend_id"], row["hour"])] = row
+    history = {}
+    for backend_id in ids:
+        cells = []
+        for n in range(hours):
+            hour = start + timedelta(hours=n)
+            row = counts.get((backend_id, hour), {})
+            calls, errors = row.get("calls", 0), row.get("errors", 0)
+            if not calls:
+                state = "idle"
+            elif errors == 0:
+                state = "ok"
+            elif errors / calls <= 0.5:
+                state = "degraded"
+            else:
+                state = "down"
+            cells.append({"hour": hour, "calls": calls, "errors": errors, "state": state})
+        history[backend_id] = cells
+    return history

@@ -84,6 +84,11 @@ urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("metrics", compute_views.prometheus_metrics, name="metrics"),
     path("compute/backends/", compute_views.backends_page, name="compute-backends"),
+    path(
+        "compute/backends/<int:pk>/<slug:action>/",
+        compute_views.backend_action,
+        name="compute-backend-action",
+    ),
     # Last: an /api/ address no route matched (an id the router refuses, a
     # missing slash) answers in the API's JSON error shape, not an HTML page.
     re_path(r"^api/", api_not_found),

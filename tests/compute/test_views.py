@@ -99,3 +99,45 @@ def test_managers_see_the_backend_page(client, metered):
     assert "gy-vllm" in page and f'data-backend="{backend.pk}"' in page
     client.force_login(member(organization=project.workforce, role=Membership.Role.ANNOTATOR))
     assert client.get("/compute/backends/").status_code == 403
+
+
+def test_figures_read_per_locale_and_retired_backends_wait_to_be_asked_for(client, metered):
+    project, backend = metered
+    InferenceCall.objects.filter(backend=backend).update(
+        prompt_tokens=1234567, cost=Decimal("0.000163666666666667")
+    )
+    Backend.objects.create(name="old-pool", kind="vllm", base_url="http://x/v1", is_active=False)
+    client.force_login(member(organization=project.workforce, role=Membership.Role.PROJECT_MANAGER))
+    page = client.get("/compute/backends/").content.decode()
+    assert "3,703,701" in page and "¥0.000492" in page and "0.000492000" not in page
+    assert "old-pool" not in page and 'id="show-retired"' in page
+    every = client.get("/compute/backends/?show=all").content.decode()
+    assert "old-pool" in every and "Out of service: not checked" in every
+    chinese = client.get("/compute/backends/", HTTP_ACCEPT_LANGUAGE="zh-hans").content.decode()
+    assert "3,703,701" in chinese and "推理后端" in chinese
+
+
+def test_a_manager_takes_a_backend_out_of_service_and_back_audited(client, metered):
+    project, backend = metered
+    manager = member(organization=project.workforce, role=Membership.Role.PROJECT_MANAGER)
+    client.force_login(manager)
+    response = client.post(f"/compute/backends/{backend.pk}/disable/")
+    assert response.status_code == 302
+    backend.refresh_from_db()
+    assert not backend.is_active
+    from tenants.models import AuditEvent
+
+    assert AuditEvent.objects.filter(event_type="backend.updated", actor_user=manager).exists()
+    client.post(f"/compute/backends/{backend.pk}/enable/")
+    backend.refresh_from_db()
+    assert backend.is_active
+    # An observer sees the page but may not act; another centre's backend is a 404.
+    client.force_login(
+        member(organization=project.organization, role=Membership.Role.CLIENT_DEVELOPER)
+    )
+    assert client.post(f"/compute/backends/{backend.pk}/disable/").status_code == 404
+    observer = member(organization=project.workforce, role=Membership.Role.ADMIN)
+    Membership.objects.filter(user=observer).update(role=Membership.Role.CLIENT_DEVELOPER)
+    client.force_login(observer)
+    assert client.post(f"/compute/backends/{backend.pk}/disable/").status_code == 403
+    assert client.post(f"/compute/backends/{backend.pk}/explode/").status_code == 404
