@@ -16,20 +16,27 @@ class Event(models.TextChoices):
 
 class WebhookEndpoint(models.Model):
     organization = models.ForeignKey(
-        "tenants.Organization", on_delete=models.CASCADE, related_name="webhooks"
+        "tenants.Organization",
+        on_delete=models.CASCADE,
+        related_name="webhooks",
+        verbose_name=_("organization"),
     )
     url = models.URLField(_("URL"), max_length=500)
     # Fernet token of the signing secret (tenants.secrets_cipher): needed in
     # clear to sign deliveries, so encrypted rather than hashed; never returned
     # after creation.
-    secret_encrypted = models.TextField()
-    events = models.JSONField(default=list, help_text=_("Event names; empty means all."))
-    is_active = models.BooleanField(default=True)
-    created_at = models.DateTimeField(auto_now_add=True)
+    secret_encrypted = models.TextField(verbose_name=_("secret encrypted"))
+    events = models.JSONField(
+        default=list, help_text=_("Event names; empty means all."), verbose_name=_("events")
+    )
+    is_active = models.BooleanField(default=True, verbose_name=_("is active"))
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name=_("created at"))
 
     tenant_path = "organization"
 
     class Meta:
+        verbose_name = _("webhook endpoint")
+        verbose_name_plural = _("webhook endpoints")
         ordering = ["pk"]
 
     def __str__(self):
@@ -48,32 +55,45 @@ class WebhookDelivery(models.Model):
         SUCCEEDED = "succeeded", _("Delivered")
         FAILED = "failed", _("Gave up")
 
-    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    endpoint = models.ForeignKey(
-        WebhookEndpoint, on_delete=models.CASCADE, related_name="deliveries"
+    id = models.UUIDField(
+        primary_key=True, default=uuid.uuid4, editable=False, verbose_name=_("ID")
     )
-    event = models.CharField(max_length=40, choices=Event.choices)
-    payload = models.JSONField()
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    endpoint = models.ForeignKey(
+        WebhookEndpoint,
+        on_delete=models.CASCADE,
+        related_name="deliveries",
+        verbose_name=_("endpoint"),
+    )
+    event = models.CharField(max_length=40, choices=Event.choices, verbose_name=_("event"))
+    payload = models.JSONField(verbose_name=_("payload"))
+    status = models.CharField(
+        max_length=16, choices=Status.choices, default=Status.PENDING, verbose_name=_("status")
+    )
     # Attempts made so far, never reset: it is also the version an attempt
     # claims (attempt n runs only while attempts == n - 1), so two messages
     # for the same attempt send it once.
-    attempts = models.PositiveSmallIntegerField(default=0)
+    attempts = models.PositiveSmallIntegerField(default=0, verbose_name=_("attempts"))
     # Give up once attempts reaches it; a manual redelivery raises it by a
     # whole schedule.
-    attempt_limit = models.PositiveSmallIntegerField(default=MAX_ATTEMPTS)
+    attempt_limit = models.PositiveSmallIntegerField(
+        default=MAX_ATTEMPTS, verbose_name=_("attempt limit")
+    )
     # The last attempt's outcome, kept for lists; every attempt is a WebhookAttempt.
-    last_status_code = models.PositiveSmallIntegerField(null=True, blank=True)
-    last_error = models.TextField(blank=True)
+    last_status_code = models.PositiveSmallIntegerField(
+        null=True, blank=True, verbose_name=_("last status code")
+    )
+    last_error = models.TextField(blank=True, verbose_name=_("last error"))
     # While pending: when the next attempt is due, or, while one is being
     # made, when its claim lapses. The sweeper re-sends what is overdue.
-    next_attempt_at = models.DateTimeField(null=True, blank=True)
-    delivered_at = models.DateTimeField(null=True, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
+    next_attempt_at = models.DateTimeField(null=True, blank=True, verbose_name=_("next attempt at"))
+    delivered_at = models.DateTimeField(null=True, blank=True, verbose_name=_("delivered at"))
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name=_("created at"))
 
     tenant_path = "endpoint__organization"
 
     class Meta:
+        verbose_name = _("webhook delivery")
+        verbose_name_plural = _("webhook deliveries")
         ordering = ["-created_at"]
         indexes = [models.Index(fields=["status", "next_attempt_at"], name="delivery_due")]
 

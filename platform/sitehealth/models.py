@@ -1,4 +1,5 @@
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 
 class Heartbeat(models.Model):
@@ -8,11 +9,15 @@ class Heartbeat(models.Model):
     `beat` row means both halves of the task pipeline are working.
     """
 
-    source = models.CharField(max_length=64, unique=True)
-    seen_at = models.DateTimeField()
-    hostname = models.CharField(max_length=255, blank=True)
+    source = models.CharField(max_length=64, unique=True, verbose_name=_("source"))
+    seen_at = models.DateTimeField(verbose_name=_("seen at"))
+    hostname = models.CharField(max_length=255, blank=True, verbose_name=_("hostname"))
 
     tenant_path = None  # operational data, no organization's
+
+    class Meta:
+        verbose_name = _("heartbeat")
+        verbose_name_plural = _("heartbeats")
 
     def __str__(self):
         return f"{self.source} @ {self.seen_at:%Y-%m-%d %H:%M:%S}"

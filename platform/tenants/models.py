@@ -28,6 +28,8 @@ class User(AbstractUser):
     )
 
     class Meta(AbstractUser.Meta):
+        verbose_name = _("user")
+        verbose_name_plural = _("users")
         swappable = "AUTH_USER_MODEL"
 
     def __str__(self):
@@ -47,7 +49,12 @@ class Region(models.Model):
     code = models.CharField(_("code"), max_length=12, unique=True)
     level = models.CharField(_("level"), max_length=16, choices=Level.choices)
     parent = models.ForeignKey(
-        "self", on_delete=models.PROTECT, null=True, blank=True, related_name="children"
+        "self",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="children",
+        verbose_name=_("parent"),
     )
     name_zh = models.CharField(_("Chinese name"), max_length=64)
     name_en = models.CharField(_("English name"), max_length=64)
@@ -56,6 +63,8 @@ class Region(models.Model):
     tenant_path = None
 
     class Meta:
+        verbose_name = _("region")
+        verbose_name_plural = _("regions")
         ordering = ["code"]
         constraints = [
             models.CheckConstraint(
@@ -86,13 +95,16 @@ class Organization(models.Model):
             "Where the organization is: a workforce centre's city, a government office's "
             "jurisdiction (province or city)."
         ),
+        verbose_name=_("region"),
     )
     is_active = models.BooleanField(_("active"), default=True)
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name=_("created at"))
 
     tenant_path = "pk"
 
     class Meta:
+        verbose_name = _("organization")
+        verbose_name_plural = _("organizations")
         ordering = ["name"]
 
     def __str__(self):
@@ -109,17 +121,25 @@ class Membership(models.Model):
         ADMIN = "admin", _("Administrator")
 
     user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships"
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="memberships",
+        verbose_name=_("user"),
     )
     organization = models.ForeignKey(
-        Organization, on_delete=models.CASCADE, related_name="memberships"
+        Organization,
+        on_delete=models.CASCADE,
+        related_name="memberships",
+        verbose_name=_("organization"),
     )
     role = models.CharField(_("role"), max_length=32, choices=Role.choices)
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name=_("created at"))
 
     tenant_path = "organization"
 
     class Meta:
+        verbose_name = _("membership")
+        verbose_name_plural = _("memberships")
         ordering = ["organization_id", "user_id", "role"]
         constraints = [
             models.UniqueConstraint(
@@ -147,19 +167,25 @@ class ApiToken(models.Model):
     """
 
     organization = models.ForeignKey(
-        Organization, on_delete=models.CASCADE, related_name="api_tokens"
+        Organization,
+        on_delete=models.CASCADE,
+        related_name="api_tokens",
+        verbose_name=_("organization"),
     )
     created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="api_tokens"
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        related_name="api_tokens",
+        verbose_name=_("created by"),
     )
     name = models.CharField(_("name"), max_length=100)
     # The first characters of the secret, so people can tell tokens apart.
     prefix = models.CharField(_("prefix"), max_length=16, db_index=True)
-    digest = models.CharField(max_length=64, unique=True)
+    digest = models.CharField(max_length=64, unique=True, verbose_name=_("digest"))
     # Membership.Role values; a JSON list rather than an array so that the
     # SQLite of `make run` stores it too.
     roles = models.JSONField(_("roles"), default=list)
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name=_("created at"))
     expires_at = models.DateTimeField(_("expires"), null=True, blank=True)
     last_used_at = models.DateTimeField(_("last used"), null=True, blank=True)
     revoked_at = models.DateTimeField(_("revoked"), null=True, blank=True)
@@ -167,6 +193,8 @@ class ApiToken(models.Model):
     tenant_path = "organization"
 
     class Meta:
+        verbose_name = _("API token")
+        verbose_name_plural = _("API tokens")
         ordering = ["-created_at", "-pk"]
 
     def __str__(self):

@@ -21,22 +21,32 @@ class SkillTier(models.Model):
     """T1 basic labeling … T5 model operations, with pay, price and entry bars."""
 
     level = models.PositiveSmallIntegerField(
-        unique=True, validators=[MinValueValidator(1), MaxValueValidator(5)]
+        unique=True,
+        validators=[MinValueValidator(1), MaxValueValidator(5)],
+        verbose_name=_("level"),
     )
-    name_en = models.CharField(max_length=100)
-    name_zh = models.CharField(max_length=100)
-    description = models.TextField(blank=True)
+    name_en = models.CharField(max_length=100, verbose_name=_("name en"))
+    name_zh = models.CharField(max_length=100, verbose_name=_("name zh"))
+    description = models.TextField(blank=True, verbose_name=_("description"))
     pay_per_1k_tokens = models.DecimalField(
         _("pay to the annotator per 1,000 tokens (CNY)"), **MONEY
     )
     price_per_1k_tokens = models.DecimalField(_("list price per 1,000 tokens (CNY)"), **MONEY)
-    min_gold_accuracy = models.DecimalField(max_digits=4, decimal_places=3, default=0)
-    min_review_acceptance = models.DecimalField(max_digits=4, decimal_places=3, default=0)
-    min_volume_tokens = models.PositiveBigIntegerField(default=0)
+    min_gold_accuracy = models.DecimalField(
+        max_digits=4, decimal_places=3, default=0, verbose_name=_("min gold accuracy")
+    )
+    min_review_acceptance = models.DecimalField(
+        max_digits=4, decimal_places=3, default=0, verbose_name=_("min review acceptance")
+    )
+    min_volume_tokens = models.PositiveBigIntegerField(
+        default=0, verbose_name=_("min volume tokens")
+    )
 
     tenant_path = None  # the platform's published tier table
 
     class Meta:
+        verbose_name = _("skill tier")
+        verbose_name_plural = _("skill tiers")
         ordering = ["level"]
         constraints = [
             models.CheckConstraint(
@@ -102,15 +112,24 @@ class LedgerEntry(models.Model):
         INFERENCE = "inference", _("Model inference")
         FINE_TUNING = "fine_tuning", _("Fine-tuning")
 
-    idempotency_key = models.CharField(max_length=200, unique=True)
-    kind = models.CharField(max_length=16, choices=Kind.choices)
-    occurred_at = models.DateTimeField()
-    tokens_input = models.BigIntegerField(default=0)
-    tokens_output = models.BigIntegerField(default=0)
-    skill_tier = models.PositiveSmallIntegerField(null=True, blank=True)
-    region = models.ForeignKey("tenants.Region", on_delete=models.PROTECT, related_name="+")
+    idempotency_key = models.CharField(
+        max_length=200, unique=True, verbose_name=_("idempotency key")
+    )
+    kind = models.CharField(max_length=16, choices=Kind.choices, verbose_name=_("kind"))
+    occurred_at = models.DateTimeField(verbose_name=_("occurred at"))
+    tokens_input = models.BigIntegerField(default=0, verbose_name=_("tokens input"))
+    tokens_output = models.BigIntegerField(default=0, verbose_name=_("tokens output"))
+    skill_tier = models.PositiveSmallIntegerField(
+        null=True, blank=True, verbose_name=_("skill tier")
+    )
+    region = models.ForeignKey(
+        "tenants.Region", on_delete=models.PROTECT, related_name="+", verbose_name=_("region")
+    )
     client = models.ForeignKey(
-        "tenants.Organization", on_delete=models.PROTECT, related_name="ledger_as_client"
+        "tenants.Organization",
+        on_delete=models.PROTECT,
+        related_name="ledger_as_client",
+        verbose_name=_("client"),
     )
     workforce = models.ForeignKey(
         "tenants.Organization",
@@ -118,12 +137,23 @@ class LedgerEntry(models.Model):
         null=True,
         blank=True,
         related_name="ledger_as_workforce",
+        verbose_name=_("workforce"),
     )
     project = models.ForeignKey(
-        "annotation.Project", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+        "annotation.Project",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("project"),
     )
     worker = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("worker"),
     )
     # History outlives backends: the id stays when a backend is deleted (no
     # constraint and no cascade, since the ledger is never updated).
@@ -134,22 +164,30 @@ class LedgerEntry(models.Model):
         blank=True,
         related_name="+",
         db_constraint=False,
+        verbose_name=_("backend"),
     )
-    revenue = models.DecimalField(**MONEY)
-    cost = models.DecimalField(**MONEY)
+    revenue = models.DecimalField(**MONEY, verbose_name=_("revenue"))
+    cost = models.DecimalField(**MONEY, verbose_name=_("cost"))
     # Machine work only: GPU time the work held (a call's wall time times the
     # backend's GPUs, shared among its concurrent calls; a fine-tuning run's
     # duration times its GPUs). Tokens per GPU-hour is read from it.
-    gpu_ms = models.BigIntegerField(default=0)
+    gpu_ms = models.BigIntegerField(default=0, verbose_name=_("GPU ms"))
     # A correction: this entry reverses that one (amounts and tokens negated).
     reverses = models.OneToOneField(
-        "self", on_delete=models.PROTECT, null=True, blank=True, related_name="reversed_by"
+        "self",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="reversed_by",
+        verbose_name=_("reverses"),
     )
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name=_("created at"))
 
     tenant_path = "client"
 
     class Meta:
+        verbose_name = _("ledger entry")
+        verbose_name_plural = _("ledger entries")
         ordering = ["pk"]
         constraints = [
             models.CheckConstraint(
@@ -187,11 +225,11 @@ class LedgerEntry(models.Model):
 class RollupSums(models.Model):
     """What every rollup adds up; reversals count −1 entry with negated amounts."""
 
-    entries = models.BigIntegerField(default=0)
-    tokens_input = models.BigIntegerField(default=0)
-    tokens_output = models.BigIntegerField(default=0)
-    revenue = models.DecimalField(default=Decimal(0), **MONEY)
-    cost = models.DecimalField(default=Decimal(0), **MONEY)
+    entries = models.BigIntegerField(default=0, verbose_name=_("entries"))
+    tokens_input = models.BigIntegerField(default=0, verbose_name=_("tokens input"))
+    tokens_output = models.BigIntegerField(default=0, verbose_name=_("tokens output"))
+    revenue = models.DecimalField(default=Decimal(0), **MONEY, verbose_name=_("revenue"))
+    cost = models.DecimalField(default=Decimal(0), **MONEY, verbose_name=_("cost"))
 
     class Meta:
         abstract = True
@@ -200,15 +238,23 @@ class RollupSums(models.Model):
 class LedgerRollup(RollupSums):
     """Day × region × tier × kind × client totals, kept current as entries post."""
 
-    day = models.DateField()
-    region = models.ForeignKey("tenants.Region", on_delete=models.PROTECT, related_name="+")
-    skill_tier = models.PositiveSmallIntegerField(default=0)  # 0: no tier (machine work)
-    kind = models.CharField(max_length=16, choices=LedgerEntry.Kind.choices)
-    client = models.ForeignKey("tenants.Organization", on_delete=models.PROTECT, related_name="+")
+    day = models.DateField(verbose_name=_("day"))
+    region = models.ForeignKey(
+        "tenants.Region", on_delete=models.PROTECT, related_name="+", verbose_name=_("region")
+    )
+    skill_tier = models.PositiveSmallIntegerField(
+        default=0, verbose_name=_("skill tier")
+    )  # 0: no tier (machine work)
+    kind = models.CharField(max_length=16, choices=LedgerEntry.Kind.choices, verbose_name=_("kind"))
+    client = models.ForeignKey(
+        "tenants.Organization", on_delete=models.PROTECT, related_name="+", verbose_name=_("client")
+    )
 
     tenant_path = "client"
 
     class Meta:
+        verbose_name = _("ledger rollup")
+        verbose_name_plural = _("ledger rollups")
         constraints = [
             models.UniqueConstraint(
                 fields=["day", "region", "skill_tier", "kind", "client"], name="rollup_key"
@@ -294,18 +340,26 @@ class TierChange(models.Model):
     """An annotator's tier history: every promotion and demotion, with its reason."""
 
     user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="tier_changes"
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="tier_changes",
+        verbose_name=_("user"),
     )
-    day = models.DateField()
-    from_level = models.PositiveSmallIntegerField()
-    to_level = models.PositiveSmallIntegerField()
+    day = models.DateField(verbose_name=_("day"))
+    from_level = models.PositiveSmallIntegerField(verbose_name=_("from level"))
+    to_level = models.PositiveSmallIntegerField(verbose_name=_("to level"))
     # Where the person worked when the change was made: regional reports count
     # promotions and demotions without naming anyone.
     region = models.ForeignKey(
-        "tenants.Region", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+        "tenants.Region",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("region"),
     )
-    reason = models.TextField()
-    measured = models.JSONField(default=dict)
+    reason = models.TextField(verbose_name=_("reason"))
+    measured = models.JSONField(default=dict, verbose_name=_("measured"))
     # Who changed it by hand (a centre's manager); None for the daily review.
     changed_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
@@ -313,12 +367,15 @@ class TierChange(models.Model):
         null=True,
         blank=True,
         related_name="+",
+        verbose_name=_("changed by"),
     )
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name=_("created at"))
 
     tenant_path = None  # read through the person's own page, never listed across tenants
 
     class Meta:
+        verbose_name = _("tier change")
+        verbose_name_plural = _("tier changes")
         ordering = ["-day", "-pk"]
         constraints = [
             # The daily review changes a person's tier at most once a day; a
