@@ -1,5 +1,7 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
+from django.shortcuts import redirect
+from django.templatetags.static import static
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView
 from rest_framework.routers import DefaultRouter
@@ -82,6 +84,8 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", api_docs.swagger_ui, name="api-docs"),
     path("healthz", healthz, name="healthz"),
+    # Browsers ask for /favicon.ico on pages that name no icon (the API's JSON, files).
+    path("favicon.ico", lambda request: redirect(static("favicon.svg"), permanent=True)),
     path("metrics", compute_views.prometheus_metrics, name="metrics"),
     path("compute/backends/", compute_views.backends_page, name="compute-backends"),
     path(
