@@ -93,6 +93,20 @@ class Project(models.Model):
         validators=[MinValueValidator(0), MaxValueValidator(1)],
         help_text=_("Share of tasks served from gold items."),
     )
+    # A model's suggestion pre-fills the answer only when it is at least this
+    # sure; below, annotators see it as a hint (a 5 % guess pre-filled nudges
+    # people toward it, and a three-way preference at 33 % is chance).
+    suggestion_prefill_floor = models.DecimalField(
+        _("suggestion pre-fill floor"),
+        max_digits=4,
+        decimal_places=3,
+        default=Decimal("0.6"),
+        validators=[MinValueValidator(0), MaxValueValidator(1)],
+        help_text=_(
+            "A model suggestion at least this confident pre-fills the answer; a less "
+            "confident one is shown as a hint only."
+        ),
+    )
     agreement_threshold = models.DecimalField(
         _("agreement threshold"),
         max_digits=4,

@@ -48,6 +48,7 @@ class ProjectSerializer(serializers.ModelSerializer):
             "target_confidence",
             "max_annotations",
             "quarantine_below",
+            "suggestion_prefill_floor",
             "model_votes",
             "retrain_every",
             "review_rate",

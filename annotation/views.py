@@ -82,6 +82,11 @@ def _js_strings() -> dict:
         "suggestion": _("Model suggestion"),
         "noSuggestion": _("No model suggestion for this item."),
         "suggestionPrefilled": _("Pre-filled from %(model)s, confidence %(confidence)s"),
+        "suggestionHint": _(
+            "%(model)s suggests “%(answer)s” at %(confidence)s confidence: under this "
+            "project's %(floor)s floor, so nothing is pre-filled. Decide for yourself."
+        ),
+        "previousSaved": _("Previous task saved."),
         "confidence": _("Confidence"),
         "model": _("Model"),
         "prompt": _("Prompt"),
@@ -128,6 +133,8 @@ def _page_config(project: Project) -> dict:
             "name": project.name,
             "taskType": project.task_type,
             "labelSchema": _label_schema(project),
+            # Below this a suggestion is a hint, not a pre-filled answer.
+            "suggestionFloor": float(project.suggestion_prefill_floor),
         },
         "api": _api_urls(project),
         "urls": {"projects": reverse("annotation:projects")},

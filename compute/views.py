@@ -11,6 +11,7 @@ from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.formats import number_format
+from django.utils.translation import get_language
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -66,6 +67,9 @@ def backends_page(request):
         row["health_text"] = _health_text(backend)
         row["circuit_text"] = backend.get_circuit_display()
         row["kind_text"] = backend.get_kind_display()
+        if backend.region_id:
+            chinese = (get_language() or "").startswith("zh")
+            row["region"] = backend.region.name_zh if chinese else backend.region.name_en
         row["cost_text"] = money_text(Decimal(row["cost"]))
         row["history"] = history[backend.pk]
     return render(

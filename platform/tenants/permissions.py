@@ -321,6 +321,8 @@ def page_permissions(user: User) -> dict[str, bool]:
     return {
         "people": can_open_people(user, held=held),
         "statements": can_open_statements(user, held=held),
+        # The project pages: a client's editors and a centre's managers.
+        "projects": any(role in PROJECT_EDITORS for role, _kind in held),
         "workspace": can_open_workspace(user, held=held),
         "reports": can_open_reports(user, held=held),
         "backends": can_open_backends(user, held=held),

@@ -74,6 +74,8 @@
     undoButton.disabled = !ready || !current || !current.editor.canUndo();
   }
 
+  let justSaved = false;
+
   function status(message, { sticky = false } = {}) {
     window.clearTimeout(statusTimer);
     statusEl.textContent = message || "";
@@ -161,6 +163,7 @@
   // --- screens ----------------------------------------------------------------------------
   function renderSuggestion(suggestion) {
     if (!suggestion) {
+      suggestionEl.classList.remove("is-hint");
       suggestionEl.classList.add("is-empty");
       suggestionEl.replaceChildren(h("span", { class: "muted" }, S.noSuggestion));
       delete suggestionEl.dataset.confidence;
@@ -168,16 +171,23 @@
     }
     suggestionEl.classList.remove("is-empty");
     const confidence = Number(suggestion.confidence);
-    suggestionEl.replaceChildren(
-      h("span", { class: "suggestion-title" }, S.suggestion),
-      h(
-        "span",
-        { class: "suggestion-text" },
-        TW.format(S.suggestionPrefilled, {
+    const prefilled = prefills(suggestion);
+    suggestionEl.classList.toggle("is-hint", !prefilled);
+    suggestionEl.dataset.prefilled = String(prefilled);
+    const text = prefilled
+      ? TW.format(S.suggestionPrefilled, {
           model: suggestion.model || "?",
           confidence: TW.percent(confidence),
-        }),
-      ),
+        })
+      : TW.format(S.suggestionHint, {
+          model: suggestion.model || "?",
+          answer: answerSummary(suggestion.answer),
+          confidence: TW.percent(confidence),
+          floor: TW.percent(Number(project.suggestionFloor || 0)),
+        });
+    suggestionEl.replaceChildren(
+      h("span", { class: "suggestion-title" }, S.suggestion),
+      h("span", { class: "suggestion-text" }, text),
       h(
         "span",
         { class: "meter", "aria-hidden": "true" },
@@ -187,11 +197,37 @@
     suggestionEl.dataset.confidence = String(confidence);
   }
 
+  /** A suggested answer in a few words, for a hint (labels, a choice, a score or spans). */
+  function answerSummary(answer) {
+    if (!answer || typeof answer !== "object") return "?";
+    const titles = {};
+    for (const label of (project.labelSchema && project.labelSchema.labels) || []) {
+      if (label && typeof label === "object") titles[label.value] = label.title || label.value;
+    }
+    const named = (value) => titles[value] || String(value);
+    if (answer.label !== undefined) return named(answer.label);
+    if (Array.isArray(answer.labels)) return answer.labels.map(named).join(", ");
+    if (answer.choice !== undefined) return String(answer.choice);
+    if (answer.score !== undefined) return String(answer.score);
+    if (Array.isArray(answer.spans)) {
+      return answer.spans.map((s) => `${s.text || ""} (${named(s.label)})`).join(", ") || S.none;
+    }
+    if (typeof answer.text === "string") return answer.text.slice(0, 60);
+    return "?";
+  }
+
   // Width through the CSSOM: a style attribute would break the Content-Security-Policy.
   function meterFill(confidence) {
     const fill = h("span", { class: "meter-fill" });
     fill.style.width = `${Math.round(Math.min(1, Math.max(0, confidence || 0)) * 100)}%`;
     return fill;
+  }
+
+  // Only a suggestion at least as sure as the project's floor pre-fills the answer.
+  function prefills(suggestion) {
+    if (!suggestion) return false;
+    const floor = Number(project.suggestionFloor || 0);
+    return Number(suggestion.confidence) >= floor;
   }
 
   function show(lease, deadline) {
@@ -201,11 +237,13 @@
       taskType: project.taskType,
       schema: project.labelSchema,
       data: lease.item.data || {},
-      initial: suggestion ? suggestion.answer : null,
+      initial: prefills(suggestion) ? suggestion.answer : null,
       strings: S,
       notify: (message) => status(message),
       onChange: () => {
         undoButton.disabled = busy || !editor.canUndo();
+        // "Saved." spoke of the previous task: gone once this one is touched.
+        if (statusEl.textContent === S.previousSaved) status("");
       },
     });
     emptyEl.hidden = true;
@@ -225,6 +263,8 @@
     ws.dataset.item = String(lease.item.id);
     setState("ready");
     tick();
+    if (justSaved) status(S.previousSaved);
+    justSaved = false;
     if (taskEl.getBoundingClientRect().top < 0) taskEl.scrollIntoView({ block: "start" });
     editor.focus();
     startPrefetch(lease.id);
@@ -297,6 +337,7 @@
       store("done", doneCount);
       doneEl.textContent = String(doneCount);
       status(S.saved);
+      justSaved = true;
       await advance();
       return;
     }

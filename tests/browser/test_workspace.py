@@ -442,6 +442,31 @@ def test_the_model_suggestion_is_prefilled_with_its_confidence(page):
     assert page.locator(".label-btn[aria-pressed=true]").count() == 0
 
 
+def test_an_unsure_suggestion_is_a_hint_and_saved_speaks_of_the_previous_task(page):
+    unsure = {"answer": {"label": "negative"}, "confidence": 0.05, "model": "demo"}
+    project, annotator, items = make_project(
+        "classification",
+        SENTIMENT,
+        [{"text": t} for t in REVIEWS],
+        metadata={1: {"suggestion": unsure}},
+    )
+    open_workspace(page, project, annotator)
+    wait_for_item(page, items[0])
+    page.click(".label-btn[data-value=positive]")
+    page.keyboard.press("Enter")
+
+    wait_for_item(page, items[1])
+    # Under the project's floor (0.6 by default): shown, named, but nothing pre-filled.
+    hint = page.text_content("#suggestion")
+    assert "5%" in hint and "60%" in hint
+    assert page.get_attribute("#suggestion", "data-prefilled") == "false"
+    assert page.locator(".label-btn[aria-pressed=true]").count() == 0
+    # The previous task's save is named as such, and goes once this one is touched.
+    assert page.text_content("#status") == "Previous task saved."
+    page.click(".label-btn[data-value=positive]")
+    assert page.text_content("#status") == ""
+
+
 def test_language_switch_shows_the_workspace_in_chinese(page):
     project, annotator, items = make_project(
         "classification", SENTIMENT, [{"text": t} for t in REVIEWS]

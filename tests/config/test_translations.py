@@ -34,7 +34,9 @@ def _copy_sources(into: Path) -> Path:
         return [
             n
             for n in names
-            if (at_root and n in IGNORED) or n in {"__pycache__", "node_modules"} or n.endswith(".mo")
+            if (at_root and n in IGNORED)
+            or n in {"__pycache__", "node_modules"}
+            or n.endswith(".mo")
         ]
 
     shutil.copytree(ROOT, copy, ignore=skipped)
