@@ -11,6 +11,7 @@ from django.contrib.auth.decorators import login_required
 from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
+from django.utils.formats import number_format
 from django.utils.translation import get_language
 from django.utils.translation import gettext as _
 from django.views.decorators.csrf import ensure_csrf_cookie
@@ -247,9 +248,9 @@ def _requirement_text(requirement: dict) -> dict:
     """A bar of the next tier in words: its name, measured against required, its evidence."""
     if requirement["bar"] == "volume_tokens":
         return {
-            "label": _("Tokens"),
-            "measured_text": f"{requirement['measured']:,}",
-            "required_text": f"{requirement['required']:,}",
+            "label": _("Tokens labelled on this platform"),
+            "measured_text": number_format(requirement["measured"], force_grouping=True),
+            "required_text": number_format(requirement["required"], force_grouping=True),
             "evidence_text": "",
         }
     evidence, minimum = requirement["evidence"], requirement["evidence_required"]

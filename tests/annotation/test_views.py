@@ -313,3 +313,16 @@ def test_me_says_when_there_is_no_next_tier_and_no_history_in_chinese():
     assert "模型运营" in html and "您已处于最高等级。" in html
     assert "<progress " not in html
     assert "暂无等级变动。" in html and "本月" in html and "¥0.00" in html
+
+
+def test_me_explains_its_two_token_counts_and_keeps_separators_in_chinese():
+    project = make_project()
+    annotator = worker(project, Membership.Role.ANNOTATOR)
+    annotator.skill_tier = 2
+    annotator.save(update_fields=["skill_tier"])
+    client = logged_in(annotator)
+    html = client.get("/workspace/me/").content.decode()
+    assert 'id="tokens-explained"' in html and "Tokens paid" in html
+    client.cookies["django_language"] = "zh-hans"
+    chinese = client.get("/workspace/me/").content.decode()
+    assert "1,000,000" in chinese
