@@ -118,23 +118,102 @@ PROJECTS = [
 ]
 
 
+# Generated from these parts, so every demo project has enough items for two
+# annotators to work a while (the hand-written ones alone were three), with no
+# data set to download: the same items on every machine, in a fixed order.
+DISHES = [
+    "酸汤鱼",
+    "牛肉粉",
+    "黄焖鸡",
+    "麻辣烫",
+    "烤鸭饭",
+    "肠旺面",
+    "饺子",
+    "奶茶",
+    "炒河粉",
+    "披萨",
+]
+PRAISE = ["味道很正宗，下次还点", "送得很快，还是热的", "分量很足，性价比高", "包装干净，没有洒"]
+COMPLAINTS = ["等了一个多小时才到", "送来已经凉了", "分量太少，不值这个价", "汤洒了一袋子"]
+PEOPLE = ["王小丽", "李强", "陈静", "赵敏", "刘洋", "周丹", "张伟", "孙悦"]
+PLACES = ["贵阳市", "遵义", "郑州", "成都", "杭州", "深圳", "观山湖区", "花溪"]
+ORGANIZATIONS = ["贵州大学", "千帆科技", "贵阳数据标注中心", "人民医院", "郑州东站", "阿里巴巴"]
+QUESTIONS = [
+    (
+        "我点的{dish}还没送到，怎么办？",
+        "已为您查询，骑手预计十五分钟内送达；超时可在订单页申请赔付。",
+        "等着吧。",
+    ),
+    (
+        "{dish}里吃出了异物，能退款吗？",
+        "非常抱歉！请在订单页上传照片申请退款，我们会在一小时内处理并补偿优惠券。",
+        "找商家。",
+    ),
+    (
+        "{dish}送错了，能重新送吗？",
+        "抱歉送错了。我已为您联系商家重新制作，约三十分钟送达，原餐无需退回。",
+        "不行。",
+    ),
+    (
+        "怎么给{dish}的商家写评价？",
+        "订单完成后，在“我的订单”中点击“评价”即可，可以上传照片。",
+        "自己找。",
+    ),
+    ("{dish}可以备注少放辣吗？", "可以。下单时在“备注”里写“少辣”，商家会按备注制作。", "不知道。"),
+    (
+        "{dish}的发票怎么开？",
+        "在订单详情页点击“申请发票”，填写抬头和税号，电子发票24小时内发到邮箱。",
+        "问商家。",
+    ),
+]
+
+
 def _review_items() -> list[tuple[str, dict, dict | None]]:
     # Every fifth review is a gold item with its known label.
+    written = [(f"review-{n}", text, label) for n, (text, label) in enumerate(REVIEWS)]
+    made = [
+        (f"review-g{n}", f"{dish}{phrase}", label)
+        for n, (dish, phrase, label) in enumerate(
+            (dish, phrase, label)
+            for dish in DISHES
+            for phrases, label in ((PRAISE, "positive"), (COMPLAINTS, "negative"))
+            for phrase in phrases
+        )
+    ]
     return [
-        (f"review-{n}", {"text": text}, {"label": label} if n % 5 == 0 else None)
-        for n, (text, label) in enumerate(REVIEWS)
+        (external_id, {"text": text}, {"label": label} if n % 5 == 0 else None)
+        for n, (external_id, text, label) in enumerate([*written, *made])
     ]
 
 
 def _pair_items() -> list[tuple[str, dict, dict | None]]:
-    return [
-        (f"pair-{n}", {"prompt": p, "response_a": a, "response_b": b}, None)
+    written = [
+        (f"pair-{n}", {"prompt": p, "response_a": a, "response_b": b})
         for n, (p, a, b) in enumerate(SUPPORT_PAIRS)
     ]
+    made = []
+    for n, (dish, (question, helpful, curt)) in enumerate(
+        (dish, q) for dish in DISHES for q in QUESTIONS
+    ):
+        # The helpful answer on either side, so position tells nothing.
+        a, b = (helpful, curt) if n % 2 == 0 else (curt, helpful)
+        made.append(
+            (f"pair-g{n}", {"prompt": question.format(dish=dish), "response_a": a, "response_b": b})
+        )
+    return [(external_id, data, None) for external_id, data in [*written, *made]]
 
 
 def _entity_items() -> list[tuple[str, dict, dict | None]]:
-    return [(f"entity-{n}", {"text": text}, None) for n, text in enumerate(ENTITY_TEXTS)]
+    written = [(f"entity-{n}", text) for n, text in enumerate(ENTITY_TEXTS)]
+    made = [
+        (
+            f"entity-g{n}",
+            f"{PEOPLE[n % len(PEOPLE)]}在{PLACES[(n * 3) % len(PLACES)]}的"
+            f"{ORGANIZATIONS[(n * 5) % len(ORGANIZATIONS)]}点了一份{DISHES[n % len(DISHES)]}。",
+        )
+        for n in range(60)
+    ]
+    return [(external_id, {"text": text}, None) for external_id, text in [*written, *made]]
 
 
 # The demo's items for each of its projects' task types.

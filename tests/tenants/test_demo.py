@@ -55,6 +55,9 @@ def test_seed_demo_command_adds_the_demo_projects_once(settings, capsys):
     call_command("seed_demo")
     second = capsys.readouterr().out
     assert projects == 3 and items > 30
+    # Every project has enough for two annotators to work a while, not three items.
+    for project in Project.objects.all():
+        assert project.items.count() >= 60, project.name
     assert (Project.objects.count(), Item.objects.count()) == (projects, items)
     assert "0 row(s) created" in second and "0 row(s) created" not in first
     assert "annotator" in second  # the logins are printed every time
