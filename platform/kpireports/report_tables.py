@@ -282,10 +282,45 @@ def trap_sentence(report: dict) -> str:
             )
             % values
         )
+    if trap["streak"]:
+        # Under the threshold now, but not for long enough: say so, or an index
+        # under the line beside "no warning" reads as a contradiction.
+        return (
+            _(
+                "No low-end-trap warning yet: the value-chain index has been under "
+                "%(threshold)s for %(streak)s consecutive months; the warning comes after "
+                "%(required)s in a row."
+            )
+            % values
+        )
     return (
         _(
-            "No low-end-trap warning: %(streak)s consecutive months under %(threshold)s "
-            "(warning at %(required)s)."
+            "No low-end-trap warning: the value-chain index was at or above %(threshold)s "
+            "in the last month (a warning needs %(required)s months in a row under it)."
+        )
+        % values
+    )
+
+
+def compare_note(report: dict) -> str:
+    """Why a change reads "—", when the report is compared with another period."""
+    period = report.get("compare_period")
+    if not period:
+        return ""
+    values = {"start": f"{period['start']:%Y-%m}", "end": f"{period['end']:%Y-%m}"}
+    compared = report.get("compare_summary") or {}
+    if not compared.get("tokens_total"):
+        return (
+            _(
+                "Compared with %(start)s to %(end)s: no work was recorded in this region "
+                "then, so there is nothing to compare with and every change shows “—”."
+            )
+            % values
+        )
+    return (
+        _(
+            "Compared with %(start)s to %(end)s. A change shows “—” where that period's "
+            "figure was zero or missing: a percentage of nothing cannot be made."
         )
         % values
     )

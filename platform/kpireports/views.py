@@ -9,7 +9,13 @@ from tenants.models import Region
 
 from .permissions import require_can_read_reports
 from .report_files import REPORT_FILES
-from .report_tables import report_sections, report_title, tier_label, trap_sentence
+from .report_tables import (
+    compare_note,
+    report_sections,
+    report_title,
+    tier_label,
+    trap_sentence,
+)
 from .selectors import (
     jurisdiction_regions,
     jurisdiction_roots,
@@ -81,6 +87,10 @@ def region_dashboard(request, code):
             report=report,
             title=report_title(report),
             trap=trap_sentence(report),
+            compare_note=compare_note(report),
+            # The map is of provinces: a city office's would shade its whole
+            # province with the city's figures, so a city has none.
+            show_map=any(root.level != Region.Level.CITY for root in roots),
             sections=report_sections(report),
             chart_data=chart_data,
         )

@@ -52,7 +52,7 @@
     legend: { top: 0 },
     grid: { left: 70, right: 16, top: 36, bottom: 28 },
     xAxis: { type: "category", data: months },
-    yAxis: { type: "value", name: "¥" },
+    yAxis: { type: "value", name: "¥", axisLabel: { formatter: compact } },
     series: tierKeys.map(function (tier) {
       return { name: data.tiers[tier], type: "bar", stack: "revenue",
         data: report.monthly.map(function (m) { return num(m.revenue_by_tier[tier].revenue); }) };
@@ -70,7 +70,10 @@
     legend: { top: 0 },
     tooltip: { trigger: "axis", valueFormatter: function (v) { return v === null ? "—" : "¥" + v.toFixed(4); } },
     grid: { left: 70, right: 16, top: 36, bottom: 28 },
-    xAxis: { type: "category", data: byTier.map(function (t) { return data.tiers[String(t.tier)]; }) },
+    // Every tier labelled (ECharts hides alternate labels that might touch),
+    // the long "machine" one wrapped under its bar.
+    xAxis: { type: "category", data: byTier.map(function (t) { return data.tiers[String(t.tier)]; }),
+      axisLabel: { interval: 0, hideOverlap: false, width: 70, overflow: "break" } },
     yAxis: { type: "value", name: "¥ / 1k" },
     series: rptSeries
   });
@@ -87,7 +90,9 @@
         return m.value_chain_index === null ? null : Number(m.value_chain_index) * 100;
       }),
       markLine: { symbol: "none", lineStyle: { type: "dashed", color: "#c0392b" },
-        label: { formatter: (zh ? "低端陷阱阈值 " : "trap threshold ") + threshold.toFixed(0) + "%" },
+        // Inside the plot: at the line's end it ran past the canvas and was cut off.
+        label: { position: "insideEndTop",
+          formatter: (zh ? "低端陷阱阈值 " : "trap threshold ") + threshold.toFixed(0) + "%" },
         data: [{ yAxis: threshold }] }
     }]
   });
@@ -131,9 +136,11 @@
       var max = values.reduce(function (a, p) { return Math.max(a, p.value); }, 1);
       draw("chart-map", {
         tooltip: { trigger: "item", formatter: function (p) {
-          return p.data ? p.data.label + ": " + p.data.value.toLocaleString() : "—";
+          return p.data ? p.data.label + ": " + p.data.value.toLocaleString(zh ? "zh-CN" : "en") : "—";
         } },
         visualMap: { min: 0, max: max, left: 8, bottom: 8, calculable: true,
+          // 11900049119 read as 119亿 / 11.9B, like the axes.
+          formatter: function (value) { return compact(Math.round(Number(value))); },
           inRange: { color: ["#e0ecf8", "#08519c"] } },
         series: [{ type: "map", map: "china-provinces", nameProperty: "id", roam: false,
           label: { show: false }, data: values }]

@@ -160,3 +160,17 @@ def test_a_malformed_month_is_explained_on_the_page_and_in_files(official):
 def test_the_picker_keeps_the_choices_when_it_changes_region(official):
     response = official.get("/reports/", {"region": "520300", "start": "2026-09"})
     assert response.url == "/reports/520300/?start=2026-09"
+
+
+def test_the_dashboard_explains_its_dashes_and_the_trap_streak(official):
+    page = official.get(f"/reports/520000/?{AUTUMN}").content.decode()
+    assert 'id="compare-note"' in page and "2026-07" in page
+    assert "low-end-trap warning" in page and "months" in page
+    assert 'id="chart-map"' in page
+
+
+def test_a_city_office_gets_no_province_map(history):
+    client = Client()
+    client.force_login(history["city_official"])
+    page = client.get(f"/reports/520100/?{AUTUMN}").content.decode()
+    assert 'id="chart-map"' not in page and 'id="chart-vci"' in page
