@@ -6,6 +6,8 @@ templates all ask these, so a page never offers what the API would refuse.
 A rule costs at most one query (the caller's roles in one organization).
 """
 
+from django.utils.translation import gettext as _
+
 from tenants.models import Organization, User
 from tenants.permissions import (
     ANNOTATORS,
@@ -52,7 +54,7 @@ def can_annotate_project(user: User, project: Project) -> bool:
 def require_can_annotate_project(user: User, project: Project) -> None:
     require(
         can_annotate_project(user, project),
-        "You are not an annotator of the centre staffing this project.",
+        _("You are not an annotator of the centre staffing this project."),
     )
 
 
@@ -91,6 +93,8 @@ def can_manage_annotator_quality(user: User, project: Project) -> bool:
 def require_can_manage_annotator_quality(user: User, project: Project) -> None:
     require(
         can_manage_annotator_quality(user, project),
-        "Only the staffing centre's project managers may see and change annotators' "
-        "quality records.",
+        _(
+            "Only the staffing centre's project managers may see and change annotators' "
+            "quality records."
+        ),
     )

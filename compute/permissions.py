@@ -4,6 +4,8 @@ Rules are plain functions of (user, object) returning bool; each `require_…`
 raises PermissionDenied with the message people see.
 """
 
+from django.utils.translation import gettext as _
+
 from annotation.models import Project
 from tenants.models import Organization, User
 from tenants.permissions import (
@@ -32,8 +34,10 @@ def can_run_on_project(user: User, project: Project) -> bool:
 def require_can_run_on_project(user: User, project: Project) -> None:
     require(
         can_run_on_project(user, project),
-        "Only the client's developers and managers, or the centre's "
-        "project managers, may run models on this project.",
+        _(
+            "Only the client's developers and managers, or the centre's "
+            "project managers, may run models on this project."
+        ),
     )
 
 
@@ -48,9 +52,9 @@ def can_manage_backend(user: User, organization: Organization | None) -> bool:
 def require_can_manage_backend(user: User, organization: Organization | None) -> None:
     require(
         can_manage_backend(user, organization),
-        "Only platform administrators manage platform-wide backends."
+        _("Only platform administrators manage platform-wide backends.")
         if organization is None
-        else "Only an admin or project manager of the organization may manage its backends.",
+        else _("Only an admin or project manager of the organization may manage its backends."),
     )
 
 

@@ -4,6 +4,8 @@ A plain rule of (user, organization) returning bool, and its `require_…`
 raising PermissionDenied with the message people see.
 """
 
+from django.utils.translation import gettext as _
+
 from tenants.models import Organization, User
 from tenants.permissions import INTEGRATION_MANAGERS, has_role, is_platform_staff, require
 
@@ -18,6 +20,8 @@ def can_manage_webhooks(user: User, organization: Organization) -> bool:
 def require_can_manage_webhooks(user: User, organization: Organization) -> None:
     require(
         can_manage_webhooks(user, organization),
-        "Only an admin, client developer or project manager of the "
-        "organization may manage its webhooks.",
+        _(
+            "Only an admin, client developer or project manager of the "
+            "organization may manage its webhooks."
+        ),
     )

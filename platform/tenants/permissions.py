@@ -259,7 +259,7 @@ def can_manage_members(user: User, organization: Organization) -> bool:
 def require_can_manage_members(user: User, organization: Organization) -> None:
     require(
         can_manage_members(user, organization),
-        "Only an admin of the organization may change its members.",
+        _("Only an admin of the organization may change its members."),
     )
 
 
