@@ -18,7 +18,7 @@ from django.utils.translation import gettext as _
 from tenants.models import Membership, Organization, User
 from tenants.permissions import PEOPLE_MANAGERS, principal_for
 from tenants.selectors import organization_members
-from valuechain.permissions import can_change_tier, can_manage_people
+from valuechain.permissions import can_change_tier, can_manage_people, require_can_change_tier
 from valuechain.quality import quality_record
 from valuechain.selectors import tier_history, tiers_ladder
 from valuechain.services import tier_change_manual
@@ -116,12 +116,7 @@ def person(request, organization_id: int, user_id: int):
         if form.errors:
             status = 400
     elif request.method == "POST":
-        raise PermissionDenied(
-            _(
-                "Only a project manager or admin of a centre the annotator works for may "
-                "change their tier, and never their own."
-            )
-        )
+        require_can_change_tier(request.user, centre, member)  # refuses, in the rule's words
     labels = dict(Membership.Role.choices)
     roles = sorted(
         Membership.objects.filter(user=member, organization=centre).values_list("role", flat=True)

@@ -144,7 +144,16 @@ def test_every_page_loads_without_a_csp_violation(page, demo):
     # The centre's manager: the backends page and the API tokens page.
     w.log_in(manager.username, DEFAULT_PASSWORD)
     w.visit("/compute/backends/", "#backend-table")
+    page.click("[data-backend] details.retire summary")
+    w.check("backends page with the retire confirmation open")
     w.visit(reverse("api-tokens"), "main form")
+    w.visit(reverse("people"), "#people-table")
+    w.visit(reverse("person", args=[project.workforce_id, annotator.pk]), "#tier-form")
+
+    # The client: their projects and a monthly statement.
+    w.log_in(project.created_by.username, DEFAULT_PASSWORD)
+    w.visit(reverse("statements"), "#statement-projects")
+    w.visit(reverse("statement", args=[project.pk]), "#statement-lines")
 
     # An official: the dashboard, its charts drawn and a tooltip shown.
     w.log_in("official", DEMO_PASSWORD)
