@@ -71,11 +71,19 @@ def test_a_superuser_may_manage_every_organizations_api_tokens():
         (
             Role.PROJECT_MANAGER,
             Organization.Kind.WORKFORCE,
-            {"workspace", "backends", "api_tokens"},
+            {"workspace", "backends", "api_tokens", "people", "projects"},
         ),
-        (Role.PROJECT_MANAGER, Organization.Kind.CLIENT, {"backends", "api_tokens"}),
-        (Role.CLIENT_DEVELOPER, Organization.Kind.CLIENT, {"backends", "api_tokens"}),
-        (Role.ADMIN, Organization.Kind.WORKFORCE, {"backends", "api_tokens"}),
+        (
+            Role.PROJECT_MANAGER,
+            Organization.Kind.CLIENT,
+            {"backends", "api_tokens", "statements", "projects"},
+        ),
+        (
+            Role.CLIENT_DEVELOPER,
+            Organization.Kind.CLIENT,
+            {"backends", "api_tokens", "statements", "projects"},
+        ),
+        (Role.ADMIN, Organization.Kind.WORKFORCE, {"backends", "api_tokens", "people", "projects"}),
         (Role.OFFICIAL, Organization.Kind.GOVERNMENT, {"reports", "api_tokens"}),
         (Role.OFFICIAL, Organization.Kind.CLIENT, {"api_tokens"}),
     ],
