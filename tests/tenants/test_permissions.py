@@ -103,7 +103,16 @@ def test_an_inactive_organization_opens_no_page():
 def test_a_superuser_may_open_reports_and_backends():
     can = permissions.page_permissions(UserFactory(is_superuser=True))
     # Not the tokens page: a superuser gives a token only roles held in its organization.
-    assert can == {"workspace": False, "reports": True, "backends": True, "api_tokens": False}
+    assert can == {
+        "workspace": False,
+        "reports": True,
+        "backends": True,
+        "api_tokens": False,
+        # A centre's people and a client's statements are their members' pages.
+        "people": False,
+        "statements": False,
+        "projects": False,
+    }
 
 
 def test_page_permissions_cost_one_query(django_assert_num_queries):
