@@ -93,8 +93,8 @@ def test_the_loop_end_to_end(live_loop, tmp_path):
     assert sorted(r["answer"]["label"] for r in results) == ["negative", "positive", "positive"]
     lines = list(client.projects.export(project["id"], "results_jsonl"))
     assert len(lines) == 3 and all(json.loads(line)["answer"] for line in lines)
-    written = client.projects.export_to(project["id"], tmp_path / "r.csv", "results_csv")
-    assert written == (tmp_path / "r.csv").stat().st_size > 0
+    written = client.projects.export_to(project["id"], tmp_path / "r.jsonl", "openai_chat")
+    assert written == (tmp_path / "r.jsonl").stat().st_size > 0
     export = client.exports.create(project["id"], "results_jsonl")
     export = client.exports.wait(export["id"], timeout=60, poll_interval=0.2)
     client.exports.download(export["id"], tmp_path / "export.jsonl")

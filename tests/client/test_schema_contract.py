@@ -120,3 +120,18 @@ def test_the_contract_check_catches_a_field_the_server_does_not_take(schema):
     _path, operation = _operation(schema, wrong)
     content = operation["requestBody"]["content"]["application/json"]["schema"]
     assert "colour" not in _properties(schema, content)
+
+
+def test_the_response_types_are_generated_from_this_schema(schema):
+    """_models.py is what client/scripts/generate_models.py writes from the server's schema."""
+    import importlib.util
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[2] / "client" / "scripts" / "generate_models.py"
+    spec = importlib.util.spec_from_file_location("generate_models", script)
+    generator = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(generator)
+    expected = generator.formatted(generator.render(schema))
+    assert generator.TARGET.read_text(encoding="utf-8") == expected, (
+        "the API's responses changed: run python client/scripts/generate_models.py"
+    )

@@ -23,6 +23,33 @@ from ._common import (
     clean_query,
     operation,
 )
+from ._models import (
+    Annotation,
+    ApiToken,
+    ApiTokenCreated,
+    Backend,
+    DatasetVersion,
+    ExportJob,
+    FineTuneRun,
+    ImportJob,
+    Item,
+    ItemResult,
+    Lease,
+    Me,
+    Prediction,
+    PrelabelRun,
+    Project,
+    ProjectQuality,
+    ProjectStatement,
+    PromptTemplate,
+    ReportRegion,
+    Review,
+    ReviewLease,
+    WebhookDelivery,
+    WebhookEndpoint,
+    WebhookEndpointCreated,
+    WorkspaceProject,
+)
 from ._retry import RETRY_STATUSES, RetryPolicy, parse_retry_after
 from .config import load_config
 
@@ -112,7 +139,7 @@ class _AsyncCore:
 
     async def paginate(
         self, name: str, *, path: Mapping[str, Any] | None = None, query: Mapping[str, Any]
-    ) -> AsyncIterator[JSON]:
+    ) -> AsyncIterator[Any]:
         """Every row of a list, following its ``next`` links (page numbers or cursors)."""
         response = await self.send(name, path=path, query=query)
         while True:
@@ -192,12 +219,12 @@ class _AsyncCore:
         self,
         kind: str,
         get: str,
-        job_id: int,
+        job_id: int | str,
         *,
         timeout: float | None,
         poll_interval: float,
         on_progress: JobCallback | None,
-    ) -> JSON:
+    ) -> Any:
         succeeded, failed = JOB_ENDS[kind]
         started = monotonic()
         while True:
@@ -219,25 +246,25 @@ class _AsyncResource:
 
 
 class AsyncProjects(_AsyncResource):
-    def list(self, **filters: Any) -> AsyncIterator[JSON]:
+    def list(self, **filters: Any) -> AsyncIterator[Project]:
         """Your projects; filters: status, task_type, kind, organization, ordering."""
         return self._core.paginate("projects.list", query=filters)
 
-    async def get(self, project: int) -> JSON:
+    async def get(self, project: int) -> Project:
         return await self._core.json("projects.get", path={"id": project})
 
-    async def create(self, **fields: Any) -> JSON:
+    async def create(self, **fields: Any) -> Project:
         """name, task_type, label_schema, workforce, ... (see the API docs); a draft unless
         status="active"."""
         return await self._core.json("projects.create", body=fields)
 
-    async def update(self, project: int, **fields: Any) -> JSON:
+    async def update(self, project: int, **fields: Any) -> Project:
         return await self._core.json("projects.update", path={"id": project}, body=fields)
 
-    async def activate(self, project: int) -> JSON:
+    async def activate(self, project: int) -> Project:
         return await self.update(project, status="active")
 
-    async def pause(self, project: int) -> JSON:
+    async def pause(self, project: int) -> Project:
         return await self.update(project, status="paused")
 
     async def archive(self, project: int) -> None:
@@ -249,10 +276,10 @@ class AsyncProjects(_AsyncResource):
     async def agreement(self, project: int) -> JSON:
         return await self._core.json("projects.agreement", path={"id": project})
 
-    async def quality(self, project: int) -> JSON:
+    async def quality(self, project: int) -> ProjectQuality:
         return await self._core.json("projects.quality", path={"id": project})
 
-    async def statement(self, project: int, month: str) -> JSON:
+    async def statement(self, project: int, month: str) -> ProjectStatement:
         """What the month (YYYY-MM) was charged, by kind and tier."""
         return await self._core.json(
             "projects.statement", path={"id": project}, query={"month": month}
@@ -302,7 +329,7 @@ class AsyncImports(_AsyncResource):
         on_conflict: str | None = None,
         on_error: str | None = None,
         on_progress: ProgressCallback | None = None,
-    ) -> JSON:
+    ) -> ImportJob:
         """Upload a JSONL, JSON, CSV or Label Studio file (streamed); returns the import job."""
         body = {
             "format": format,
@@ -321,20 +348,20 @@ class AsyncImports(_AsyncResource):
             if owned:
                 handle.close()
 
-    async def get(self, job: int) -> JSON:
+    async def get(self, job: str) -> ImportJob:
         return await self._core.json("imports.get", path={"id": job})
 
-    def list(self, **filters: Any) -> AsyncIterator[JSON]:
+    def list(self, **filters: Any) -> AsyncIterator[ImportJob]:
         return self._core.paginate("imports.list", query=filters)
 
     async def wait(
         self,
-        job: int,
+        job: str,
         *,
         timeout: float | None = None,
         poll_interval: float = 1.0,
         on_progress: JobCallback | None = None,
-    ) -> JSON:
+    ) -> ImportJob:
         """Poll until the import ends; JobFailed (with its row errors) if it failed."""
         return await self._core.wait(
             "import",
@@ -347,43 +374,43 @@ class AsyncImports(_AsyncResource):
 
 
 class AsyncItems(_AsyncResource):
-    def list(self, **filters: Any) -> AsyncIterator[JSON]:
+    def list(self, **filters: Any) -> AsyncIterator[Item]:
         """filters: project, status, is_gold, external_id, ordering."""
         return self._core.paginate("items.list", query=filters)
 
-    async def get(self, item: int) -> JSON:
+    async def get(self, item: int) -> Item:
         return await self._core.json("items.get", path={"id": item})
 
 
 class AsyncResults(_AsyncResource):
-    def list(self, **filters: Any) -> AsyncIterator[JSON]:
+    def list(self, **filters: Any) -> AsyncIterator[ItemResult]:
         """Final answers; filters: project, approved, method."""
         return self._core.paginate("results.list", query=filters)
 
-    async def get(self, result: int) -> JSON:
+    async def get(self, result: int) -> ItemResult:
         return await self._core.json("results.get", path={"id": result})
 
 
 class AsyncExports(_AsyncResource):
-    async def create(self, project: int, format: str, *, approved_only: bool = True) -> JSON:
+    async def create(self, project: int, format: str, *, approved_only: bool = True) -> ExportJob:
         """Export to a file in the background; wait() for it, then download()."""
         body = {"project": project, "format": format, "approved_only": approved_only}
         return await self._core.json("exports.create", body=body)
 
-    async def get(self, job: int) -> JSON:
+    async def get(self, job: str) -> ExportJob:
         return await self._core.json("exports.get", path={"id": job})
 
-    def list(self, **filters: Any) -> AsyncIterator[JSON]:
+    def list(self, **filters: Any) -> AsyncIterator[ExportJob]:
         return self._core.paginate("exports.list", query=filters)
 
     async def wait(
         self,
-        job: int,
+        job: str,
         *,
         timeout: float | None = None,
         poll_interval: float = 1.0,
         on_progress: JobCallback | None = None,
-    ) -> JSON:
+    ) -> ExportJob:
         return await self._core.wait(
             "export",
             "exports.get",
@@ -394,7 +421,7 @@ class AsyncExports(_AsyncResource):
         )
 
     async def download(
-        self, job: int, destination: Destination, *, on_progress: ProgressCallback | None = None
+        self, job: str, destination: Destination, *, on_progress: ProgressCallback | None = None
     ) -> int:
         return await self._core.download(
             "exports.download", destination, path={"id": job}, on_progress=on_progress
@@ -402,14 +429,14 @@ class AsyncExports(_AsyncResource):
 
 
 class AsyncDatasets(_AsyncResource):
-    async def create(self, project: int, **options: Any) -> JSON:
+    async def create(self, project: int, **options: Any) -> DatasetVersion:
         """Freeze the approved answers; options: format, seed, validation_ratio."""
         return await self._core.json("datasets.create", body={"project": project, **options})
 
-    async def get(self, dataset: int) -> JSON:
+    async def get(self, dataset: int) -> DatasetVersion:
         return await self._core.json("datasets.get", path={"id": dataset})
 
-    def list(self, **filters: Any) -> AsyncIterator[JSON]:
+    def list(self, **filters: Any) -> AsyncIterator[DatasetVersion]:
         return self._core.paginate("datasets.list", query=filters)
 
     async def download(
@@ -430,20 +457,20 @@ class AsyncDatasets(_AsyncResource):
 
 
 class AsyncPrelabelRuns(_AsyncResource):
-    async def start(self, project: int, **options: Any) -> JSON:
+    async def start(self, project: int, **options: Any) -> PrelabelRun:
         """options: model, prompt, policy, region, backend, item_filter."""
         return await self._core.json("prelabel.create", body={"project": project, **options})
 
-    async def get(self, run: int) -> JSON:
+    async def get(self, run: int) -> PrelabelRun:
         return await self._core.json("prelabel.get", path={"id": run})
 
-    def list(self, **filters: Any) -> AsyncIterator[JSON]:
+    def list(self, **filters: Any) -> AsyncIterator[PrelabelRun]:
         return self._core.paginate("prelabel.list", query=filters)
 
-    async def cancel(self, run: int) -> JSON:
+    async def cancel(self, run: int) -> PrelabelRun:
         return await self._core.json("prelabel.cancel", path={"id": run})
 
-    async def resume(self, run: int) -> JSON:
+    async def resume(self, run: int) -> PrelabelRun:
         return await self._core.json("prelabel.resume", path={"id": run})
 
     async def wait(
@@ -453,7 +480,7 @@ class AsyncPrelabelRuns(_AsyncResource):
         timeout: float | None = None,
         poll_interval: float = 1.0,
         on_progress: JobCallback | None = None,
-    ) -> JSON:
+    ) -> PrelabelRun:
         """Until the run ends: returns it succeeded or partial, raises JobFailed otherwise."""
         return await self._core.wait(
             "prelabel",
@@ -464,7 +491,7 @@ class AsyncPrelabelRuns(_AsyncResource):
             on_progress=on_progress,
         )
 
-    def predictions(self, **filters: Any) -> AsyncIterator[JSON]:
+    def predictions(self, **filters: Any) -> AsyncIterator[Prediction]:
         """filters: project, run, item, model."""
         return self._core.paginate("predictions.list", query=filters)
 
@@ -473,15 +500,15 @@ class AsyncPrelabelRuns(_AsyncResource):
 
 
 class AsyncFineTuneRuns(_AsyncResource):
-    async def start(self, dataset: int, backend: int, **options: Any) -> JSON:
+    async def start(self, dataset: int, backend: int, **options: Any) -> FineTuneRun:
         """options: base_model, method."""
         body = {"dataset": dataset, "backend": backend, **options}
         return await self._core.json("finetune.create", body=body)
 
-    async def get(self, run: int) -> JSON:
+    async def get(self, run: int) -> FineTuneRun:
         return await self._core.json("finetune.get", path={"id": run})
 
-    def list(self, **filters: Any) -> AsyncIterator[JSON]:
+    def list(self, **filters: Any) -> AsyncIterator[FineTuneRun]:
         return self._core.paginate("finetune.list", query=filters)
 
     async def wait(
@@ -491,7 +518,7 @@ class AsyncFineTuneRuns(_AsyncResource):
         timeout: float | None = None,
         poll_interval: float = 2.0,
         on_progress: JobCallback | None = None,
-    ) -> JSON:
+    ) -> FineTuneRun:
         return await self._core.wait(
             "finetune",
             "finetune.get",
@@ -503,56 +530,60 @@ class AsyncFineTuneRuns(_AsyncResource):
 
 
 class AsyncBackends(_AsyncResource):
-    def list(self, **filters: Any) -> AsyncIterator[JSON]:
+    def list(self, **filters: Any) -> AsyncIterator[Backend]:
         return self._core.paginate("backends.list", query=filters)
 
-    async def get(self, backend: int) -> JSON:
+    async def get(self, backend: int) -> Backend:
         return await self._core.json("backends.get", path={"id": backend})
 
 
 class AsyncPrompts(_AsyncResource):
-    async def create(self, project: int, *, system: str = "", user: str = "{text}") -> JSON:
+    async def create(
+        self, project: int, *, system: str = "", user: str = "{text}"
+    ) -> PromptTemplate:
         body = {"project": project, "system": system, "user": user}
         return await self._core.json("prompts.create", body=body)
 
-    def list(self, **filters: Any) -> AsyncIterator[JSON]:
+    def list(self, **filters: Any) -> AsyncIterator[PromptTemplate]:
         return self._core.paginate("prompts.list", query=filters)
 
 
 class AsyncWebhooks(_AsyncResource):
-    async def create(self, organization: int, url: str, events: list[str] | None = None) -> JSON:
+    async def create(
+        self, organization: int, url: str, events: list[str] | None = None
+    ) -> WebhookEndpointCreated:
         """The response holds the signing secret (whsec_…), once."""
         body: JSON = {"organization": organization, "url": url}
         if events is not None:
             body["events"] = events
         return await self._core.json("webhooks.create", body=body)
 
-    def list(self) -> AsyncIterator[JSON]:
+    def list(self) -> AsyncIterator[WebhookEndpoint]:
         return self._core.paginate("webhooks.list", query={})
 
-    async def get(self, endpoint: int) -> JSON:
+    async def get(self, endpoint: int) -> WebhookEndpoint:
         return await self._core.json("webhooks.get", path={"id": endpoint})
 
-    async def update(self, endpoint: int, **fields: Any) -> JSON:
+    async def update(self, endpoint: int, **fields: Any) -> WebhookEndpoint:
         """fields: url, events, is_active."""
         return await self._core.json("webhooks.update", path={"id": endpoint}, body=fields)
 
     async def delete(self, endpoint: int) -> None:
         await self._core.json("webhooks.delete", path={"id": endpoint})
 
-    def deliveries(self, **filters: Any) -> AsyncIterator[JSON]:
+    def deliveries(self, **filters: Any) -> AsyncIterator[WebhookDelivery]:
         """filters: endpoint, status, event."""
         return self._core.paginate("webhooks.deliveries", query=filters)
 
-    async def redeliver(self, delivery: int) -> JSON:
+    async def redeliver(self, delivery: str) -> WebhookDelivery:
         return await self._core.json("webhooks.redeliver", path={"id": delivery})
 
 
 class AsyncTokens(_AsyncResource):
-    def list(self, **filters: Any) -> AsyncIterator[JSON]:
+    def list(self, **filters: Any) -> AsyncIterator[ApiToken]:
         return self._core.paginate("tokens.list", query=filters)
 
-    async def get(self, token: int) -> JSON:
+    async def get(self, token: int) -> ApiToken:
         return await self._core.json("tokens.get", path={"id": token})
 
     async def create(
@@ -562,7 +593,7 @@ class AsyncTokens(_AsyncResource):
         *,
         organization: int | None = None,
         expires_at: str | None = None,
-    ) -> JSON:
+    ) -> ApiTokenCreated:
         """Only people signed in make tokens (a token asking gets PermissionDenied)."""
         body: JSON = {"name": name, "roles": roles}
         if organization is not None:
@@ -578,26 +609,26 @@ class AsyncTokens(_AsyncResource):
 class AsyncWorkspace(_AsyncResource):
     """An annotator's or reviewer's work, for centres driving it from their own tools."""
 
-    def projects(self) -> AsyncIterator[JSON]:
+    def projects(self) -> AsyncIterator[WorkspaceProject]:
         return self._core.paginate("workspace.projects", query={})
 
-    async def next(self, project: int, *, holding: list[int] | None = None) -> JSON | None:
+    async def next(self, project: int, *, holding: list[int] | None = None) -> Lease | None:
         """Lease the next task (None: nothing left for you)."""
         return await self._core.json(
             "workspace.next", path={"id": project}, body={"holding": holding or []}
         )
 
-    async def submit(self, assignment: int, answer: JSON, *, time_spent_ms: int = 0) -> JSON:
+    async def submit(self, assignment: int, answer: JSON, *, time_spent_ms: int = 0) -> Annotation:
         body = {"answer": answer, "time_spent_ms": time_spent_ms}
         return await self._core.json("workspace.submit", path={"id": assignment}, body=body)
 
-    async def skip(self, assignment: int) -> JSON:
+    async def skip(self, assignment: int) -> Lease:
         return await self._core.json("workspace.skip", path={"id": assignment})
 
-    async def review_next(self, project: int) -> JSON | None:
+    async def review_next(self, project: int) -> ReviewLease | None:
         return await self._core.json("workspace.review_next", path={"id": project})
 
-    async def review(self, item: int, verdict: str, **fields: Any) -> JSON:
+    async def review(self, item: int, verdict: str, **fields: Any) -> Review:
         """verdict: accept, reject (reason, annotation) or correct (corrected_answer)."""
         body = {"verdict": verdict, **fields}
         return await self._core.json("workspace.review", path={"id": item}, body=body)
@@ -606,7 +637,7 @@ class AsyncWorkspace(_AsyncResource):
 class AsyncReports(_AsyncResource):
     """Officials' KPI reports for the regions in their office's jurisdiction."""
 
-    async def regions(self) -> list[JSON]:
+    async def regions(self) -> list[ReportRegion]:
         return await self._core.json("reports.regions")
 
     async def get(self, region: str, **query: Any) -> JSON:
@@ -659,7 +690,7 @@ class AsyncClient:
         self.workspace = AsyncWorkspace(self._core)
         self.reports = AsyncReports(self._core)
 
-    async def me(self) -> JSON:
+    async def me(self) -> Me:
         """Who the token is: its organization and roles."""
         return await self._core.json("me")
 

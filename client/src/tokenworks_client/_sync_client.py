@@ -25,6 +25,33 @@ from ._common import (
     clean_query,
     operation,
 )
+from ._models import (
+    Annotation,
+    ApiToken,
+    ApiTokenCreated,
+    Backend,
+    DatasetVersion,
+    ExportJob,
+    FineTuneRun,
+    ImportJob,
+    Item,
+    ItemResult,
+    Lease,
+    Me,
+    Prediction,
+    PrelabelRun,
+    Project,
+    ProjectQuality,
+    ProjectStatement,
+    PromptTemplate,
+    ReportRegion,
+    Review,
+    ReviewLease,
+    WebhookDelivery,
+    WebhookEndpoint,
+    WebhookEndpointCreated,
+    WorkspaceProject,
+)
 from ._retry import RETRY_STATUSES, RetryPolicy, parse_retry_after
 from .config import load_config
 
@@ -114,7 +141,7 @@ class _Core:
 
     def paginate(
         self, name: str, *, path: Mapping[str, Any] | None = None, query: Mapping[str, Any]
-    ) -> Iterator[JSON]:
+    ) -> Iterator[Any]:
         """Every row of a list, following its ``next`` links (page numbers or cursors)."""
         response = self.send(name, path=path, query=query)
         while True:
@@ -194,12 +221,12 @@ class _Core:
         self,
         kind: str,
         get: str,
-        job_id: int,
+        job_id: int | str,
         *,
         timeout: float | None,
         poll_interval: float,
         on_progress: JobCallback | None,
-    ) -> JSON:
+    ) -> Any:
         succeeded, failed = JOB_ENDS[kind]
         started = monotonic()
         while True:
@@ -221,25 +248,25 @@ class _Resource:
 
 
 class Projects(_Resource):
-    def list(self, **filters: Any) -> Iterator[JSON]:
+    def list(self, **filters: Any) -> Iterator[Project]:
         """Your projects; filters: status, task_type, kind, organization, ordering."""
         return self._core.paginate("projects.list", query=filters)
 
-    def get(self, project: int) -> JSON:
+    def get(self, project: int) -> Project:
         return self._core.json("projects.get", path={"id": project})
 
-    def create(self, **fields: Any) -> JSON:
+    def create(self, **fields: Any) -> Project:
         """name, task_type, label_schema, workforce, ... (see the API docs); a draft unless
         status="active"."""
         return self._core.json("projects.create", body=fields)
 
-    def update(self, project: int, **fields: Any) -> JSON:
+    def update(self, project: int, **fields: Any) -> Project:
         return self._core.json("projects.update", path={"id": project}, body=fields)
 
-    def activate(self, project: int) -> JSON:
+    def activate(self, project: int) -> Project:
         return self.update(project, status="active")
 
-    def pause(self, project: int) -> JSON:
+    def pause(self, project: int) -> Project:
         return self.update(project, status="paused")
 
     def archive(self, project: int) -> None:
@@ -251,10 +278,10 @@ class Projects(_Resource):
     def agreement(self, project: int) -> JSON:
         return self._core.json("projects.agreement", path={"id": project})
 
-    def quality(self, project: int) -> JSON:
+    def quality(self, project: int) -> ProjectQuality:
         return self._core.json("projects.quality", path={"id": project})
 
-    def statement(self, project: int, month: str) -> JSON:
+    def statement(self, project: int, month: str) -> ProjectStatement:
         """What the month (YYYY-MM) was charged, by kind and tier."""
         return self._core.json("projects.statement", path={"id": project}, query={"month": month})
 
@@ -300,7 +327,7 @@ class Imports(_Resource):
         on_conflict: str | None = None,
         on_error: str | None = None,
         on_progress: ProgressCallback | None = None,
-    ) -> JSON:
+    ) -> ImportJob:
         """Upload a JSONL, JSON, CSV or Label Studio file (streamed); returns the import job."""
         body = {
             "format": format,
@@ -317,20 +344,20 @@ class Imports(_Resource):
             if owned:
                 handle.close()
 
-    def get(self, job: int) -> JSON:
+    def get(self, job: str) -> ImportJob:
         return self._core.json("imports.get", path={"id": job})
 
-    def list(self, **filters: Any) -> Iterator[JSON]:
+    def list(self, **filters: Any) -> Iterator[ImportJob]:
         return self._core.paginate("imports.list", query=filters)
 
     def wait(
         self,
-        job: int,
+        job: str,
         *,
         timeout: float | None = None,
         poll_interval: float = 1.0,
         on_progress: JobCallback | None = None,
-    ) -> JSON:
+    ) -> ImportJob:
         """Poll until the import ends; JobFailed (with its row errors) if it failed."""
         return self._core.wait(
             "import",
@@ -343,43 +370,43 @@ class Imports(_Resource):
 
 
 class Items(_Resource):
-    def list(self, **filters: Any) -> Iterator[JSON]:
+    def list(self, **filters: Any) -> Iterator[Item]:
         """filters: project, status, is_gold, external_id, ordering."""
         return self._core.paginate("items.list", query=filters)
 
-    def get(self, item: int) -> JSON:
+    def get(self, item: int) -> Item:
         return self._core.json("items.get", path={"id": item})
 
 
 class Results(_Resource):
-    def list(self, **filters: Any) -> Iterator[JSON]:
+    def list(self, **filters: Any) -> Iterator[ItemResult]:
         """Final answers; filters: project, approved, method."""
         return self._core.paginate("results.list", query=filters)
 
-    def get(self, result: int) -> JSON:
+    def get(self, result: int) -> ItemResult:
         return self._core.json("results.get", path={"id": result})
 
 
 class Exports(_Resource):
-    def create(self, project: int, format: str, *, approved_only: bool = True) -> JSON:
+    def create(self, project: int, format: str, *, approved_only: bool = True) -> ExportJob:
         """Export to a file in the background; wait() for it, then download()."""
         body = {"project": project, "format": format, "approved_only": approved_only}
         return self._core.json("exports.create", body=body)
 
-    def get(self, job: int) -> JSON:
+    def get(self, job: str) -> ExportJob:
         return self._core.json("exports.get", path={"id": job})
 
-    def list(self, **filters: Any) -> Iterator[JSON]:
+    def list(self, **filters: Any) -> Iterator[ExportJob]:
         return self._core.paginate("exports.list", query=filters)
 
     def wait(
         self,
-        job: int,
+        job: str,
         *,
         timeout: float | None = None,
         poll_interval: float = 1.0,
         on_progress: JobCallback | None = None,
-    ) -> JSON:
+    ) -> ExportJob:
         return self._core.wait(
             "export",
             "exports.get",
@@ -390,7 +417,7 @@ class Exports(_Resource):
         )
 
     def download(
-        self, job: int, destination: Destination, *, on_progress: ProgressCallback | None = None
+        self, job: str, destination: Destination, *, on_progress: ProgressCallback | None = None
     ) -> int:
         return self._core.download(
             "exports.download", destination, path={"id": job}, on_progress=on_progress
@@ -398,14 +425,14 @@ class Exports(_Resource):
 
 
 class Datasets(_Resource):
-    def create(self, project: int, **options: Any) -> JSON:
+    def create(self, project: int, **options: Any) -> DatasetVersion:
         """Freeze the approved answers; options: format, seed, validation_ratio."""
         return self._core.json("datasets.create", body={"project": project, **options})
 
-    def get(self, dataset: int) -> JSON:
+    def get(self, dataset: int) -> DatasetVersion:
         return self._core.json("datasets.get", path={"id": dataset})
 
-    def list(self, **filters: Any) -> Iterator[JSON]:
+    def list(self, **filters: Any) -> Iterator[DatasetVersion]:
         return self._core.paginate("datasets.list", query=filters)
 
     def download(
@@ -426,20 +453,20 @@ class Datasets(_Resource):
 
 
 class PrelabelRuns(_Resource):
-    def start(self, project: int, **options: Any) -> JSON:
+    def start(self, project: int, **options: Any) -> PrelabelRun:
         """options: model, prompt, policy, region, backend, item_filter."""
         return self._core.json("prelabel.create", body={"project": project, **options})
 
-    def get(self, run: int) -> JSON:
+    def get(self, run: int) -> PrelabelRun:
         return self._core.json("prelabel.get", path={"id": run})
 
-    def list(self, **filters: Any) -> Iterator[JSON]:
+    def list(self, **filters: Any) -> Iterator[PrelabelRun]:
         return self._core.paginate("prelabel.list", query=filters)
 
-    def cancel(self, run: int) -> JSON:
+    def cancel(self, run: int) -> PrelabelRun:
         return self._core.json("prelabel.cancel", path={"id": run})
 
-    def resume(self, run: int) -> JSON:
+    def resume(self, run: int) -> PrelabelRun:
         return self._core.json("prelabel.resume", path={"id": run})
 
     def wait(
@@ -449,7 +476,7 @@ class PrelabelRuns(_Resource):
         timeout: float | None = None,
         poll_interval: float = 1.0,
         on_progress: JobCallback | None = None,
-    ) -> JSON:
+    ) -> PrelabelRun:
         """Until the run ends: returns it succeeded or partial, raises JobFailed otherwise."""
         return self._core.wait(
             "prelabel",
@@ -460,7 +487,7 @@ class PrelabelRuns(_Resource):
             on_progress=on_progress,
         )
 
-    def predictions(self, **filters: Any) -> Iterator[JSON]:
+    def predictions(self, **filters: Any) -> Iterator[Prediction]:
         """filters: project, run, item, model."""
         return self._core.paginate("predictions.list", query=filters)
 
@@ -469,15 +496,15 @@ class PrelabelRuns(_Resource):
 
 
 class FineTuneRuns(_Resource):
-    def start(self, dataset: int, backend: int, **options: Any) -> JSON:
+    def start(self, dataset: int, backend: int, **options: Any) -> FineTuneRun:
         """options: base_model, method."""
         body = {"dataset": dataset, "backend": backend, **options}
         return self._core.json("finetune.create", body=body)
 
-    def get(self, run: int) -> JSON:
+    def get(self, run: int) -> FineTuneRun:
         return self._core.json("finetune.get", path={"id": run})
 
-    def list(self, **filters: Any) -> Iterator[JSON]:
+    def list(self, **filters: Any) -> Iterator[FineTuneRun]:
         return self._core.paginate("finetune.list", query=filters)
 
     def wait(
@@ -487,7 +514,7 @@ class FineTuneRuns(_Resource):
         timeout: float | None = None,
         poll_interval: float = 2.0,
         on_progress: JobCallback | None = None,
-    ) -> JSON:
+    ) -> FineTuneRun:
         return self._core.wait(
             "finetune",
             "finetune.get",
@@ -499,56 +526,58 @@ class FineTuneRuns(_Resource):
 
 
 class Backends(_Resource):
-    def list(self, **filters: Any) -> Iterator[JSON]:
+    def list(self, **filters: Any) -> Iterator[Backend]:
         return self._core.paginate("backends.list", query=filters)
 
-    def get(self, backend: int) -> JSON:
+    def get(self, backend: int) -> Backend:
         return self._core.json("backends.get", path={"id": backend})
 
 
 class Prompts(_Resource):
-    def create(self, project: int, *, system: str = "", user: str = "{text}") -> JSON:
+    def create(self, project: int, *, system: str = "", user: str = "{text}") -> PromptTemplate:
         body = {"project": project, "system": system, "user": user}
         return self._core.json("prompts.create", body=body)
 
-    def list(self, **filters: Any) -> Iterator[JSON]:
+    def list(self, **filters: Any) -> Iterator[PromptTemplate]:
         return self._core.paginate("prompts.list", query=filters)
 
 
 class Webhooks(_Resource):
-    def create(self, organization: int, url: str, events: list[str] | None = None) -> JSON:
+    def create(
+        self, organization: int, url: str, events: list[str] | None = None
+    ) -> WebhookEndpointCreated:
         """The response holds the signing secret (whsec_…), once."""
         body: JSON = {"organization": organization, "url": url}
         if events is not None:
             body["events"] = events
         return self._core.json("webhooks.create", body=body)
 
-    def list(self) -> Iterator[JSON]:
+    def list(self) -> Iterator[WebhookEndpoint]:
         return self._core.paginate("webhooks.list", query={})
 
-    def get(self, endpoint: int) -> JSON:
+    def get(self, endpoint: int) -> WebhookEndpoint:
         return self._core.json("webhooks.get", path={"id": endpoint})
 
-    def update(self, endpoint: int, **fields: Any) -> JSON:
+    def update(self, endpoint: int, **fields: Any) -> WebhookEndpoint:
         """fields: url, events, is_active."""
         return self._core.json("webhooks.update", path={"id": endpoint}, body=fields)
 
     def delete(self, endpoint: int) -> None:
         self._core.json("webhooks.delete", path={"id": endpoint})
 
-    def deliveries(self, **filters: Any) -> Iterator[JSON]:
+    def deliveries(self, **filters: Any) -> Iterator[WebhookDelivery]:
         """filters: endpoint, status, event."""
         return self._core.paginate("webhooks.deliveries", query=filters)
 
-    def redeliver(self, delivery: int) -> JSON:
+    def redeliver(self, delivery: str) -> WebhookDelivery:
         return self._core.json("webhooks.redeliver", path={"id": delivery})
 
 
 class Tokens(_Resource):
-    def list(self, **filters: Any) -> Iterator[JSON]:
+    def list(self, **filters: Any) -> Iterator[ApiToken]:
         return self._core.paginate("tokens.list", query=filters)
 
-    def get(self, token: int) -> JSON:
+    def get(self, token: int) -> ApiToken:
         return self._core.json("tokens.get", path={"id": token})
 
     def create(
@@ -558,7 +587,7 @@ class Tokens(_Resource):
         *,
         organization: int | None = None,
         expires_at: str | None = None,
-    ) -> JSON:
+    ) -> ApiTokenCreated:
         """Only people signed in make tokens (a token asking gets PermissionDenied)."""
         body: JSON = {"name": name, "roles": roles}
         if organization is not None:
@@ -574,26 +603,26 @@ class Tokens(_Resource):
 class Workspace(_Resource):
     """An annotator's or reviewer's work, for centres driving it from their own tools."""
 
-    def projects(self) -> Iterator[JSON]:
+    def projects(self) -> Iterator[WorkspaceProject]:
         return self._core.paginate("workspace.projects", query={})
 
-    def next(self, project: int, *, holding: list[int] | None = None) -> JSON | None:
+    def next(self, project: int, *, holding: list[int] | None = None) -> Lease | None:
         """Lease the next task (None: nothing left for you)."""
         return self._core.json(
             "workspace.next", path={"id": project}, body={"holding": holding or []}
         )
 
-    def submit(self, assignment: int, answer: JSON, *, time_spent_ms: int = 0) -> JSON:
+    def submit(self, assignment: int, answer: JSON, *, time_spent_ms: int = 0) -> Annotation:
         body = {"answer": answer, "time_spent_ms": time_spent_ms}
         return self._core.json("workspace.submit", path={"id": assignment}, body=body)
 
-    def skip(self, assignment: int) -> JSON:
+    def skip(self, assignment: int) -> Lease:
         return self._core.json("workspace.skip", path={"id": assignment})
 
-    def review_next(self, project: int) -> JSON | None:
+    def review_next(self, project: int) -> ReviewLease | None:
         return self._core.json("workspace.review_next", path={"id": project})
 
-    def review(self, item: int, verdict: str, **fields: Any) -> JSON:
+    def review(self, item: int, verdict: str, **fields: Any) -> Review:
         """verdict: accept, reject (reason, annotation) or correct (corrected_answer)."""
         body = {"verdict": verdict, **fields}
         return self._core.json("workspace.review", path={"id": item}, body=body)
@@ -602,7 +631,7 @@ class Workspace(_Resource):
 class Reports(_Resource):
     """Officials' KPI reports for the regions in their office's jurisdiction."""
 
-    def regions(self) -> list[JSON]:
+    def regions(self) -> list[ReportRegion]:
         return self._core.json("reports.regions")
 
     def get(self, region: str, **query: Any) -> JSON:
@@ -655,7 +684,7 @@ class Client:
         self.workspace = Workspace(self._core)
         self.reports = Reports(self._core)
 
-    def me(self) -> JSON:
+    def me(self) -> Me:
         """Who the token is: its organization and roles."""
         return self._core.json("me")
 
