@@ -46,8 +46,9 @@ def live_loop(live_server, celery_workers, settings):
     _token, official_secret = api_token(organization=office, user=official)
     celery_workers()
     with FakeOpenAI() as fake:
+        # Platform-wide, as the built-in model is in the demo: clients may fine-tune on it.
         backend = Backend.objects.create(
-            organization=workforce,
+            organization=None,
             name="fake vLLM",
             kind="vllm",
             base_url=fake.url,

@@ -20,6 +20,12 @@ from tokenworks_client import (
     ValidationError,
 )
 
+def beat():
+    from compute import finetuning
+
+    finetuning.finetune_runs_poll_all()
+
+
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.django_db(transaction=True)]
 
 SCHEMA = {
@@ -100,11 +106,18 @@ def test_the_loop_end_to_end(live_loop, tmp_path):
     client.exports.download(export["id"], tmp_path / "export.jsonl")
     assert len((tmp_path / "export.jsonl").read_text(encoding="utf-8").splitlines()) == 3
 
-    # A dataset version, downloaded.
-    dataset = client.datasets.create(project["id"], validation_ratio="0")
-    assert dataset["train_count"] == 3
+    # A dataset version, downloaded, and a model fine-tuned on it.
+    dataset = client.datasets.create(project["id"], validation_ratio="0.34", seed=1)
+    assert dataset["train_count"] + dataset["validation_count"] == 3
     client.datasets.download(dataset["id"], tmp_path / "train.jsonl")
-    assert len((tmp_path / "train.jsonl").read_bytes().splitlines()) == 3
+    assert len((tmp_path / "train.jsonl").read_bytes().splitlines()) == dataset["train_count"]
+    tuning = client.finetune.start(dataset["id"], loop.backend_id)
+    # Beat follows the backend's training job; here the wait's poll does it.
+    tuning = client.finetune.wait(
+        tuning["id"], timeout=90, poll_interval=0.3, on_progress=lambda _run: beat()
+    )
+    assert tuning["status"] == "succeeded" and tuning["fine_tuned_model"], loop.worker_log
+    assert [r["id"] for r in client.finetune.list(project=project["id"])] == [tuning["id"]]
 
     # The month's statement: three annotations and the model's calls, charged.
     month = timezone.localdate().strftime("%Y-%m")
