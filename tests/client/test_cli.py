@@ -59,9 +59,16 @@ def test_the_loop_in_five_commands(run, live_loop, tmp_path):
     assert imported.exit_code == EXIT_OK, imported.output
     assert json.loads(imported.stdout)["created_count"] == 2
 
+    live_loop.fake.set_latency(1.0)  # the run cannot end before it is cancelled
     started = run("prelabel", "start", "--project", project, "--model", "fake-model")
     assert started.exit_code == EXIT_OK, started.output
-    watched = run("runs", "watch", json.loads(started.stdout)["id"])
+    prelabel_run = json.loads(started.stdout)["id"]
+    cancelled = run("runs", "cancel", prelabel_run)
+    assert json.loads(cancelled.stdout)["status"] == "cancelled", cancelled.output
+    assert run("runs", "watch", prelabel_run).exit_code == EXIT_JOB_FAILED
+    live_loop.fake.set_latency(0)
+    assert run("runs", "resume", prelabel_run).exit_code == EXIT_OK
+    watched = run("runs", "watch", prelabel_run)
     assert watched.exit_code == EXIT_OK, watched.output
     assert json.loads(watched.stdout)["status"] == "succeeded"
 

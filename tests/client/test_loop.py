@@ -20,6 +20,7 @@ from tokenworks_client import (
     ValidationError,
 )
 
+
 def beat():
     from compute import finetuning
 
