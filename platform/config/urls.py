@@ -70,6 +70,8 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("i18n/", include("django.conf.urls.i18n")),
     path("workspace/", include("annotation.urls")),
+    path("projects/", include("annotation.project_urls")),
+    path("projects/", include("compute.run_urls")),
     path("reports/", include("kpireports.urls")),
     path("admin/", admin.site.urls),
     path("api/v1/", include((api_v1, "api"), namespace="v1")),
