@@ -213,7 +213,7 @@ def prelabel_run_detail(request, pk: int, run_id: int):
 @require_GET
 def prelabel_run_status(request, pk: int, run_id: int):
     """Polled by the run's page while it runs."""
-    _, run = _prelabel_run(request.user, pk, run_id)
+    run = _prelabel_run(request.user, pk, run_id)[1]
     return JsonResponse(_prelabel_state(run))
 
 
@@ -222,7 +222,7 @@ def prelabel_run_status(request, pk: int, run_id: int):
 def prelabel_run_action(request, pk: int, run_id: int, action: str):
     if action not in ("cancel", "resume"):
         raise Http404
-    _, run = _prelabel_run(request.user, pk, run_id)
+    run = _prelabel_run(request.user, pk, run_id)[1]
     try:
         if action == "cancel":
             services.prelabel_run_cancel(run=run, user=request.user)
