@@ -21,6 +21,7 @@ from django.views.decorators.csrf import ensure_csrf_cookie
 from django.views.decorators.http import require_GET, require_POST
 
 from tenants.models import Organization
+from valuechain.models import LedgerEntry
 from valuechain.selectors import project_charges, tier_list_prices
 
 from . import exports, imports, permissions, selectors, services
@@ -145,6 +146,7 @@ def _schema_editor_config() -> dict:
             "score": _("Score %(min)s to %(max)s"),
             "textBox": _("A text box, %(min)s to %(max)s characters"),
             "previewFailed": _("The preview could not be made. Try again."),
+            "listPrice": _("List price of T%(tier)s: ¥%(price)s per 1,000 tokens"),
         },
         "markdownPreview": reverse("project-markdown-preview"),
     }
@@ -158,7 +160,7 @@ def _project_form_page(request, form, *, project=None, status=200):
             "form": form,
             "project": project,
             "editor_config": _schema_editor_config(),
-            "list_prices": {str(k): str(v) for k, v in tier_list_prices().items()},
+            "list_prices": {str(k): f"{v:.2f}" for k, v in tier_list_prices().items()},
         },
         status=status,
     )
@@ -299,7 +301,9 @@ def project_detail(request, pk: int):
             "figures": figures,
             "gold_accuracy": _percent(figures["accuracy"]["gold_check"]["accuracy"]),
             "expected_accuracy": _percent(figures["accuracy"]["expected"]),
-            "charges": sorted(charges.items()),
+            "charges": [
+                (LedgerEntry.Kind(kind).label, amount) for kind, amount in sorted(charges.items())
+            ],
             "charged_total": sum(charges.values()),
             "throughput": throughput,
             "people": people,

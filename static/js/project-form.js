@@ -163,7 +163,7 @@
     var listPrice = listPrices[tier.value];
     if (listPrice !== undefined) {
       price.placeholder = listPrice;
-      hint.textContent = "T" + tier.value + ": ¥" + listPrice + " / 1,000 tokens";
+      hint.textContent = format(S.listPrice, { tier: tier.value, price: listPrice });
     }
   }
   tier.addEventListener("change", showListPrice);
