@@ -8,6 +8,7 @@ import json
 from decimal import Decimal
 
 from django import forms
+from django.core.exceptions import NON_FIELD_ERRORS, PermissionDenied, ValidationError
 from django.utils.translation import gettext_lazy as _
 
 from .models import ExportFormat, ImportJob, Project, TaskType
@@ -27,6 +28,33 @@ def percent_field(label, *, minimum, maximum, help_text, required=True):
         help_text=help_text,
         required=required,
     )
+
+
+def service_errors_onto(
+    form,
+    error: ValidationError | PermissionDenied,
+    *,
+    default=NON_FIELD_ERRORS,
+    denied=NON_FIELD_ERRORS,
+    aliases: dict | None = None,
+):
+    """A service's error beside the field it names, or beside `default` naming its
+    own field (a path inside the label schema, say); a refusal beside `denied`.
+    aliases maps a service's argument to the form field that asks for it."""
+    if isinstance(error, PermissionDenied):
+        form.add_error(denied, str(error))
+        return
+    if not hasattr(error, "error_dict"):
+        form.add_error(default, error.messages)
+        return
+    for field, field_errors in error.message_dict.items():
+        field = (aliases or {}).get(field, field)
+        if field in form.fields:
+            form.add_error(field, field_errors)
+        elif field == NON_FIELD_ERRORS:
+            form.add_error(default, field_errors)
+        else:
+            form.add_error(default, [f"{field}: {message}" for message in field_errors])
 
 
 class ProjectForm(forms.Form):

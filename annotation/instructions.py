@@ -8,7 +8,10 @@ attributes, so nothing a project's author writes runs in an annotator's browser.
 import nh3
 from markdown_it import MarkdownIt
 
-_renderer = MarkdownIt("commonmark", {"html": False, "linkify": False}).enable("table")
+# breaks: a single line break stays one, as people who never wrote Markdown expect.
+_renderer = MarkdownIt("commonmark", {"html": False, "linkify": False, "breaks": True}).enable(
+    "table"
+)
 
 ALLOWED_TAGS = {
     "p", "br", "hr", "h1", "h2", "h3", "h4", "h5", "h6", "strong", "em", "code", "pre",

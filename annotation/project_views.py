@@ -12,7 +12,7 @@ import logging
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import NON_FIELD_ERRORS, PermissionDenied, ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import FileResponse, Http404, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -25,7 +25,14 @@ from valuechain.models import LedgerEntry
 from valuechain.selectors import project_charges, tier_list_prices
 
 from . import exports, imports, permissions, selectors, services
-from .forms import NEW_PROJECT_INITIAL, DatasetForm, ExportForm, ImportForm, ProjectForm
+from .forms import (
+    NEW_PROJECT_INITIAL,
+    DatasetForm,
+    ExportForm,
+    ImportForm,
+    ProjectForm,
+    service_errors_onto,
+)
 from .instructions import instructions_html
 from .models import DatasetVersion, ExportFormat, ExportJob, ImportJob, Project, ReviewLease
 from .task_types import task_type_spec
@@ -35,33 +42,6 @@ logger = logging.getLogger(__name__)
 
 def _managed_project(user, pk: int) -> Project:
     return get_object_or_404(selectors.projects_managed(user=user), pk=pk)
-
-
-def _errors_onto(
-    form,
-    error: ValidationError | PermissionDenied,
-    *,
-    default=NON_FIELD_ERRORS,
-    denied=NON_FIELD_ERRORS,
-    aliases: dict | None = None,
-):
-    """A service's error beside the field it names, or beside `default` naming its
-    own field (a path inside the label schema, say); a refusal beside `denied`.
-    aliases maps a service's argument to the form field that asks for it."""
-    if isinstance(error, PermissionDenied):
-        form.add_error(denied, str(error))
-        return
-    if not hasattr(error, "error_dict"):
-        form.add_error(default, error.messages)
-        return
-    for field, field_errors in error.message_dict.items():
-        field = (aliases or {}).get(field, field)
-        if field in form.fields:
-            form.add_error(field, field_errors)
-        elif field == NON_FIELD_ERRORS:
-            form.add_error(default, field_errors)
-        else:
-            form.add_error(default, [f"{field}: {message}" for message in field_errors])
 
 
 def _flash_errors(request, form) -> None:
@@ -197,7 +177,7 @@ def project_create(request):
                 **form.service_fields(list_prices=tier_list_prices()),
             )
         except (ValidationError, PermissionDenied) as error:
-            _errors_onto(form, error, default="label_schema", denied="organization")
+            service_errors_onto(form, error, default="label_schema", denied="organization")
         else:
             messages.success(request, _("Project “%(name)s” created.") % {"name": project.name})
             return redirect("project-detail", pk=project.pk)
@@ -228,7 +208,7 @@ def project_settings(request, pk: int):
         try:
             services.project_update(project=project, updated_by=request.user, **changed)
         except (ValidationError, PermissionDenied) as error:
-            _errors_onto(form, error, default="label_schema", denied="workforce")
+            service_errors_onto(form, error, default="label_schema", denied="workforce")
         else:
             messages.success(request, _("Settings saved."))
             return redirect("project-detail", pk=project.pk)
@@ -340,7 +320,7 @@ def project_import(request, pk: int):
                 columns=form.columns(),
             )
         except (ValidationError, PermissionDenied) as error:
-            _errors_onto(
+            service_errors_onto(
                 form, error, default="file", denied="file", aliases={"columns": "text_column"}
             )
         else:
@@ -405,7 +385,7 @@ def project_export(request, pk: int):
                 approved_only=form.cleaned_data["approved_only"],
             )
         except (ValidationError, PermissionDenied) as error:
-            _errors_onto(form, error, default="format", denied="format")
+            service_errors_onto(form, error, default="format", denied="format")
         else:
             messages.success(request, _("Export started; it is listed below."))
             return redirect(reverse("project-detail", args=[project.pk]) + "#exports")
@@ -453,7 +433,7 @@ def dataset_create(request, pk: int):
                 validation_ratio=form.cleaned_data["validation_ratio"],
             )
         except (ValidationError, PermissionDenied) as error:
-            _errors_onto(form, error, default="validation_ratio", denied="validation_ratio")
+            service_errors_onto(form, error, default="validation_ratio", denied="validation_ratio")
         else:
             messages.success(
                 request, _("Dataset version %(version)s frozen.") % {"version": dataset.version}

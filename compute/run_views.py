@@ -17,6 +17,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_GET, require_POST
 
+from annotation.forms import service_errors_onto
 from annotation.models import DatasetVersion, Project
 from annotation.selectors import projects_managed
 
@@ -79,14 +80,6 @@ def _project(user, pk: int) -> Project:
     return project
 
 
-def _errors_onto(form, error) -> None:
-    if isinstance(error, PermissionDenied) or not hasattr(error, "error_dict"):
-        form.add_error(None, str(error) if isinstance(error, PermissionDenied) else error.messages)
-        return
-    for field, field_errors in error.message_dict.items():
-        form.add_error(field if field in form.fields else None, field_errors)
-
-
 def _models(project: Project) -> list[str]:
     return sorted({m for b in backends_for_project(project) for m in b.models_served})
 
@@ -143,7 +136,7 @@ def prelabel_start(request, pk: int):
                 else {},
             )
         except (ValidationError, PermissionDenied) as error:
-            _errors_onto(prelabel_form, error)
+            service_errors_onto(prelabel_form, error)
         else:
             return redirect("project-prelabel-run", pk=project.pk, run_id=run.pk)
     return _runs_page(request, project, prelabel_form, finetune_form, status=400)
@@ -162,7 +155,7 @@ def finetune_start(request, pk: int):
                 created_by=request.user,
             )
         except (ValidationError, PermissionDenied) as error:
-            _errors_onto(finetune_form, error)
+            service_errors_onto(finetune_form, error)
         else:
             return redirect("project-finetune-run", pk=project.pk, run_id=run.pk)
     return _runs_page(request, project, prelabel_form, finetune_form, status=400)
