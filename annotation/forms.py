@@ -297,3 +297,18 @@ class DatasetForm(forms.Form):
 
     def clean_validation_ratio(self):
         return (self.cleaned_data["validation_ratio"] / HUNDRED).quantize(Decimal("0.001"))
+
+
+class StatementMonthForm(forms.Form):
+    month = forms.DateField(
+        label=_("Month"),
+        input_formats=["%Y-%m"],
+        widget=forms.DateInput(format="%Y-%m", attrs={"type": "month"}),
+        error_messages={"invalid": _("Expected a month as YYYY-MM.")},
+    )
+
+    def clean_month(self):
+        month = self.cleaned_data["month"]
+        if not 2000 <= month.year <= 2100:
+            raise forms.ValidationError(_("Expected a month from 2000 to 2100."))
+        return month

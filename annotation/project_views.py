@@ -16,13 +16,20 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import FileResponse, Http404, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.views.decorators.csrf import ensure_csrf_cookie
 from django.views.decorators.http import require_GET, require_POST
 
 from tenants.models import Organization
+from tenants.permissions import principal_for
 from valuechain.models import LedgerEntry
-from valuechain.selectors import project_charges, tier_list_prices
+from valuechain.selectors import (
+    month_start,
+    project_charges,
+    project_statement,
+    tier_list_prices,
+)
 
 from . import exports, imports, permissions, selectors, services
 from .forms import (
@@ -31,6 +38,7 @@ from .forms import (
     ExportForm,
     ImportForm,
     ProjectForm,
+    StatementMonthForm,
     service_errors_onto,
 )
 from .instructions import instructions_html
@@ -267,6 +275,15 @@ def project_detail(request, pk: int):
         ).count(),
     }
     jobs = selectors.project_jobs(project=project)
+    this_month = month_start(timezone.localdate())
+    month_form = StatementMonthForm(
+        request.GET if "month" in request.GET else None,
+        initial={"month": this_month},
+    )
+    month = month_form.cleaned_data["month"] if month_form.is_valid() else this_month
+    statement = project_statement(project=project, month=month)
+    for line in statement["lines"]:
+        line["kind_text"] = LedgerEntry.Kind(line["kind"]).label
     can_manage = permissions.can_manage_project(request.user, project)
     total = counts["total"] or 0
     return render(
@@ -292,6 +309,10 @@ def project_detail(request, pk: int):
             "review": review,
             "jobs": jobs,
             "can_manage": can_manage,
+            "month_form": month_form,
+            "statement": statement,
+            # The CSV comes from the REST API, which serves the owning organization.
+            "statement_csv": principal_for(request.user).roles_in(project.organization),
             "import_form": ImportForm(),
             "export_form": ExportForm(formats=_export_formats(project)),
             "dataset_form": DatasetForm(initial={"validation_ratio": 10}),

@@ -365,3 +365,19 @@ def test_the_project_page_shows_progress_quality_and_gold_confusion(served):
     client = member(organization=project.organization, role=Role.CLIENT_DEVELOPER)
     html = signed_in(client).get(reverse("project-detail", args=[project.pk])).content.decode()
     assert 'id="annotator-accuracy"' not in html  # the client sees counts
+
+
+def test_the_statement_shows_a_chosen_month_and_names_a_bad_one(served):
+    project = waimai_project(served)
+    _existing, manager = served
+    url = reverse("project-detail", args=[project.pk])
+    page = signed_in(manager).get(url, {"month": "2026-10"})
+    assert page.status_code == 200
+    assert page.context["statement"]["month"].isoformat() == "2026-10-01"
+    assert 'id="statement-csv"' not in page.content.decode()  # the API serves the client
+    page = signed_in(manager).get(url, {"month": "October"})
+    assert page.status_code == 200
+    assert 'data-error-for="month"' in page.content.decode()
+    client = member(organization=project.organization, role=Role.CLIENT_DEVELOPER)
+    html = signed_in(client).get(url).content.decode()
+    assert 'id="statement-csv"' in html
