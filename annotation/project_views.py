@@ -298,6 +298,7 @@ def project_detail(request, pk: int):
             "figures": figures,
             "gold_accuracy": _percent(figures["accuracy"]["gold_check"]["accuracy"]),
             "expected_accuracy": _percent(figures["accuracy"]["expected"]),
+            "target_confidence": _percent(project.target_confidence),
             "charges": [
                 (LedgerEntry.Kind(kind).label, amount) for kind, amount in sorted(charges.items())
             ],
