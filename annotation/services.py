@@ -108,7 +108,7 @@ def _project_clean(project: Project) -> None:
 
 @transaction.atomic
 def project_create(*, organization: Organization, created_by: User, **fields) -> Project:
-    permissions.require_can_create_project(created_by, organization)
+    permissions.require_can_create_project(created_by, organization, fields.get("workforce"))
     if organization.kind != Organization.Kind.CLIENT:
         raise ValidationError({"organization": ["Projects belong to a client organization."]})
     project = Project(organization=organization, created_by=created_by, **fields)
@@ -132,6 +132,8 @@ def project_create(*, organization: Organization, created_by: User, **fields) ->
 def project_update(*, project: Project, updated_by: User, **fields) -> Project:
     project = Project.objects.select_for_update().get(pk=project.pk)
     permissions.require_can_manage_project(updated_by, project, "change projects")
+    if "workforce" in fields and fields["workforce"] != project.workforce:
+        permissions.require_can_staff_project_with(updated_by, project, fields["workforce"])
     has_items = project.items.exists()
     if "task_type" in fields and fields["task_type"] != project.task_type and has_items:
         raise ValidationError({"task_type": ["The task type cannot change once items exist."]})
