@@ -267,3 +267,17 @@ def backend_hourly_history(*, backends, hours: int = 24, now=None) -> dict[int, 
             cells.append({"hour": hour, "calls": calls, "errors": errors, "state": state})
         history[backend_id] = cells
     return history
+
+
+def prelabel_runs_for_project(*, project: Project, limit: int = 20) -> list[PrelabelRun]:
+    return list(PrelabelRun.objects.filter(project=project).order_by("-created_at", "-pk")[:limit])
+
+
+def finetune_runs_for_project(*, project: Project, limit: int = 20) -> list:
+    from .models import FineTuneRun
+
+    return list(
+        FineTuneRun.objects.filter(project=project)
+        .select_related("dataset", "backend")
+        .order_by("-created_at", "-pk")[:limit]
+    )

@@ -1042,7 +1042,9 @@ def _record_calls(
                         "model": p.model,
                         "prompt_version": p.prompt_version,
                     },
-                    suggestion_priority(project=run.project, confidence=p.confidence),
+                    suggestion_priority(
+                        project=run.project, item_id=p.item_id, confidence=p.confidence
+                    ),
                 )
                 for p in predictions
             }

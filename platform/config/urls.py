@@ -11,6 +11,7 @@ from annotation import people_views, statement_views
 from compute import api as compute_api
 from compute import views as compute_views
 from eventhooks import api as eventhooks_api
+from eventhooks import views as eventhooks_views
 from kpireports import api as kpireports_api
 from sitehealth.views import healthz
 from tenants import api as tenants_api
@@ -78,6 +79,10 @@ urlpatterns = [
     path("people/", people_views.people, name="people"),
     path("people/<int:organization_id>/", people_views.people, name="people-centre"),
     path("people/<int:organization_id>/<int:user_id>/", people_views.person, name="person"),
+    path("projects/", include("annotation.project_urls")),
+    path("projects/", include("compute.run_urls")),
+    path("webhooks/", eventhooks_views.webhooks, name="webhooks"),
+    path("webhooks/<int:pk>/delete/", eventhooks_views.webhook_delete, name="webhook-delete"),
     path("reports/", include("kpireports.urls")),
     path("admin/", admin.site.urls),
     path("api/v1/", include((api_v1, "api"), namespace="v1")),

@@ -84,7 +84,12 @@ def _role_links(role: str, can: dict[str, bool], user) -> list[tuple[str, str, s
         ]
     elif role == Role.PROJECT_MANAGER:
         wanted = [
-            (True, projects, _("Projects: create, import, pre-label, export"), "projects"),
+            (
+                can["projects"],
+                projects,
+                _("Projects: create, import, pre-label, export"),
+                "projects",
+            ),
             (can["people"], _url("people"), _("People and tiers"), "people"),
             (can["workspace"], _url("annotation:projects"), _("Review queues"), "workspace"),
             (can["statements"], _url("statements"), _("Projects and statements"), "statements"),
@@ -92,7 +97,12 @@ def _role_links(role: str, can: dict[str, bool], user) -> list[tuple[str, str, s
         ]
     elif role == Role.CLIENT_DEVELOPER:
         wanted = [
-            (True, projects, _("Projects: create, import, pre-label, export"), "projects"),
+            (
+                can["projects"],
+                projects,
+                _("Projects: create, import, pre-label, export"),
+                "projects",
+            ),
             (can["statements"], _url("statements"), _("Progress and statements"), "statements"),
             (can["backends"], _url("compute-backends"), _("Inference backends"), "backends"),
             (True, _url("api-docs"), _("Open the API documentation"), "api-docs"),
@@ -109,6 +119,12 @@ def _role_links(role: str, can: dict[str, bool], user) -> list[tuple[str, str, s
         ]
     elif role == Role.ADMIN:
         wanted = [
+            (
+                can["projects"],
+                projects,
+                _("Projects: create, import, pre-label, export"),
+                "projects",
+            ),
             (can["people"], _url("people"), _("People and tiers"), "people"),
             (can["statements"], _url("statements"), _("Projects and statements"), "statements"),
             (can["backends"], _url("compute-backends"), _("Inference backends"), "backends"),

@@ -240,3 +240,9 @@ def tier_history(*, user) -> list[TierChange]:
 
 def tiers_ladder() -> list[SkillTier]:
     return list(SkillTier.objects.order_by("level"))
+
+
+def tier_list_prices() -> dict[int, Decimal]:
+    """Each skill tier's list price per 1,000 tokens (CNY): what a new project of that
+    tier is priced at unless its maker says otherwise."""
+    return dict(SkillTier.objects.values_list("level", "price_per_1k_tokens"))

@@ -83,7 +83,12 @@ def test_a_superuser_may_manage_every_organizations_api_tokens():
             Organization.Kind.CLIENT,
             {"backends", "api_tokens", "statements", "projects"},
         ),
-        (Role.ADMIN, Organization.Kind.WORKFORCE, {"backends", "api_tokens", "people", "projects"}),
+        (
+            Role.ADMIN,
+            Organization.Kind.CLIENT,
+            {"backends", "api_tokens", "statements", "projects"},
+        ),
+        (Role.ADMIN, Organization.Kind.WORKFORCE, {"backends", "api_tokens", "people"}),
         (Role.OFFICIAL, Organization.Kind.GOVERNMENT, {"reports", "api_tokens"}),
         (Role.OFFICIAL, Organization.Kind.CLIENT, {"api_tokens"}),
     ],

@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('annotation', '0009_job_leases'),
+        ('annotation', '0010_importjob_columns'),
     ]
 
     operations = [
