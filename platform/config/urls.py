@@ -13,7 +13,7 @@ from sitehealth.views import healthz
 from tenants import api as tenants_api
 from tenants import views as tenants_views
 
-from . import api_docs
+from . import api_docs, metrics
 from .request_guards import api_not_found
 
 router = DefaultRouter()
@@ -76,7 +76,7 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", api_docs.swagger_ui, name="api-docs"),
     path("healthz", healthz, name="healthz"),
-    path("metrics", compute_views.prometheus_metrics, name="metrics"),
+    path("metrics", metrics.metrics_view, name="metrics"),
     path("compute/backends/", compute_views.backends_page, name="compute-backends"),
     # Last: an /api/ address no route matched (an id the router refuses, a
     # missing slash) answers in the API's JSON error shape, not an HTML page.
