@@ -252,7 +252,10 @@ class ProjectViewSet(TenantScopedMixin, viewsets.ModelViewSet):
             OpenApiParameter("format", enum=ExportFormat.values, required=True),
             OpenApiParameter("approved_only", bool, default=True),
         ],
-        responses={(200, "application/octet-stream"): OpenApiTypes.BINARY},
+        responses={
+            (200, content_type.split(";")[0]): OpenApiTypes.BINARY
+            for content_type in sorted({"application/jsonl", *exports.CONTENT_TYPES.values()})
+        },
     )
     @action(detail=True, methods=["get"])
     def export(self, request, pk=None):
@@ -505,7 +508,10 @@ class DatasetVersionViewSet(
             OpenApiParameter("split", enum=["train", "validation"], default="train"),
             OpenApiParameter("format", enum=list(exports.DATASET_FORMATS), default="jsonl"),
         ],
-        responses={(200, "application/octet-stream"): OpenApiTypes.BINARY},
+        responses={
+            (200, content_type): OpenApiTypes.BINARY
+            for content_type in ("application/octet-stream", "application/zip")
+        },
     )
     @action(detail=True, methods=["get"])
     def download(self, request, pk=None):

@@ -12,6 +12,7 @@ from kpireports import api as kpireports_api
 from sitehealth.views import healthz
 from tenants import api as tenants_api
 from tenants import views as tenants_views
+from valuechain import api as valuechain_api
 
 from . import api_docs, metrics
 from .request_guards import api_not_found
@@ -41,6 +42,9 @@ router.register("webhooks", eventhooks_api.WebhookEndpointViewSet, basename="web
 router.register(
     "webhook-deliveries", eventhooks_api.WebhookDeliveryViewSet, basename="webhook-delivery"
 )
+router.register("skill-tiers", valuechain_api.SkillTierViewSet, basename="skill-tier")
+router.register("tier-changes", valuechain_api.TierChangeViewSet, basename="tier-change")
+router.register("ledger-entries", valuechain_api.LedgerEntryViewSet, basename="ledger-entry")
 router.register("reports/regions", kpireports_api.ReportRegionViewSet, basename="report-region")
 router.register(
     "workspace/projects", annotation_api.WorkspaceProjectViewSet, basename="workspace-project"

@@ -30,6 +30,8 @@ class WebhookEndpoint(models.Model):
     tenant_path = "organization"
 
     class Meta:
+        verbose_name = _("webhook endpoint")
+        verbose_name_plural = _("webhook endpoints")
         ordering = ["pk"]
 
     def __str__(self):
@@ -74,6 +76,8 @@ class WebhookDelivery(models.Model):
     tenant_path = "endpoint__organization"
 
     class Meta:
+        verbose_name = _("webhook delivery")
+        verbose_name_plural = _("webhook deliveries")
         ordering = ["-created_at"]
         indexes = [models.Index(fields=["status", "next_attempt_at"], name="delivery_due")]
 
@@ -105,6 +109,8 @@ class WebhookAttempt(models.Model):
     tenant_path = "delivery__endpoint__organization"
 
     class Meta:
+        verbose_name = _("webhook attempt")
+        verbose_name_plural = _("webhook attempts")
         ordering = ["delivery", "number"]
         constraints = [
             models.UniqueConstraint(fields=["delivery", "number"], name="attempt_number_once")

@@ -28,6 +28,8 @@ class User(AbstractUser):
     )
 
     class Meta(AbstractUser.Meta):
+        verbose_name = _("user")
+        verbose_name_plural = _("users")
         swappable = "AUTH_USER_MODEL"
 
     def __str__(self):
@@ -56,6 +58,8 @@ class Region(models.Model):
     tenant_path = None
 
     class Meta:
+        verbose_name = _("region")
+        verbose_name_plural = _("regions")
         ordering = ["code"]
         constraints = [
             models.CheckConstraint(
@@ -93,6 +97,8 @@ class Organization(models.Model):
     tenant_path = "pk"
 
     class Meta:
+        verbose_name = _("organization")
+        verbose_name_plural = _("organizations")
         ordering = ["name"]
 
     def __str__(self):
@@ -120,6 +126,8 @@ class Membership(models.Model):
     tenant_path = "organization"
 
     class Meta:
+        verbose_name = _("membership")
+        verbose_name_plural = _("memberships")
         ordering = ["organization_id", "user_id", "role"]
         constraints = [
             models.UniqueConstraint(
@@ -167,6 +175,8 @@ class ApiToken(models.Model):
     tenant_path = "organization"
 
     class Meta:
+        verbose_name = _("API token")
+        verbose_name_plural = _("API tokens")
         ordering = ["-created_at", "-pk"]
 
     def __str__(self):

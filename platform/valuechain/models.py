@@ -37,6 +37,8 @@ class SkillTier(models.Model):
     tenant_path = None  # the platform's published tier table
 
     class Meta:
+        verbose_name = _("skill tier")
+        verbose_name_plural = _("skill tiers")
         ordering = ["level"]
         constraints = [
             models.CheckConstraint(
@@ -150,6 +152,8 @@ class LedgerEntry(models.Model):
     tenant_path = "client"
 
     class Meta:
+        verbose_name = _("ledger entry")
+        verbose_name_plural = _("ledger entries")
         ordering = ["pk"]
         constraints = [
             models.CheckConstraint(
@@ -209,6 +213,8 @@ class LedgerRollup(RollupSums):
     tenant_path = "client"
 
     class Meta:
+        verbose_name = _("daily ledger rollup")
+        verbose_name_plural = _("daily ledger rollups")
         constraints = [
             models.UniqueConstraint(
                 fields=["day", "region", "skill_tier", "kind", "client"], name="rollup_key"
@@ -234,6 +240,8 @@ class RegionMonthRollup(RollupSums):
     tenant_path = None  # aggregate reading only, through the reports selectors
 
     class Meta:
+        verbose_name = _("regional monthly rollup")
+        verbose_name_plural = _("regional monthly rollups")
         constraints = [
             models.UniqueConstraint(
                 fields=["month", "region", "skill_tier", "kind"], name="region_month_rollup_key"
@@ -256,6 +264,8 @@ class BackendRollup(RollupSums):
     tenant_path = None  # aggregate reading only, through the reports selectors
 
     class Meta:
+        verbose_name = _("backend monthly rollup")
+        verbose_name_plural = _("backend monthly rollups")
         constraints = [
             models.UniqueConstraint(
                 fields=["month", "backend_id", "region", "kind"], name="backend_rollup_key"
@@ -280,6 +290,8 @@ class WorkerMonthRollup(RollupSums):
     tenant_path = None  # aggregate reading only, through the reports selectors
 
     class Meta:
+        verbose_name = _("worker monthly rollup")
+        verbose_name_plural = _("worker monthly rollups")
         constraints = [
             models.UniqueConstraint(
                 fields=["month", "region", "worker"], name="worker_month_rollup_key"
@@ -311,6 +323,8 @@ class TierChange(models.Model):
     tenant_path = None  # read through the person's own page, never listed across tenants
 
     class Meta:
+        verbose_name = _("tier change")
+        verbose_name_plural = _("tier changes")
         ordering = ["-day", "-pk"]
         constraints = [
             # The daily review changes a person's tier at most once a day.
