@@ -320,3 +320,27 @@ def test_a_bad_bio_tag_fails_the_import_naming_row_line_and_field():
     assert job.errors == [
         {"row": 2, "field": "gold", "message": "line 5: I-LOC does not continue a LOC span"}
     ]
+
+
+def test_a_gzipped_tar_of_a_dataset_folder_imports(tmp_path):
+    import tarfile
+
+    project = annotation_project()
+    answer_all(project, [{"label": "positive"}, {"label": "negative"}])
+    zipfile.ZipFile(io.BytesIO(written(project, "results_hf"))).extractall(tmp_path)  # noqa: S202 (our own archive)
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w:gz") as tarred:
+        tarred.add(tmp_path / f"project-{project.pk}-results", arcname="results")
+    target = annotation_project()
+    job = run_import(target, archive.getvalue(), "results.tar.gz")
+    assert job.status == ImportJob.Status.SUCCEEDED, job.error
+    assert job.format == "hf_dataset" and job.created_count == 2
+
+
+def test_an_archive_without_a_dataset_says_what_it_expected():
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as zipped:
+        zipped.writestr("notes/readme.txt", "hello")
+    job = run_import(annotation_project(), archive.getvalue(), "notes.zip")
+    assert job.status == ImportJob.Status.FAILED
+    assert "dataset_dict.json or state.json" in job.error
