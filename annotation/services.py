@@ -1239,6 +1239,21 @@ def item_results_send_to_review(*, item_ids: list[int]) -> int:
     )
 
 
+def suggestion_priority(*, project: Project, confidence: float) -> float:
+    """The lease priority of an item the model predicted with `confidence`.
+
+    Where the model only pre-fills, the least certain items come first: the
+    humans' answers teach the next fine-tune most there. Where it votes
+    (adaptive decisions), the most certain come first: an annotator who agrees
+    with a confident, well-measured model decides the item alone, while an
+    uncertain item served later meets a model retrained on more labels and
+    needs fewer answers than it would now.
+    """
+    if project.decision == Project.Decision.ADAPTIVE and project.model_votes:
+        return round(float(confidence), 6)
+    return round(1.0 - float(confidence), 6)
+
+
 @transaction.atomic
 def item_suggestions_apply(*, suggestions: dict[int, tuple[dict, float]]) -> None:
     """Show model suggestions to annotators and set the items' lease priority.

@@ -708,6 +708,21 @@ def test_suggestions_merge_into_metadata_and_set_the_lease_priority(vendor_sql, 
     assert second.metadata == {"suggestion": suggestion} and second.priority == 0.6
 
 
+@pytest.mark.parametrize(
+    ("fields", "first"),
+    [
+        ({}, "unsure"),  # the model pre-fills: its least certain items teach it most
+        ({"decision": "adaptive"}, "sure"),  # it votes: a sure item is decided by one answer
+        ({"decision": "adaptive", "model_votes": False}, "unsure"),
+    ],
+)
+def test_the_suggestion_priority_serves_sure_items_first_only_where_the_model_votes(fields, first):
+    project = annotation_project(**fields)
+    sure = services.suggestion_priority(project=project, confidence=0.97)
+    unsure = services.suggestion_priority(project=project, confidence=0.41)
+    assert (sure > unsure) == (first == "sure")
+
+
 def test_sending_results_to_review_leaves_reviewed_ones_alone():
     project = annotation_project(overlap=1)
     annotator = worker(project)
