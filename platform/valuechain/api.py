@@ -4,14 +4,16 @@ So a centre's own systems can follow its people's tiers and pay, and a
 client's its charges, without the web pages.
 """
 
+from django import forms
 from django.utils.translation import gettext_lazy as _
 from django_filters import rest_framework as filters
+from django_filters.fields import IsoDateTimeField
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import permissions, viewsets
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.pagination import CursorPagination
 
-from tenants.filtering import ApiFilterBackend, ApiFilterSet
+from tenants.filtering import ApiFilterBackend, ApiFilterSet, IdFilter
 from tenants.models import Membership
 from tenants.scoping import principal_for_request
 
@@ -85,10 +87,35 @@ class LedgerCursor(NewestFirstCursor):
     ordering = "-id"  # the ledger only grows: ids follow the order of posting
 
 
+class _Given:
+    """A parameter that is given must hold a value: ?until= is a 400, not no filter."""
+
+    def clean(self, value):
+        if value == "":
+            raise forms.ValidationError(self.error_messages["invalid"], code="invalid")
+        return super().clean(value)
+
+
+class _GivenDateField(_Given, forms.DateField):
+    pass
+
+
+class _GivenDateTimeField(_Given, IsoDateTimeField):
+    pass
+
+
+class DateFilter(filters.DateFilter):
+    field_class = _GivenDateField
+
+
+class DateTimeFilter(filters.IsoDateTimeFilter):
+    field_class = _GivenDateTimeField
+
+
 class TierChangeFilter(ApiFilterSet):
-    annotator = filters.NumberFilter(field_name="user_id", help_text=_("One annotator's changes."))
-    since = filters.DateFilter(field_name="day", lookup_expr="gte")
-    until = filters.DateFilter(field_name="day", lookup_expr="lt")
+    annotator = IdFilter(field_name="user_id", help_text=_("One annotator's changes."))
+    since = DateFilter(field_name="day", lookup_expr="gte")
+    until = DateFilter(field_name="day", lookup_expr="lt")
 
     class Meta:
         model = TierChange
@@ -131,10 +158,10 @@ class LedgerEntryFilter(ApiFilterSet):
     kind = filters.MultipleChoiceFilter(
         choices=LedgerEntry.Kind.choices, help_text=_("Repeat to match any of several.")
     )
-    since = filters.IsoDateTimeFilter(
+    since = DateTimeFilter(
         field_name="occurred_at", lookup_expr="gte", help_text=_("From this time on (ISO 8601).")
     )
-    until = filters.IsoDateTimeFilter(
+    until = DateTimeFilter(
         field_name="occurred_at", lookup_expr="lt", help_text=_("Before this time (ISO 8601).")
     )
 
