@@ -50,7 +50,8 @@ run: demo
 	@echo "Ctrl-C stops the web server, the worker and beat together."
 	@echo ""
 	@trap 'interrupted=1' INT TERM; \
-	PATH="$(CURDIR)/$(BIN):$$PATH" PYTHONPATH="$(CURDIR):$(CURDIR)/platform" WEB_BIND=$(WEB_BIND) $(BIN)/honcho start --procfile Procfile; \
+	PATH="$(CURDIR)/$(BIN):$$PATH" PYTHONPATH="$(CURDIR):$(CURDIR)/platform" WEB_BIND=$(WEB_BIND) \
+	METRICS_DIR="$${METRICS_DIR:-$(CURDIR)/var/prometheus}" $(BIN)/honcho start --procfile Procfile; \
 	status=$$?; \
 	if [ -n "$$interrupted" ]; then \
 		echo "tokenworks: stopped."; status=0; \

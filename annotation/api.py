@@ -2,6 +2,7 @@
 
 import csv
 import io
+import tempfile
 from contextlib import contextmanager
 
 from django.core.exceptions import ValidationError
@@ -251,7 +252,10 @@ class ProjectViewSet(TenantScopedMixin, viewsets.ModelViewSet):
             OpenApiParameter("format", enum=ExportFormat.values, required=True),
             OpenApiParameter("approved_only", bool, default=True),
         ],
-        responses={(200, "application/jsonl"): OpenApiTypes.BINARY},
+        responses={
+            (200, content_type.split(";")[0]): OpenApiTypes.BINARY
+            for content_type in sorted({"application/jsonl", *exports.CONTENT_TYPES.values()})
+        },
     )
     @action(detail=True, methods=["get"])
     def export(self, request, pk=None):
@@ -259,6 +263,18 @@ class ProjectViewSet(TenantScopedMixin, viewsets.ModelViewSet):
         fmt = request.query_params.get("format", "")
         approved_only = request.query_params.get("approved_only", "true").lower() != "false"
         exports.export_format_check(project, fmt)
+        if fmt in exports.FILE_FORMATS:
+            # Parquet and zip need the whole file: written to a temporary file
+            # (memory stays flat), then sent. Large projects: use export jobs.
+            spool = tempfile.TemporaryFile()  # noqa: SIM115 (FileResponse closes it)
+            exports.export_write(project, fmt, spool, approved_only=approved_only)
+            spool.seek(0)
+            return FileResponse(
+                spool,
+                as_attachment=True,
+                filename=exports.export_filename(project, fmt),
+                content_type=exports.CONTENT_TYPES[fmt],
+            )
         response = StreamingHttpResponse(
             exports.export_lines(project, fmt, approved_only=approved_only),
             content_type=exports.CONTENT_TYPES.get(fmt, "application/jsonl; charset=utf-8"),
@@ -484,17 +500,39 @@ class DatasetVersionViewSet(
         return Response(DatasetVersionSerializer(dataset).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(
-        summary="Download a split as JSONL",
-        parameters=[OpenApiParameter("split", enum=["train", "validation"], default="train")],
-        responses={(200, "application/jsonl"): OpenApiTypes.BINARY},
+        summary="Download a split as JSONL or Parquet, or both as a Hugging Face folder",
+        description="format=jsonl (the stored file) or parquet: one split. format=hf: a zip "
+        "of the Hugging Face datasets folder (a DatasetDict of train and validation) that "
+        "datasets.load_from_disk reads once unzipped; split is ignored.",
+        parameters=[
+            OpenApiParameter("split", enum=["train", "validation"], default="train"),
+            OpenApiParameter("format", enum=list(exports.DATASET_FORMATS), default="jsonl"),
+        ],
+        responses={
+            (200, content_type): OpenApiTypes.BINARY
+            for content_type in ("application/octet-stream", "application/zip")
+        },
     )
     @action(detail=True, methods=["get"])
     def download(self, request, pk=None):
         dataset = self.get_object()
         split = request.query_params.get("split", "train")
+        fmt = request.query_params.get("format", "jsonl")
         if split not in ("train", "validation"):
             raise ValidationError({"split": ["Expected train or validation."]})
+        if fmt not in exports.DATASET_FORMATS:
+            raise ValidationError(
+                {"format": [f"Expected one of {', '.join(exports.DATASET_FORMATS)}."]}
+            )
         field = dataset.train_file if split == "train" else dataset.validation_file
+        if fmt != "jsonl" and (fmt == "hf" or field):
+            # Flat memory: record batches to disk; FileResponse closes the file.
+            spool = tempfile.TemporaryFile()  # noqa: SIM115
+            exports.dataset_version_write(dataset, fmt, spool, split=split)
+            spool.seek(0)
+            stem = f"project-{dataset.project_id}-v{dataset.version}"
+            name = f"{stem}-hf.zip" if fmt == "hf" else f"{stem}-{split}.parquet"
+            return FileResponse(spool, as_attachment=True, filename=name)
         if not field:
             raise Http404("This version has no validation split.")
         return FileResponse(

@@ -9,6 +9,7 @@ dataset versions.
 import csv
 import hashlib
 import io
+import itertools
 import json
 import logging
 import tempfile
@@ -29,6 +30,7 @@ from eventhooks.models import Event
 from eventhooks.services import webhook_event_emit
 from tenants.models import User
 
+from . import export_formats
 from .job_sweep import JobLease, LeaseLost, job_claim, jobs_recover
 from .models import (
     Annotation,
@@ -37,6 +39,7 @@ from .models import (
     ExportJob,
     ItemResult,
     Project,
+    TaskType,
 )
 from .permissions import require_can_manage_project
 from .task_types import task_type_spec, task_types_where
@@ -51,15 +54,34 @@ TRAINING_FORMATS = {
     fmt: task_types_where(lambda spec, fmt=fmt: fmt in spec.training_formats)
     for fmt in (ExportFormat.OPENAI_CHAT, ExportFormat.DPO, ExportFormat.OPENAI_PREFERENCE)
 }
+# Formats only some task types fill, beside the training formats.
+FORMAT_TASK_TYPES = {ExportFormat.CONLL: frozenset({TaskType.SPANS})}
 CONTENT_TYPES = {
     ExportFormat.RESULTS_CSV: "text/csv; charset=utf-8",
+    ExportFormat.LABEL_STUDIO: "application/json; charset=utf-8",
+    ExportFormat.CONLL: "text/plain; charset=utf-8",
+    ExportFormat.RESULTS_PARQUET: "application/vnd.apache.parquet",
+    ExportFormat.ANNOTATIONS_PARQUET: "application/vnd.apache.parquet",
+    ExportFormat.RESULTS_HF: "application/zip",
 }
+EXTENSIONS = {
+    ExportFormat.RESULTS_CSV: "csv",
+    ExportFormat.LABEL_STUDIO: "json",
+    ExportFormat.CONLL: "conll",
+    ExportFormat.RESULTS_PARQUET: "parquet",
+    ExportFormat.ANNOTATIONS_PARQUET: "parquet",
+    ExportFormat.RESULTS_HF: "zip",
+}
+# Written to a file (binary), not as text lines: export_write.
+FILE_FORMATS = frozenset(
+    {ExportFormat.RESULTS_PARQUET, ExportFormat.ANNOTATIONS_PARQUET, ExportFormat.RESULTS_HF}
+)
 
 
 def export_format_check(project: Project, fmt: str) -> None:
     if fmt not in ExportFormat.values:
         raise ValidationError({"format": [f"Expected one of {', '.join(ExportFormat.values)}."]})
-    allowed = TRAINING_FORMATS.get(fmt)
+    allowed = TRAINING_FORMATS.get(fmt) or FORMAT_TASK_TYPES.get(fmt)
     if allowed is not None and project.task_type not in allowed:
         raise ValidationError(
             {
@@ -101,26 +123,38 @@ def training_record(project: Project, fmt: str, data: dict, answer: dict) -> dic
     return task_type_spec(project.task_type).training_record(project, fmt, data, answer)
 
 
-def export_lines(project: Project, fmt: str, *, approved_only: bool = True) -> Iterator[str]:
-    """The export as text lines (CSV includes its header)."""
-    export_format_check(project, fmt)
-    if fmt == ExportFormat.ANNOTATIONS_JSONL:
-        rows = (
-            Annotation.objects.filter(project=project)
-            .order_by("pk")
-            .values_list(
-                "pk",
-                "item_id",
-                "item__external_id",
-                "annotator_id",
-                "answer",
-                "status",
-                "gold_correct",
-                "time_spent_ms",
-                "created_at",
-            )
-            .iterator(chunk_size=CHUNK)
+def _annotations(project: Project):
+    return (
+        Annotation.objects.filter(project=project)
+        .order_by("pk")
+        .values_list(
+            "pk",
+            "item_id",
+            "item__external_id",
+            "annotator_id",
+            "answer",
+            "status",
+            "gold_correct",
+            "time_spent_ms",
+            "created_at",
         )
+        .iterator(chunk_size=CHUNK)
+    )
+
+
+def export_lines(project: Project, fmt: str, *, approved_only: bool = True) -> Iterator[str]:
+    """The export as text lines (CSV includes its header); not for FILE_FORMATS."""
+    export_format_check(project, fmt)
+    if fmt in FILE_FORMATS:
+        raise ValueError(f"{fmt} is written to a file: use export_write")
+    if fmt == ExportFormat.LABEL_STUDIO:
+        yield from export_formats.label_studio_lines(project, _results(project, approved_only))
+        return
+    if fmt == ExportFormat.CONLL:
+        yield from export_formats.conll_lines(project, _results(project, approved_only))
+        return
+    if fmt == ExportFormat.ANNOTATIONS_JSONL:
+        rows = _annotations(project)
         for pk, item_id, external_id, annotator_id, answer, status, gold, spent, created in rows:
             yield _dumps(
                 {
@@ -197,8 +231,64 @@ def export_lines(project: Project, fmt: str, *, approved_only: bool = True) -> I
                 yield _dumps(record)
 
 
+def export_write(
+    project: Project,
+    fmt: str,
+    out,
+    *,
+    approved_only: bool = True,
+    on_alive: Callable[[], None] | None = None,
+) -> int:
+    """Write the export to the binary file out; the number of rows (records).
+
+    on_alive is called at most every JOB_HEARTBEAT_SECONDS while it writes.
+    """
+    export_format_check(project, fmt)
+    if fmt not in FILE_FORMATS:
+        source = _LineFile(export_lines(project, fmt, approved_only=approved_only), on_alive)
+        while chunk := source.read(1 << 20):
+            out.write(chunk)
+        if fmt == ExportFormat.RESULTS_CSV:
+            return source.lines - 1  # the header
+        if fmt == ExportFormat.LABEL_STUDIO:
+            return source.lines - 2  # the brackets
+        if fmt == ExportFormat.CONLL:
+            return source.blank_lines
+        return source.lines
+    beat = _Beat(on_alive)
+    if fmt == ExportFormat.ANNOTATIONS_PARQUET:
+        records = export_formats.annotations_records(_annotations(project))
+        schema = export_formats.ANNOTATIONS_SCHEMA
+    else:
+        records = export_formats.results_records(project, _results(project, approved_only))
+        schema = export_formats.RESULTS_SCHEMA
+    batches = export_formats.record_batches(records, schema, on_batch=beat)
+    if fmt == ExportFormat.RESULTS_HF:
+        return export_formats.hf_zip_write(
+            {"train": batches},
+            schema,
+            out,
+            name=f"project-{project.pk}-results",
+            info={"description": f"Final answers of project {project.pk} ({project.name})"},
+        )
+    return export_formats.parquet_write(batches, schema, out)
+
+
+class _Beat:
+    """Calls on_alive at most every JOB_HEARTBEAT_SECONDS."""
+
+    def __init__(self, on_alive: Callable[[], None] | None):
+        self._on_alive, self._at = on_alive, time.monotonic()
+
+    def __call__(self):
+        beat = settings.JOB_HEARTBEAT_SECONDS
+        if self._on_alive is not None and time.monotonic() - self._at >= beat:
+            self._at = time.monotonic()
+            self._on_alive()
+
+
 def export_filename(project: Project, fmt: str) -> str:
-    extension = "csv" if fmt == ExportFormat.RESULTS_CSV else "jsonl"
+    extension = EXTENSIONS.get(fmt, "jsonl")
     return f"project-{project.pk}-{fmt}-{timezone.now():%Y%m%d-%H%M%S}.{extension}"
 
 
@@ -227,7 +317,7 @@ class _LineFile(io.RawIOBase):
     """
 
     def __init__(self, lines: Iterator[str], on_alive: Callable[[], None] | None = None):
-        self._lines, self._pending, self.lines = lines, b"", 0
+        self._lines, self._pending, self.lines, self.blank_lines = lines, b"", 0, 0
         self._on_alive, self._alive_at = on_alive, time.monotonic()
 
     def readable(self):
@@ -240,6 +330,8 @@ class _LineFile(io.RawIOBase):
                 break
             self._pending += line.encode()
             self.lines += 1
+            if line == "\n":
+                self.blank_lines += 1
         size = min(len(buffer), len(self._pending))
         buffer[:size], self._pending = self._pending[:size], self._pending[size:]
         beat = settings.JOB_HEARTBEAT_SECONDS
@@ -295,20 +387,20 @@ def _heartbeat(job: ExportJob, lease: JobLease) -> None:
 def _export(job: ExportJob, lease: JobLease) -> ExportJob:
     job.status, job.heartbeat_at = ExportJob.Status.RUNNING, timezone.now()
     ExportJob.objects.filter(pk=job.pk).update(status=job.status, heartbeat_at=job.heartbeat_at)
-    source = _LineFile(
-        export_lines(job.project, job.format, approved_only=job.approved_only),
-        on_alive=lambda: _heartbeat(job, lease),
-    )
     # Written to a local temporary file first and stored whole at the end: a run
     # killed part-way leaves no half file in storage, only a temporary file the
     # system removes, and a re-dispatched run simply starts again.
     with tempfile.TemporaryFile() as spool:
-        while chunk := source.read(1 << 20):
-            spool.write(chunk)
+        job.row_count = export_write(
+            job.project,
+            job.format,
+            spool,
+            approved_only=job.approved_only,
+            on_alive=lambda: _heartbeat(job, lease),
+        )
         lease.check()
         spool.seek(0)
         job.file.save(export_filename(job.project, job.format), File(spool), save=False)
-    job.row_count = source.lines - (1 if job.format == ExportFormat.RESULTS_CSV else 0)
     job.status = ExportJob.Status.SUCCEEDED
     job.finished_at = timezone.now()
     with transaction.atomic():
@@ -509,3 +601,41 @@ def dataset_version_create(
                 field.save(f"{stem}-{split}.jsonl", File(files[split]), save=False)
         dataset.save()
     return dataset
+
+
+DATASET_FORMATS = ("jsonl", "parquet", "hf")
+
+
+def dataset_version_write(dataset: DatasetVersion, fmt: str, out, *, split: str = "train") -> int:
+    """A dataset version converted from its JSONL splits, streamed by record batch:
+    ``parquet`` writes one split as a Parquet file, ``hf`` both splits as a zipped
+    Hugging Face DatasetDict folder (train and validation) for load_from_disk.
+    The number of rows written."""
+    if fmt not in ("parquet", "hf"):
+        raise ValidationError({"format": [f"Expected one of {', '.join(DATASET_FORMATS)}."]})
+    fields = {"train": dataset.train_file, "validation": dataset.validation_file}
+    with dataset.train_file.open("rb") as sample:
+        schema = export_formats.training_schema(
+            dataset.format,
+            itertools.islice(export_formats.jsonl_records(sample), export_formats.BATCH_ROWS),
+        )
+
+    def batches(name):
+        if not fields[name]:
+            return  # a version with no validation rows: the split is there, empty
+        with fields[name].open("rb") as stream:
+            yield from export_formats.record_batches(export_formats.jsonl_records(stream), schema)
+
+    if fmt == "parquet":
+        return export_formats.parquet_write(batches(split), schema, out)
+    return export_formats.hf_zip_write(
+        {"train": batches("train"), "validation": batches("validation")},
+        schema,
+        out,
+        name=f"project-{dataset.project_id}-v{dataset.version}",
+        info={
+            "description": f"Project {dataset.project_id}, dataset version {dataset.version} "
+            f"({dataset.format}, seed {dataset.seed})",
+            "fingerprint": dataset.content_hash,
+        },
+    )

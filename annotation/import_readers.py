@@ -38,6 +38,7 @@ from typing import BinaryIO
 import ijson
 
 __all__ = [
+    "BINARY_FORMATS",
     "CHUNK_SIZE",
     "FORMATS",
     "HEAD_SIZE",
@@ -46,13 +47,16 @@ __all__ = [
     "RawRow",
     "RowProblem",
     "detect_encoding",
+    "detect_encoding_for",
     "detect_format",
     "iter_rows",
     "label_studio_result_to_answer",
     "read_head",
 ]
 
-FORMATS = ("jsonl", "json", "csv", "label_studio")
+FORMATS = ("jsonl", "json", "csv", "label_studio", "conll", "parquet", "hf_dataset")
+BINARY_FORMATS = frozenset({"parquet", "hf_dataset"})
+"""Read as bytes (annotation.dataset_readers): they have no text encoding."""
 
 HEAD_SIZE = 64 * 1024
 """How many leading bytes are used to detect the encoding and the format."""
@@ -161,16 +165,44 @@ def detect_encoding(head: bytes) -> str:
     raise ImportFileError("the file is neither UTF-8 nor GB18030/GBK; re-save it as UTF-8")
 
 
+def detect_encoding_for(fmt: str, head: bytes) -> str:
+    """``detect_encoding`` for text formats; "" for the binary ones."""
+    return "" if fmt in BINARY_FORMATS else detect_encoding(head)
+
+
+_ARCHIVE_EXTENSIONS = (".zip", ".tar", ".tgz", ".tar.gz", ".tar.xz", ".tar.bz2")
+
+
+def _binary_format(name: str, head: bytes) -> str | None:
+    if name.endswith(".parquet") or head.startswith(b"PAR1"):
+        return "parquet"
+    if (
+        name.endswith(_ARCHIVE_EXTENSIONS)
+        or head.startswith((b"PK\x03\x04", b"\x1f\x8b", b"BZh", b"\xfd7zXZ"))
+        or head[257:262] == b"ustar"
+    ):
+        return "hf_dataset"
+    return None
+
+
 def detect_format(filename: str | None, head: bytes) -> str:
     """Guess one of ``FORMATS`` from the file name and the first bytes.
 
-    The extension decides when it is known (.jsonl/.ndjson, .json, .csv/.tsv).
+    Parquet (.parquet or the PAR1 magic) and archives (.zip, .tar[.gz|.xz|.bz2]
+    or their magic bytes: a Hugging Face dataset folder) come first. Then the
+    extension decides when it is known (.conll/.bio/.iob, .jsonl/.ndjson, .json,
+    .csv/.tsv).
     Otherwise the first non-whitespace character after any byte order mark does:
     ``[`` means a JSON array, ``{`` JSON Lines, anything else CSV. A JSON array
     whose first element is an object with a ``"data"`` object is a Label Studio
     task list. ``head`` is the first up to ``HEAD_SIZE`` bytes of the file.
     """
+    binary = _binary_format((filename or "").lower(), head)
+    if binary:
+        return binary
     ext = os.path.splitext(filename or "")[1].lower()
+    if ext in (".conll", ".bio", ".iob", ".iob2"):
+        return "conll"
     if ext in (".jsonl", ".ndjson"):
         return "jsonl"
     if ext in (".csv", ".tsv"):
@@ -438,8 +470,8 @@ def iter_rows(
     """
     if fmt not in FORMATS:
         raise ImportFileError(f"unknown import format {fmt!r}; known formats: {', '.join(FORMATS)}")
-    if encoding is not None:
-        encoding = _normalize_encoding(encoding)
+    # "" (a binary format's) is no encoding, as None is.
+    encoding = _normalize_encoding(encoding) if encoding else None
     if delimiter is not None and (fmt != "csv" or len(delimiter) != 1):
         raise ValueError("delimiter must be one character, and only for fmt='csv'")
     if fmt == "jsonl":
@@ -448,7 +480,45 @@ def iter_rows(
         return _iter_csv(stream, encoding, delimiter)
     if fmt == "json":
         return _iter_json_rows(stream, encoding)
-    return _iter_label_studio(stream, encoding)
+    if fmt == "label_studio":
+        return _iter_label_studio(stream, encoding)
+    from . import dataset_readers  # it imports this module's row types
+
+    if fmt == "parquet":
+        return dataset_readers.iter_parquet(stream)
+    if fmt == "hf_dataset":
+        return dataset_readers.iter_hf_dataset(stream)
+    return _iter_conll(stream, encoding)
+
+
+def _iter_conll(stream: BinaryIO, encoding: str | None) -> Iterator[RawRow | RowProblem]:
+    from . import dataset_readers
+
+    lineno = 0
+
+    def lines() -> Iterator[str]:
+        nonlocal lineno
+        pending = ""
+        for text in _open_text(stream, encoding):
+            pending += text
+            *complete, pending = pending.split("\n")
+            for line in complete:
+                lineno += 1
+                yield line
+            if len(pending) > MAX_ROW_CHARS:
+                raise _RowTooLong
+        if pending:
+            lineno += 1
+            yield pending
+
+    try:
+        yield from dataset_readers.iter_conll(lines())
+    except _DecodeFailure as failure:
+        raise ImportFileError(f"line {lineno + 1}: {failure.message}") from None
+    except _RowTooLong:
+        raise ImportFileError(
+            f"line {lineno + 1} is longer than {MAX_ROW_CHARS} characters"
+        ) from None
 
 
 def _reject_constant(name: str):

@@ -51,7 +51,13 @@ from eventhooks.models import Event
 from eventhooks.services import webhook_event_emit
 from tenants.models import User
 
-from .import_readers import FORMATS, ImportFileError, RowProblem, detect_encoding, detect_format
+from .import_readers import (
+    FORMATS,
+    ImportFileError,
+    RowProblem,
+    detect_encoding_for,
+    detect_format,
+)
 from .import_readers import iter_rows as read_rows
 from .job_sweep import JobLease, LeaseLost, job_claim, jobs_recover
 from .models import (
@@ -732,7 +738,7 @@ def _import(
             if not head.strip():
                 raise ImportFileError("the file is empty")
             job.format = job.format or detect_format(job.filename, head)
-            job.encoding = job.encoding or detect_encoding(head)
+            job.encoding = job.encoding or detect_encoding_for(job.format, head)
             counting = _CountingReader(stored)
             stream = io.BufferedReader(counting, buffer_size=256 * 1024)
             for entry in read_rows(stream, fmt=job.format, encoding=job.encoding):

@@ -190,6 +190,8 @@ class Project(models.Model):
     tenant_path = "organization"
 
     class Meta:
+        verbose_name = _("project")
+        verbose_name_plural = _("projects")
         ordering = ["-created_at", "-pk"]
         constraints = [
             models.CheckConstraint(name="project_overlap_positive", condition=Q(overlap__gte=1)),
@@ -269,6 +271,8 @@ class Item(models.Model):
     tenant_path = "project__organization"
 
     class Meta:
+        verbose_name = _("item")
+        verbose_name_plural = _("items")
         ordering = ["pk"]
         constraints = [
             models.UniqueConstraint(
@@ -341,6 +345,8 @@ class Assignment(models.Model):
     tenant_path = "project__workforce"
 
     class Meta:
+        verbose_name = _("assignment")
+        verbose_name_plural = _("assignments")
         ordering = ["pk"]
         constraints = [
             models.UniqueConstraint(
@@ -393,6 +399,8 @@ class AnnotatorTally(models.Model):
     gold_at_quarantine = models.PositiveIntegerField(default=0, db_default=0)
 
     class Meta:
+        verbose_name = _("annotator tally")
+        verbose_name_plural = _("annotator tallies")
         constraints = [
             models.UniqueConstraint(
                 fields=["project", "annotator"], name="annotator_tally_once_per_project"
@@ -436,6 +444,10 @@ class ProjectQuality(models.Model):
 
     tenant_path = "project__organization"
 
+    class Meta:
+        verbose_name = _("project quality estimate")
+        verbose_name_plural = _("project quality estimates")
+
     def __str__(self):
         return f"quality model of project {self.project_id}"
 
@@ -466,6 +478,8 @@ class Annotation(models.Model):
     tenant_path = "project__organization"
 
     class Meta:
+        verbose_name = _("annotation")
+        verbose_name_plural = _("annotations")
         ordering = ["pk"]
         indexes = [models.Index(fields=["project", "item"], name="annotation_project_item")]
 
@@ -496,6 +510,8 @@ class Review(models.Model):
     tenant_path = "project__organization"
 
     class Meta:
+        verbose_name = _("review")
+        verbose_name_plural = _("reviews")
         ordering = ["pk"]
         constraints = [
             models.CheckConstraint(
@@ -564,6 +580,8 @@ class ReviewLease(models.Model):
     tenant_path = "project__workforce"
 
     class Meta:
+        verbose_name = _("review lease")
+        verbose_name_plural = _("review leases")
         ordering = ["pk"]
         constraints = [
             models.UniqueConstraint(
@@ -625,6 +643,8 @@ class ItemResult(models.Model):
     tenant_path = "project__organization"
 
     class Meta:
+        verbose_name = _("item result")
+        verbose_name_plural = _("item results")
         ordering = ["item_id"]
         indexes = [models.Index(fields=["project", "approved"], name="result_project_approved")]
 
@@ -704,6 +724,8 @@ class ImportJob(LeasedJob):
     tenant_path = "project__organization"
 
     class Meta:
+        verbose_name = _("import job")
+        verbose_name_plural = _("import jobs")
         ordering = ["-created_at"]
 
     def __str__(self):
@@ -742,6 +764,8 @@ class ImportStagingRow(models.Model):
     tenant_path = "job__project__organization"
 
     class Meta:
+        verbose_name = _("import staging row")
+        verbose_name_plural = _("import staging rows")
         indexes = [models.Index(fields=["job", "external_id", "row"], name="staging_job_row")]
 
     def __str__(self):
@@ -755,6 +779,11 @@ class ExportFormat(models.TextChoices):
     OPENAI_CHAT = "openai_chat", _("OpenAI chat fine-tuning JSONL")
     DPO = "dpo", _("Preference pairs for DPO (prompt, chosen, rejected)")
     OPENAI_PREFERENCE = "openai_preference", _("OpenAI preference fine-tuning JSONL")
+    RESULTS_PARQUET = "results_parquet", _("Final answers, Parquet")
+    ANNOTATIONS_PARQUET = "annotations_parquet", _("Every annotation, Parquet")
+    RESULTS_HF = "results_hf", _("Final answers, Hugging Face datasets folder (zip)")
+    LABEL_STUDIO = "label_studio", _("Label Studio JSON")
+    CONLL = "conll", _("CoNLL with BIO tags (span projects)")
 
 
 class ExportJob(LeasedJob):
@@ -784,6 +813,8 @@ class ExportJob(LeasedJob):
     tenant_path = "project__organization"
 
     class Meta:
+        verbose_name = _("export job")
+        verbose_name_plural = _("export jobs")
         ordering = ["-created_at"]
 
     def __str__(self):
@@ -820,6 +851,8 @@ class DatasetVersion(models.Model):
     tenant_path = "project__organization"
 
     class Meta:
+        verbose_name = _("dataset version")
+        verbose_name_plural = _("dataset versions")
         ordering = ["project_id", "-version"]
         constraints = [
             models.UniqueConstraint(fields=["project", "version"], name="dataset_version_unique"),

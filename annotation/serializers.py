@@ -121,7 +121,12 @@ class ItemResultSerializer(serializers.ModelSerializer):
 
 
 class ImportRequestSerializer(serializers.Serializer):
-    file = serializers.FileField(help_text=_("JSONL, JSON array, CSV or Label Studio JSON."))
+    file = serializers.FileField(
+        help_text=_(
+            "JSONL, JSON array, CSV, Label Studio JSON, CoNLL/BIO (span projects), Parquet, "
+            "or a Hugging Face dataset saved to disk (a zip or tar of the folder)."
+        )
+    )
     format = serializers.ChoiceField(
         choices=FORMATS,
         required=False,

@@ -20,7 +20,7 @@ from tenants.models import AuditEvent, Organization, User
 from tenants.services import audit_changes, audit_event_record, audit_snapshot
 from valuechain import postings
 
-from . import agreement, permissions, quality
+from . import agreement, metrics, permissions, quality
 from .models import (
     Annotation,
     AnnotatorTally,
@@ -428,14 +428,18 @@ def assignment_lease(
     held = set(holding)
     unheld = [a for a in active if a.pk not in held]
     if unheld:
+        metrics.LEASES.labels(project.task_type, "held").inc()
         return unheld[0]
     if len(active) >= MAX_ACTIVE_LEASES:
+        metrics.LEASES.labels(project.task_type, "held").inc()
         return active[0]
     expires = now + timedelta(seconds=project.lease_seconds)
     lease_one = _lease_one_postgresql if connection.vendor == "postgresql" else _lease_one_portable
     assignment_id = lease_one(project=project, annotator=annotator, now=now, expires=expires)
     if assignment_id is None:
+        metrics.LEASES.labels(project.task_type, "none").inc()
         return None
+    metrics.LEASES.labels(project.task_type, "new").inc()
     return Assignment.objects.select_related("item").get(pk=assignment_id)
 
 
@@ -506,6 +510,7 @@ def annotation_submit(
     now = now or timezone.now()
     assignment = _assignment_for_update(assignment_id, annotator)
     if assignment.status == Assignment.Status.SUBMITTED:
+        metrics.SUBMITS.labels(assignment.project.task_type, "repeated").inc()
         return assignment.annotation, False
     if assignment.status != Assignment.Status.LEASED:
         raise ValidationError(
@@ -566,6 +571,9 @@ def annotation_submit(
             item_adaptive_decide(item=item, project=project, now=now)
     elif item.annotation_count >= item.target_annotations:
         item_result_decide(item=item, project=project)
+    metrics.SUBMITS.labels(project.task_type, "accepted").inc()
+    metrics.TOKENS.labels(project.task_type, "input").inc(annotation.item_tokens)
+    metrics.TOKENS.labels(project.task_type, "output").inc(annotation.answer_tokens)
     return annotation, True
 
 

@@ -103,6 +103,8 @@ class Backend(models.Model):
     tenant_path = "organization"
 
     class Meta:
+        verbose_name = _("backend")
+        verbose_name_plural = _("backends")
         ordering = ["name", "pk"]
         constraints = [
             models.CheckConstraint(
@@ -141,6 +143,8 @@ class PromptTemplate(models.Model):
     tenant_path = "project__organization"
 
     class Meta:
+        verbose_name = _("prompt template")
+        verbose_name_plural = _("prompt templates")
         ordering = ["project_id", "-version"]
         constraints = [
             models.UniqueConstraint(fields=["project", "version"], name="prompt_version_unique"),
@@ -222,6 +226,8 @@ class PrelabelRun(models.Model):
     tenant_path = "project__organization"
 
     class Meta:
+        verbose_name = _("pre-labeling run")
+        verbose_name_plural = _("pre-labeling runs")
         ordering = ["-created_at", "-pk"]
 
     def __str__(self):
@@ -253,6 +259,8 @@ class Prediction(models.Model):
     tenant_path = "project__organization"
 
     class Meta:
+        verbose_name = _("prediction")
+        verbose_name_plural = _("predictions")
         ordering = ["pk"]
         constraints = [
             # A retried chunk cannot predict an item twice in one run.
@@ -320,6 +328,8 @@ class InferenceCall(models.Model):
     tenant_path = "project__organization"
 
     class Meta:
+        verbose_name = _("inference call")
+        verbose_name_plural = _("inference calls")
         ordering = ["pk"]
         constraints = [
             models.UniqueConstraint(fields=["run", "item", "attempt"], name="inference_call_once"),
@@ -380,6 +390,8 @@ class FineTuneRun(LeasedJob):
     tenant_path = "project__organization"
 
     class Meta:
+        verbose_name = _("fine-tuning run")
+        verbose_name_plural = _("fine-tuning runs")
         ordering = ["-created_at", "-pk"]
 
     def __str__(self):
@@ -433,6 +445,8 @@ class ModelRetrain(models.Model):
     tenant_path = "project__organization"
 
     class Meta:
+        verbose_name = _("model retraining")
+        verbose_name_plural = _("model retrainings")
         ordering = ["-created_at", "-pk"]
         constraints = [
             # Two beat ticks (or the bench and beat) can never start two at once.

@@ -22,7 +22,7 @@ from tenants.models import AuditEvent, Organization, User
 from tenants.services import audit_changes, audit_event_record, audit_snapshot
 from valuechain import postings
 
-from . import permissions, rate_limits
+from . import metrics, permissions, rate_limits
 from .api_key_cipher import api_key_decrypt, api_key_encrypt
 from .backend_client import RETRYABLE_OUTCOMES, BackendClient, Outcome
 from .models import Backend, InferenceCall, Prediction, PrelabelRun, PromptTemplate
@@ -152,6 +152,7 @@ def backend_delete(*, backend: Backend, user: User) -> None:
 
 def _circuit_logged(backend: Backend, was: tuple, **fields) -> None:
     if (backend.circuit, backend.health) != was:
+        metrics.circuit_observed(backend)
         # Transitions only: a steady state would log on every call.
         log = logger.warning if backend.circuit == Backend.Circuit.OPEN else logger.info
         log(
@@ -566,6 +567,8 @@ class _BackendPlan:
     power_kw: Decimal | None
     region_id: int | None = None
     gpu_count: int = 0
+    kind: str = ""  # and organization_id: how /metrics names the backend
+    organization_id: int | None = None
 
 
 @dataclass
@@ -634,6 +637,8 @@ def _plan(backend: Backend, run_model: str) -> _BackendPlan:
         power_kw=backend.power_draw_kw,
         region_id=backend.region_id,
         gpu_count=backend.gpu_count,
+        kind=backend.kind,
+        organization_id=backend.organization_id,
     )
 
 
@@ -1000,6 +1005,7 @@ def _record_calls(
     # unique keys; ignoring the duplicates is what keeps metering exact.
     InferenceCall.objects.bulk_create(calls, ignore_conflicts=True, batch_size=1000)
     postings.inference_calls_posted(run, calls, backends=backends)
+    metrics.calls_observed(calls, backends)
     written = {id(r) for r in records}
     earlier = [r for r in finals if id(r) not in written]  # rows of an earlier batch
     if earlier:

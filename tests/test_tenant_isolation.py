@@ -94,6 +94,10 @@ def world(django_capture_on_commit_callbacks):
     project = annotation_project(organization=victim, workforce=victim_centre, review_rate="1")
     items(project, 3)
     second_annotator = worker(project)
+    # The owner's tier history at the victim centre (they annotate there too).
+    from valuechain.models import TierChange
+
+    TierChange.objects.create(user=owner, day="2026-01-05", from_level=1, to_level=2, reason="gold")
     # One item answered and waiting for review, one leased to the owner.
     lease = services.assignment_lease(project=project, annotator=second_annotator)
     services.annotation_submit(

@@ -3,11 +3,14 @@ import os
 from celery import Celery
 from celery.signals import worker_process_init
 
+from . import metrics
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.development")
 
 app = Celery("tokenworks")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+metrics.celery_signals_connect()
 
 
 @worker_process_init.connect

@@ -16,8 +16,9 @@ from kpireports import api as kpireports_api
 from sitehealth.views import healthz
 from tenants import api as tenants_api
 from tenants import views as tenants_views
+from valuechain import api as valuechain_api
 
-from . import api_docs
+from . import api_docs, metrics
 from .request_guards import api_not_found
 
 router = DefaultRouter()
@@ -45,6 +46,9 @@ router.register("webhooks", eventhooks_api.WebhookEndpointViewSet, basename="web
 router.register(
     "webhook-deliveries", eventhooks_api.WebhookDeliveryViewSet, basename="webhook-delivery"
 )
+router.register("skill-tiers", valuechain_api.SkillTierViewSet, basename="skill-tier")
+router.register("tier-changes", valuechain_api.TierChangeViewSet, basename="tier-change")
+router.register("ledger-entries", valuechain_api.LedgerEntryViewSet, basename="ledger-entry")
 router.register("reports/regions", kpireports_api.ReportRegionViewSet, basename="report-region")
 router.register(
     "workspace/projects", annotation_api.WorkspaceProjectViewSet, basename="workspace-project"
@@ -91,7 +95,7 @@ urlpatterns = [
     path("healthz", healthz, name="healthz"),
     # Browsers ask for /favicon.ico on pages that name no icon (the API's JSON, files).
     path("favicon.ico", lambda request: redirect(static("favicon.svg"), permanent=True)),
-    path("metrics", compute_views.prometheus_metrics, name="metrics"),
+    path("metrics", metrics.metrics_view, name="metrics"),
     path("compute/backends/", compute_views.backends_page, name="compute-backends"),
     path(
         "compute/backends/<int:pk>/<slug:action>/",

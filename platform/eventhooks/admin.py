@@ -77,3 +77,29 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
     list_filter = ["status", "event"]
     readonly_fields = [f.name for f in WebhookDelivery._meta.fields]
     inlines = [WebhookAttemptInline]
+
+    # Deliveries are made by events and ended by their attempts: never by hand.
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(WebhookAttempt)
+class WebhookAttemptAdmin(admin.ModelAdmin):
+    """Each try of a delivery, as it happened: read only."""
+
+    list_display = ["delivery", "number", "started_at", "status_code", "latency_ms", "address"]
+    list_filter = ["status_code"]
+    search_fields = ["address", "error"]
+    list_select_related = ["delivery"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

@@ -125,6 +125,8 @@ class WebhookAttempt(models.Model):
     tenant_path = "delivery__endpoint__organization"
 
     class Meta:
+        verbose_name = _("webhook attempt")
+        verbose_name_plural = _("webhook attempts")
         ordering = ["delivery", "number"]
         constraints = [
             models.UniqueConstraint(fields=["delivery", "number"], name="attempt_number_once")

@@ -57,6 +57,13 @@ PEOPLE_MANAGERS = frozenset({Role.PROJECT_MANAGER, Role.ADMIN})
 AUDIT_READERS = frozenset({Role.ADMIN})
 
 
+# A centre's admins and managers follow their annotators' tiers (and pay).
+TIER_HISTORY_READERS = frozenset({Role.ADMIN, Role.PROJECT_MANAGER})
+# An organization's ledger entries: a client's charges, a centre's work. Its
+# admins, and those who run its projects or connect its systems.
+LEDGER_READERS = frozenset({Role.ADMIN, Role.CLIENT_DEVELOPER, Role.PROJECT_MANAGER})
+
+
 # Who may give an API token any role: those who decide people's roles. Anyone
 # else gives a token only roles they hold themselves.
 TOKEN_ROLE_GRANTERS = MEMBER_MANAGERS

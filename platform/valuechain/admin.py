@@ -1,7 +1,15 @@
 from django.contrib import admin
 
 from . import services
-from .models import LedgerEntry, LedgerRollup, SkillTier
+from .models import (
+    BackendRollup,
+    LedgerEntry,
+    LedgerRollup,
+    RegionMonthRollup,
+    SkillTier,
+    TierChange,
+    WorkerMonthRollup,
+)
 
 
 @admin.register(SkillTier)
@@ -64,6 +72,9 @@ class LedgerEntryAdmin(ReadOnlyAdmin):
     ]
     list_filter = ["kind", "skill_tier"]
     search_fields = ["idempotency_key"]
+    date_hierarchy = "occurred_at"
+    list_select_related = ["region", "client"]
+    show_full_result_count = False  # the ledger grows by a row per unit of work
 
 
 @admin.register(LedgerRollup)
@@ -81,3 +92,54 @@ class LedgerRollupAdmin(ReadOnlyAdmin):
         "cost",
     ]
     list_filter = ["kind", "skill_tier"]
+
+
+@admin.register(RegionMonthRollup)
+class RegionMonthRollupAdmin(ReadOnlyAdmin):
+    list_display = [
+        "month",
+        "region",
+        "skill_tier",
+        "kind",
+        "entries",
+        "tokens_input",
+        "tokens_output",
+        "revenue",
+        "cost",
+    ]
+    list_filter = ["kind", "skill_tier"]
+    search_fields = ["region__name"]
+
+
+@admin.register(BackendRollup)
+class BackendRollupAdmin(ReadOnlyAdmin):
+    list_display = [
+        "month",
+        "backend_id",
+        "region",
+        "kind",
+        "entries",
+        "tokens_input",
+        "tokens_output",
+        "gpu_ms",
+        "cost",
+    ]
+    list_filter = ["kind"]
+
+
+@admin.register(WorkerMonthRollup)
+class WorkerMonthRollupAdmin(ReadOnlyAdmin):
+    list_display = ["month", "worker", "region", "entries", "tokens_input", "revenue", "cost"]
+    search_fields = ["worker__username"]
+    list_select_related = ["worker", "region"]
+
+
+@admin.register(TierChange)
+class TierChangeAdmin(ReadOnlyAdmin):
+    """An annotator's promotions and demotions: a record, never edited."""
+
+    list_display = ["day", "user", "from_level", "to_level", "region", "created_at"]
+    list_filter = ["to_level", "from_level"]
+    search_fields = ["user__username", "reason"]
+    date_hierarchy = "day"
+    list_select_related = ["user", "region"]

@@ -253,8 +253,8 @@ class LedgerRollup(RollupSums):
     tenant_path = "client"
 
     class Meta:
-        verbose_name = _("ledger rollup")
-        verbose_name_plural = _("ledger rollups")
+        verbose_name = _("daily ledger rollup")
+        verbose_name_plural = _("daily ledger rollups")
         constraints = [
             models.UniqueConstraint(
                 fields=["day", "region", "skill_tier", "kind", "client"], name="rollup_key"
@@ -280,6 +280,8 @@ class RegionMonthRollup(RollupSums):
     tenant_path = None  # aggregate reading only, through the reports selectors
 
     class Meta:
+        verbose_name = _("regional monthly rollup")
+        verbose_name_plural = _("regional monthly rollups")
         constraints = [
             models.UniqueConstraint(
                 fields=["month", "region", "skill_tier", "kind"], name="region_month_rollup_key"
@@ -302,6 +304,8 @@ class BackendRollup(RollupSums):
     tenant_path = None  # aggregate reading only, through the reports selectors
 
     class Meta:
+        verbose_name = _("backend monthly rollup")
+        verbose_name_plural = _("backend monthly rollups")
         constraints = [
             models.UniqueConstraint(
                 fields=["month", "backend_id", "region", "kind"], name="backend_rollup_key"
@@ -326,6 +330,8 @@ class WorkerMonthRollup(RollupSums):
     tenant_path = None  # aggregate reading only, through the reports selectors
 
     class Meta:
+        verbose_name = _("worker monthly rollup")
+        verbose_name_plural = _("worker monthly rollups")
         constraints = [
             models.UniqueConstraint(
                 fields=["month", "region", "worker"], name="worker_month_rollup_key"

@@ -1,13 +1,24 @@
-"""Who may do what with people's skill tiers.
+"""Who may do what with people's skill tiers, and read which parts of the value
+chain over the API.
 
 Rules are plain functions of (user, object) returning bool; each `require_…`
-raises PermissionDenied with the message people see.
+raises PermissionDenied with the message people see. Role sets live in
+tenants.permissions; the API readers below say which organizations' rows a
+principal reaches with them.
 """
 
 from django.utils.translation import gettext as _
 
 from tenants.models import Membership, Organization, User
-from tenants.permissions import PEOPLE_MANAGERS, has_role, is_platform_staff, require
+from tenants.permissions import (
+    LEDGER_READERS,
+    PEOPLE_MANAGERS,
+    TIER_HISTORY_READERS,
+    Principal,
+    has_role,
+    is_platform_staff,
+    require,
+)
 
 
 def can_manage_people(user: User, organization: Organization) -> bool:
@@ -40,3 +51,26 @@ def require_can_change_tier(user: User, organization: Organization, annotator: U
             "change their tier, and never their own."
         ),
     )
+
+
+def tier_history_centre_ids(principal: Principal) -> list[int]:
+    """The centres whose annotators' tier history the principal reads (as their
+    admin or manager)."""
+    ids = principal.organization_ids(roles=TIER_HISTORY_READERS)
+    return list(
+        Organization.objects.filter(pk__in=ids, kind=Organization.Kind.WORKFORCE).values_list(
+            "pk", flat=True
+        )
+    )
+
+
+def reads_own_tier_history(principal: Principal) -> bool:
+    """A person reads their own history; an API token acts for an organization, not
+    for the person who made it."""
+    return principal.is_authenticated and not principal.is_token
+
+
+def ledger_organization_ids(principal: Principal) -> list[int]:
+    """The organizations whose ledger entries the principal reads: a client's
+    charges, a centre's work."""
+    return principal.organization_ids(roles=LEDGER_READERS)

@@ -4,8 +4,10 @@ from datetime import date, datetime
 from decimal import ROUND_DOWN, Decimal
 from types import SimpleNamespace
 
-from django.db.models import Case, Sum, Value, When
+from django.db.models import Case, Exists, OuterRef, Q, Sum, Value, When
 from django.utils import timezone
+
+from tenants.models import Membership
 
 from .models import LedgerEntry, SkillTier, TierChange, WorkerMonthRollup
 from .quality import MIN_EVIDENCE, QualityRecord, quality_record, tier_meets
@@ -239,10 +241,41 @@ def tier_history(*, user) -> list[TierChange]:
 
 
 def tiers_ladder() -> list[SkillTier]:
-    return list(SkillTier.objects.order_by("level"))
+    return list(skill_tiers())
 
 
 def tier_list_prices() -> dict[int, Decimal]:
     """Each skill tier's list price per 1,000 tokens (CNY): what a new project of that
     tier is priced at unless its maker says otherwise."""
     return dict(SkillTier.objects.values_list("level", "price_per_1k_tokens"))
+
+
+# --- API reads -----------------------------------------------------------------------
+
+
+def skill_tiers():
+    return SkillTier.objects.order_by("level")
+
+
+def tier_changes_visible(*, user_id: int | None, centre_ids: list[int]):
+    """The caller's own tier changes and those of the annotators of the centres they
+    manage, newest first."""
+    staffed = Membership.objects.filter(
+        user_id=OuterRef("user_id"),
+        organization_id__in=centre_ids,
+        role__in=[Membership.Role.ANNOTATOR, Membership.Role.REVIEWER],
+    )
+    mine = Q(user_id=user_id) if user_id is not None else Q(pk__in=[])
+    return (
+        TierChange.objects.filter(mine | Exists(staffed))
+        .select_related("user")
+        .order_by("-day", "-pk")
+    )
+
+
+def ledger_entries_visible(*, organization_ids: list[int]):
+    """Entries where one of the organizations is the client charged or the centre
+    that did the work."""
+    return LedgerEntry.objects.filter(
+        Q(client_id__in=organization_ids) | Q(workforce_id__in=organization_ids)
+    )

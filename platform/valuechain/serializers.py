@@ -6,7 +6,7 @@ from datetime import date
 from django.utils.translation import gettext_lazy as _
 from rest_framework import serializers
 
-from .models import LedgerEntry
+from .models import LedgerEntry, SkillTier, TierChange
 
 
 def _money():
@@ -139,3 +139,89 @@ class ProjectStatementSerializer(serializers.Serializer):
     period_end = serializers.DateTimeField()
     lines = StatementLineSerializer(many=True)
     totals = StatementTotalsSerializer()
+
+
+# --- read API: the tier ladder, tier history, ledger entries ----------------------------
+
+
+class SkillTierSerializer(serializers.ModelSerializer):
+    pay_per_1k_tokens = _money()
+    price_per_1k_tokens = _money()
+
+    class Meta:
+        model = SkillTier
+        fields = [
+            "level",
+            "name_en",
+            "name_zh",
+            "description",
+            "pay_per_1k_tokens",
+            "price_per_1k_tokens",
+            "min_gold_accuracy",
+            "min_review_acceptance",
+            "min_volume_tokens",
+        ]
+        read_only_fields = fields
+
+
+class TierChangeEntrySerializer(serializers.ModelSerializer):
+    annotator = serializers.IntegerField(source="user_id", read_only=True)
+    username = serializers.CharField(source="user.username", read_only=True)
+    promoted = serializers.SerializerMethodField()
+
+    class Meta:
+        model = TierChange
+        fields = [
+            "id",
+            "annotator",
+            "username",
+            "day",
+            "from_level",
+            "to_level",
+            "promoted",
+            "reason",
+            "measured",
+            "created_at",
+        ]
+        read_only_fields = fields
+
+    def get_promoted(self, change) -> bool:
+        return change.to_level > change.from_level
+
+
+class LedgerEntrySerializer(serializers.ModelSerializer):
+    revenue = _money()
+    cost = serializers.SerializerMethodField(
+        help_text=_(
+            "What the work cost the centre that did it (pay, compute): shown to that "
+            "centre only; null for the client charged."
+        )
+    )
+    reverses = serializers.PrimaryKeyRelatedField(
+        read_only=True, allow_null=True, help_text=_("The entry this one corrects, if any.")
+    )
+
+    class Meta:
+        model = LedgerEntry
+        fields = [
+            "id",
+            "occurred_at",
+            "kind",
+            "client",
+            "workforce",
+            "project",
+            "region",
+            "skill_tier",
+            "tokens_input",
+            "tokens_output",
+            "revenue",
+            "cost",
+            "gpu_ms",
+            "reverses",
+        ]
+        read_only_fields = fields
+
+    def get_cost(self, entry) -> str | None:
+        if entry.workforce_id in self.context.get("workforce_ids", ()):
+            return f"{entry.cost:.6f}"
+        return None

@@ -102,7 +102,15 @@ def test_unknown_format_is_rejected_at_once_listing_the_known_ones():
     assert "'xlsx'" in str(info.value)
     for fmt in FORMATS:
         assert fmt in str(info.value)
-    assert FORMATS == ("jsonl", "json", "csv", "label_studio")
+    assert FORMATS == (
+        "jsonl",
+        "json",
+        "csv",
+        "label_studio",
+        "conll",
+        "parquet",
+        "hf_dataset",
+    )
 
 
 def test_unknown_encoding_is_rejected():

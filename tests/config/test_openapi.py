@@ -26,6 +26,8 @@ API_TAGS = {
     "Webhooks",
     "Reports",
     "Statements",
+    "Tiers",
+    "Ledger",
 }
 
 

@@ -62,6 +62,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: it times the whole response and names it by route.
+    "config.metrics.RequestMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "csp.middleware.CSPMiddleware",
     "config.request_guards.RequestGuardMiddleware",
@@ -330,6 +332,11 @@ COMPUTE_METER_FLUSH_SECONDS = env.float("COMPUTE_METER_FLUSH_SECONDS", default=1
 # Bearer token Prometheus sends to /metrics; empty leaves it open, which only
 # development and tests allow (production requires it).
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+# Where every process counts its metrics (one folder per process kind, files
+# per process), so a scrape adds up all gunicorn workers and Celery pool
+# processes; empty keeps them in memory (one process: runserver, tests).
+# config/__init__.py and config/gunicorn_conf.py read it before prometheus_client loads.
+METRICS_DIR = env.str("METRICS_DIR", default="")
 
 # --- Regional KPI reports -------------------------------------------------------
 # The low-end trap: a region's value-chain index (share of tiered revenue at
