@@ -24,12 +24,23 @@ from collections.abc import Callable, Iterable
 from datetime import timedelta
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.db.models import F, Model, Q
 from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
 logger = logging.getLogger(__name__)
+
+
+class JobStateConflict(ValidationError):
+    """Cancel, resume (or another action) asked of a job in a state where it makes no
+    sense, e.g. cancelling a finished run; the API answers 409 with the message."""
+
+    conflict = True
+
+    def __init__(self, message: str, *, field: str = "status"):
+        super().__init__({field: [ValidationError(message, code="conflict")]})
 
 
 class LeaseLost(Exception):
@@ -173,18 +184,20 @@ def jobs_recover(
     stopped_message: str,
     now=None,
     limit: int = 100,
+    scope: Q | None = None,
 ) -> int:
     """Re-dispatch up to `limit` jobs in `statuses` whose run died (lease lapsed) or
     whose message was lost (unclaimed, dispatched JOB_PENDING_SECONDS ago); fail
     those already started JOB_MAX_ATTEMPTS times with stopped_message
-    ({attempts} filled in). redispatch(job) resets the locked job for a new run
-    (the caller saves it) and returns what queues that run after commit. Run from
-    beat; safe to run twice, and a job whose row a live run holds is skipped."""
+    ({attempts} filled in); `scope` narrows the jobs looked at. redispatch(job)
+    resets the locked job for a new run (the caller saves it) and returns what
+    queues that run after commit. Run from beat; safe to run twice, and a job
+    whose row a live run holds is skipped."""
     now = now or timezone.now()
     lapsed = Q(lease_expires_at__lt=now) & ~Q(claimed_by="")
     queued_before = now - timedelta(seconds=settings.JOB_PENDING_SECONDS)
     never_taken = Q(claimed_by="", queued_at__lt=queued_before)
-    due = lapsed | never_taken
+    due = (lapsed | never_taken) & (scope or Q())
     candidates = model.objects.annotate(queued_at=Coalesce("dispatched_at", "created_at")).filter(
         due, status__in=list(statuses)
     )
