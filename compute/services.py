@@ -16,7 +16,7 @@ from django.db import transaction
 from django.db.models import Max, Q
 from django.utils import timezone
 
-from annotation.job_sweep import JobLease, JobStateConflict, LeaseLost, job_claim, jobs_recover
+from annotation.job_sweep import JobKind, JobLease, JobStateConflict, LeaseLost, job_redispatcher
 from annotation.models import Item, Project
 from annotation.services import item_suggestions_apply
 from tenants.models import AuditEvent, Organization, User
@@ -851,17 +851,25 @@ def _chunk_fail(chunk: PrelabelChunk, message: str) -> None:
     prelabel_run_fail(run_id=chunk.run_id, error=message)
 
 
+CHUNKS = JobKind(
+    model=PrelabelChunk,
+    what="pre-labeling chunk",
+    active=(PrelabelChunk.Status.PENDING,),
+    ended=(PrelabelChunk.Status.DONE, PrelabelChunk.Status.CLOSED),
+    fail=_chunk_fail,
+    redispatch=job_redispatcher("compute.tasks.prelabel_chunk_run_task"),
+    stopped_message=CHUNK_STOPPED_MESSAGE,
+    log=logger,
+    # A chunk of a run that ended is closed, never run again.
+    scope=Q(run__status=PrelabelRun.Status.RUNNING),
+)
+
+
 def prelabel_chunk_run(*, chunk_id: int) -> dict:
     """Claim the chunk under a lease and label it. A chunk a live worker holds (a
     duplicate or re-delivered message) or one already done is left alone; one whose
     worker died is claimed again, and its items with an outcome are skipped."""
-    lease = job_claim(
-        model=PrelabelChunk,
-        job_id=chunk_id,
-        statuses=[PrelabelChunk.Status.PENDING],
-        fail=_chunk_fail,
-        stopped_message=CHUNK_STOPPED_MESSAGE,
-    )
+    lease = CHUNKS.claim(chunk_id)
     if lease is None:
         logger.info("pre-label chunk not claimed: held or ended", extra={"chunk_id": chunk_id})
         return {"skipped": True, "reason": "held or ended"}
@@ -906,13 +914,6 @@ def prelabel_chunk_adopt(*, run_id: int, item_ids: list[int]) -> dict:
     return prelabel_chunk_run(chunk_id=chunk.pk)
 
 
-def _chunk_redispatch(chunk: PrelabelChunk):
-    from .tasks import prelabel_chunk_run_task
-
-    chunk_id = chunk.pk
-    return lambda: prelabel_chunk_run_task.delay(chunk_id)
-
-
 def prelabel_runs_recover(*, now=None, limit: int = 100) -> int:
     """Beat's sweep for pre-labeling: re-dispatch chunks whose worker died (lease
     lapsed) or whose message was lost, fail the run of a chunk that stopped
@@ -920,16 +921,7 @@ def prelabel_runs_recover(*, now=None, limit: int = 100) -> int:
     (its dispatch message was lost): that cuts new chunks or finishes it. Safe to
     run twice; nothing a live worker holds is touched."""
     now = now or timezone.now()
-    recovered = jobs_recover(
-        model=PrelabelChunk,
-        statuses=[PrelabelChunk.Status.PENDING],
-        redispatch=_chunk_redispatch,
-        fail=_chunk_fail,
-        stopped_message=CHUNK_STOPPED_MESSAGE,
-        now=now,
-        limit=limit,
-        scope=Q(run__status=PrelabelRun.Status.RUNNING),
-    )
+    recovered = CHUNKS.recover(now=now, limit=limit)
     quiet_since = now - timedelta(seconds=settings.JOB_PENDING_SECONDS)
     orphans = list(
         PrelabelRun.objects.filter(status=PrelabelRun.Status.RUNNING, started_at__lt=quiet_since)

@@ -19,16 +19,18 @@ def prelabel_run_dispatch_task(run_id: int) -> int:
 # while the chunk is claimed or metered (rows written are skipped on the retry),
 # and no backend being in service. Backend faults are retried per call by the
 # run's retry policy, never here.
-@shared_task(
-    bind=True,
-    name="compute.prelabel_chunk_run",
-    time_limit=900,
-    soft_time_limit=840,
-    autoretry_for=(OperationalError, InterfaceError),
-    retry_backoff=5,
-    retry_backoff_max=120,
-    max_retries=5,
-)
+_CHUNK_TASK = {
+    "bind": True,
+    "time_limit": 900,
+    "soft_time_limit": 840,
+    "autoretry_for": (OperationalError, InterfaceError),
+    "retry_backoff": 5,
+    "retry_backoff_max": 120,
+    "max_retries": 5,
+}
+
+
+@shared_task(name="compute.prelabel_chunk_run", **_CHUNK_TASK)
 def prelabel_chunk_run_task(self, chunk_id: int) -> dict:
     try:
         return services.prelabel_chunk_run(chunk_id=chunk_id)
@@ -36,16 +38,7 @@ def prelabel_chunk_run_task(self, chunk_id: int) -> dict:
         return _no_backend(self, exc, run_id=exc.run_id)
 
 
-@shared_task(
-    bind=True,
-    name="compute.prelabel_chunk",
-    time_limit=900,
-    soft_time_limit=840,
-    autoretry_for=(OperationalError, InterfaceError),
-    retry_backoff=5,
-    retry_backoff_max=120,
-    max_retries=5,
-)
+@shared_task(name="compute.prelabel_chunk", **_CHUNK_TASK)
 def prelabel_chunk_task(self, run_id: int, item_ids: list[int]) -> dict:
     """Messages queued before chunks were rows: adopted as a chunk, then run."""
     try:
