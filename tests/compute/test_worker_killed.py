@@ -22,18 +22,22 @@ ITEMS = 60
 CONCURRENCY = 4
 
 
+def backend(project, url, concurrency):
+    return Backend.objects.create(
+        organization=project.workforce,
+        name="fake",
+        base_url=url,
+        models_served=["fake-model"],
+        max_concurrency=concurrency,
+    )
+
+
 def test_a_run_whose_worker_was_killed_finishes_on_its_own(celery_workers, settings):
     settings.COMPUTE_METER_FLUSH_SECONDS = 1.0  # the README's default, as in the worker
     project = annotation_project()
     items(project, ITEMS)
     with FakeOpenAI(latency=0.3) as fake:
-        Backend.objects.create(
-            organization=project.workforce,
-            name="fake",
-            base_url=fake.url,
-            models_served=["fake-model"],
-            max_concurrency=CONCURRENCY,
-        )
+        backend(project, fake.url, CONCURRENCY)
         first = celery_workers()
         run = prelabel_run_start(project=project, created_by=project.created_by)
         # Four calls at a time, 0.3 s each: kill the worker a few waves in, once
@@ -91,13 +95,7 @@ def test_a_message_for_a_chunk_a_live_worker_holds_does_nothing(celery_workers):
     project = annotation_project()
     items(project, 8)
     with FakeOpenAI(latency=0.3) as fake:
-        Backend.objects.create(
-            organization=project.workforce,
-            name="fake",
-            base_url=fake.url,
-            models_served=["fake-model"],
-            max_concurrency=1,
-        )
+        backend(project, fake.url, 1)
         celery_workers()
         celery_workers()
         run = prelabel_run_start(project=project, created_by=project.created_by)
