@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from annotation.job_sweep import JobKind, JobLease, JobStateConflict, LeaseLost, job_redispatcher
 from annotation.models import Item, Project
-from annotation.services import item_suggestions_apply
+from annotation.services import item_suggestions_apply, suggestion_priority
 from tenants.models import AuditEvent, Organization, User
 from tenants.services import audit_changes, audit_event_record, audit_snapshot
 from valuechain import postings
@@ -1221,7 +1221,7 @@ def _record_calls(
     ]
     Prediction.objects.bulk_create(predictions, ignore_conflicts=True, batch_size=1000)
     if run.purpose == "prelabel":
-        # Annotators see the suggestion, and the least certain items are served first.
+        # Annotators see the suggestion; suggestion_priority orders the items.
         item_suggestions_apply(
             suggestions={
                 p.item_id: (
@@ -1231,7 +1231,9 @@ def _record_calls(
                         "model": p.model,
                         "prompt_version": p.prompt_version,
                     },
-                    round(1.0 - p.confidence, 6),
+                    suggestion_priority(
+                        project=run.project, item_id=p.item_id, confidence=p.confidence
+                    ),
                 )
                 for p in predictions
             }
