@@ -443,7 +443,9 @@ def prelabel_run_dispatch(*, run_id: int, chunk_size: int = CHUNK_SIZE) -> int:
         chunk_ids = [chunk.pk for chunk in created]
         transaction.on_commit(lambda: [prelabel_chunk_run_task.delay(pk) for pk in chunk_ids])
     if not chunk_ids and not held:
-        prelabel_run_refresh(run_id=run.pk)
+        # Nothing left to send: the run ends now, even if items it counted at the
+        # start were deleted since (it would otherwise wait for them for ever).
+        prelabel_run_refresh(run_id=run.pk, nothing_left=True)
     logger.info(
         "pre-label run dispatched", extra={"prelabel_run_id": run.pk, "chunks": len(chunk_ids)}
     )
@@ -563,8 +565,9 @@ def _failure_summary(failures: dict, failed: int, total: int) -> str:
     return f"{failed} of {total} items failed: " + "; ".join(parts)
 
 
-def prelabel_run_refresh(*, run_id: int) -> PrelabelRun:
-    """Store the run's totals; finish it when every item has an outcome.
+def prelabel_run_refresh(*, run_id: int, nothing_left: bool = False) -> PrelabelRun:
+    """Store the run's totals; finish it when every item has an outcome (or, with
+    nothing_left, when no item is left to send).
 
     Finished, it says how it went: succeeded (every item answered), partial
     (some items failed) or failed (none answered), with the failed items
@@ -578,7 +581,7 @@ def prelabel_run_refresh(*, run_id: int) -> PrelabelRun:
     }
     PrelabelRun.objects.filter(pk=run.pk).update(**fields)
     done, failed = totals["done_items"], totals["failed_items"]
-    if done + failed >= run.total_items:
+    if nothing_left or done + failed >= run.total_items:
         failures = run_failures(run=run) if failed else {}
         if not failed:
             status = PrelabelRun.Status.SUCCEEDED
@@ -893,6 +896,12 @@ def prelabel_chunk_run(*, chunk_id: int) -> dict:
             else PrelabelChunk.Status.DONE,
             finished_at=timezone.now(),
         )
+    if not PrelabelChunk.objects.filter(
+        run_id=chunk.run_id, status=PrelabelChunk.Status.PENDING
+    ).exists():
+        # The run's last chunk: anything still unsettled (items added since) is cut
+        # into new chunks, or, with nothing left, the run ends now.
+        prelabel_run_dispatch(run_id=chunk.run_id)
     return summary
 
 

@@ -499,3 +499,20 @@ def test_cancel_closes_the_open_chunks_so_a_queued_message_does_nothing(
     assert chunk.status == "closed"
     assert services.prelabel_chunk_run(chunk_id=chunk.pk)["reason"] == "held or ended"
     assert not fake.requests
+
+
+def test_a_run_whose_items_were_deleted_meanwhile_still_ends(
+    fake, django_capture_on_commit_callbacks, settings
+):
+    project = annotation_project()
+    made = items(project, 3)
+    make_backend(project, fake.url)
+    with django_capture_on_commit_callbacks(execute=False):
+        run = services.prelabel_run_start(project=project, created_by=project.created_by)
+    Item.objects.filter(pk=made[0].pk).delete()
+    later = timezone.now() + timedelta(seconds=settings.JOB_PENDING_SECONDS + 1)
+    with django_capture_on_commit_callbacks(execute=True):
+        services.prelabel_runs_recover(now=later)
+    run.refresh_from_db()
+    assert (run.status, run.done_items, run.total_items) == ("succeeded", 2, 3)
+    assert services.prelabel_runs_recover(now=later) == 0  # nothing left for the sweep
