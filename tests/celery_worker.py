@@ -32,7 +32,6 @@ def start_worker(*, var_dir: Path, queue: str, log_path: Path, **env) -> subproc
         "DATABASE_URL": test_database_url(),  # the throw-away test database
         "CELERY_BROKER_URL": settings.TEST_REDIS_URL,
         "CELERY_RESULT_BACKEND": settings.TEST_REDIS_URL,
-        "CELERY_TASK_DEFAULT_QUEUE": queue,  # what the worker queues stays in the test
         **env,
     }
     log = open(log_path, "a")  # noqa: SIM115 - the child owns it
