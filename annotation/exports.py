@@ -14,15 +14,13 @@ import json
 import logging
 import tempfile
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from decimal import Decimal
 
-from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files.base import File
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
@@ -31,7 +29,7 @@ from eventhooks.services import webhook_event_emit
 from tenants.models import User
 
 from . import export_formats
-from .job_sweep import JobLease, LeaseLost, job_claim, jobs_recover
+from .job_sweep import JobKind, JobLease, LeaseLost, job_redispatcher
 from .models import (
     Annotation,
     DatasetVersion,
@@ -349,19 +347,29 @@ STOPPED_MESSAGE = (
 )
 
 
+EXPORTS = JobKind(
+    model=ExportJob,
+    what="export",
+    active=_ACTIVE,
+    ended=_ENDED,
+    # _fail and _unexpected_message are defined below.
+    fail=lambda job, message, lease=None: _fail(job, message, lease=lease),
+    redispatch=job_redispatcher(
+        "annotation.tasks.export_job_run_task", status=ExportJob.Status.PENDING
+    ),
+    stopped_message=STOPPED_MESSAGE,
+    log=logger,
+    unexpected_message=lambda error_id, timed_out: _unexpected_message(error_id, timed_out),
+)
+
+
 def export_job_run(*, job_id) -> ExportJob:
     """Write the export file; the job ends succeeded or failed, never left running.
 
     Safe to run twice: a job that has ended, or that a live run holds, is left
     alone; one whose run died starts over.
     """
-    lease = job_claim(
-        model=ExportJob,
-        job_id=job_id,
-        statuses=_ACTIVE,
-        fail=_fail,
-        stopped_message=STOPPED_MESSAGE,
-    )
+    lease = EXPORTS.claim(job_id)
     job = ExportJob.objects.select_related("project").get(pk=job_id)
     if lease is None:
         return job
@@ -375,7 +383,9 @@ def export_job_run(*, job_id) -> ExportJob:
             )
             return ExportJob.objects.get(pk=job.pk)
         except Exception as error:
-            return _fail_unexpected(job, error, lease)
+            return EXPORTS.fail_unexpected(
+                job, error, lease, export_job_id=str(job.pk), project_id=job.project_id
+            )
 
 
 def _heartbeat(job: ExportJob, lease: JobLease) -> None:
@@ -455,65 +465,22 @@ def _fail(job: ExportJob, message: str, *, lease: JobLease | None = None) -> Exp
     return current
 
 
-def _fail_unexpected(job: ExportJob, error: Exception, lease: JobLease) -> ExportJob:
-    """Fail the job on an exception nobody expected: the client gets a message and an
-    error id, the log gets the traceback under the same id."""
-    error_id = uuid.uuid4().hex[:12]
-    logger.error(
-        "export stopped on an unexpected error",
-        exc_info=error,
-        extra={
-            "job_id": str(job.pk),
-            "export_job_id": str(job.pk),
-            "project_id": job.project_id,
-            "error_id": error_id,
-        },
+def _unexpected_message(error_id: str, timed_out: bool) -> str:
+    reason = (
+        "took longer than the time limit and was stopped"
+        if timed_out
+        else "stopped on an unexpected error"
     )
-    if isinstance(error, SoftTimeLimitExceeded):
-        reason = "took longer than the time limit and was stopped"
-    else:
-        reason = "stopped on an unexpected error"
-    message = (
+    return (
         f"The export {reason} (error id {error_id}). Start a new export; if it fails "
         f"again, tell support the error id."
     )
-    if not connection.in_atomic_block:
-        # A database error may have broken the connection: record on a fresh one.
-        connection.close_if_unusable_or_obsolete()
-    try:
-        return _fail(job, message, lease=lease)
-    except Exception:
-        logger.exception(
-            "export failure recorded without removing its file",
-            extra={"job_id": str(job.pk), "error_id": error_id},
-        )
-        ExportJob.objects.filter(pk=job.pk, claimed_by=lease.token).exclude(
-            status__in=_ENDED
-        ).update(status=ExportJob.Status.FAILED, error=message, finished_at=timezone.now())
-        return ExportJob.objects.get(pk=job.pk)
-
-
-def _redispatch(job: ExportJob):
-    """Reset a job whose run died for a new run, which writes the file from scratch."""
-    job.status = ExportJob.Status.PENDING
-    from .tasks import export_job_run_task
-
-    job_id = str(job.pk)
-    return lambda: export_job_run_task.delay(job_id)
 
 
 def export_jobs_recover(*, now=None, limit: int = 100) -> int:
     """Run exports again whose worker died or whose message was lost; fail those
     that stopped JOB_MAX_ATTEMPTS times. Run from beat; safe to run twice."""
-    return jobs_recover(
-        model=ExportJob,
-        statuses=_ACTIVE,
-        redispatch=_redispatch,
-        fail=_fail,
-        stopped_message=STOPPED_MESSAGE,
-        now=now,
-        limit=limit,
-    )
+    return EXPORTS.recover(now=now, limit=limit)
 
 
 # --- dataset versions -------------------------------------------------------------

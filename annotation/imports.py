@@ -38,11 +38,9 @@ import logging
 import queue
 import re
 import threading
-import uuid
 from collections.abc import Callable
 from pathlib import PurePath
 
-from celery.exceptions import SoftTimeLimitExceeded
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.utils import timezone
@@ -59,7 +57,7 @@ from .import_readers import (
     detect_format,
 )
 from .import_readers import iter_rows as read_rows
-from .job_sweep import JobLease, LeaseLost, job_claim, jobs_recover
+from .job_sweep import JobKind, JobLease, LeaseLost, job_redispatcher
 from .models import (
     ImportJob,
     ImportStagingRow,
@@ -355,48 +353,16 @@ def _fail(job: ImportJob, message: str, *, lease: JobLease | None = None) -> Imp
     return job
 
 
-def _fail_unexpected(job: ImportJob, error: Exception, lease: JobLease) -> ImportJob:
-    """Fail the job on an exception nobody expected: the client gets a message and an
-    error id, the log gets the traceback under the same id."""
-    error_id = uuid.uuid4().hex[:12]
-    ids = {"job_id": str(job.pk), "import_job_id": str(job.pk), "error_id": error_id}
-    logger.error(
-        "import stopped on an unexpected error",
-        exc_info=error,
-        extra={**ids, "project_id": job.project_id},
-    )
-    if isinstance(error, SoftTimeLimitExceeded):
-        message = (
+def _unexpected_message(error_id: str, timed_out: bool) -> str:
+    if timed_out:
+        return (
             f"The import took longer than the time limit and was stopped (error id "
             f"{error_id}), so nothing was imported. Split the file and import the parts."
         )
-    else:
-        message = (
-            f"The import stopped on an unexpected error (error id {error_id}), so nothing "
-            f"was imported. Try again; if it fails again, tell support the error id."
-        )
-    if not connection.in_atomic_block:
-        # A database error may have broken the connection: record on a fresh one.
-        connection.close_if_unusable_or_obsolete()
-    try:
-        return _fail(job, message, lease=lease)
-    except Exception:
-        # Recording it in full failed too (the database, or the webhook): at least
-        # never leave the job running.
-        logger.exception("import failure recorded without its report", extra=ids)
-        ImportJob.objects.filter(pk=job.pk, claimed_by=lease.token).exclude(
-            status__in=_ENDED
-        ).update(status=ImportJob.Status.FAILED, error=message, finished_at=timezone.now())
-        return ImportJob.objects.get(pk=job.pk)
-
-
-def _redispatch(job: ImportJob):
-    """Reset a job whose run died for a new run, which starts again from the file."""
-    job.status = ImportJob.Status.PENDING
-    from .tasks import import_job_run_task
-
-    job_id = str(job.pk)
-    return lambda: import_job_run_task.delay(job_id)
+    return (
+        f"The import stopped on an unexpected error (error id {error_id}), so nothing "
+        f"was imported. Try again; if it fails again, tell support the error id."
+    )
 
 
 STOPPED_MESSAGE = (
@@ -405,18 +371,25 @@ STOPPED_MESSAGE = (
 )
 
 
+IMPORTS = JobKind(
+    model=ImportJob,
+    what="import",
+    active=_ACTIVE,
+    ended=_ENDED,
+    fail=_fail,
+    redispatch=job_redispatcher(
+        "annotation.tasks.import_job_run_task", status=ImportJob.Status.PENDING
+    ),
+    stopped_message=STOPPED_MESSAGE,
+    log=logger,
+    unexpected_message=_unexpected_message,
+)
+
+
 def import_jobs_recover(*, now=None, limit: int = 100) -> int:
     """Run imports again whose worker died or whose message was lost; fail those
     that stopped JOB_MAX_ATTEMPTS times. Run from beat; safe to run twice."""
-    return jobs_recover(
-        model=ImportJob,
-        statuses=_ACTIVE,
-        redispatch=_redispatch,
-        fail=_fail,
-        stopped_message=STOPPED_MESSAGE,
-        now=now,
-        limit=limit,
-    )
+    return IMPORTS.recover(now=now, limit=limit)
 
 
 def _announce(job: ImportJob) -> None:
@@ -678,13 +651,7 @@ def import_job_run(*, job_id, on_progress: Callable[[ImportJob], None] | None = 
     Safe to run twice: a job that has ended, or that a live run holds, is left
     as it is; one whose run died starts over from the file.
     """
-    lease = job_claim(
-        model=ImportJob,
-        job_id=job_id,
-        statuses=_ACTIVE,
-        fail=_fail,
-        stopped_message=STOPPED_MESSAGE,
-    )
+    lease = IMPORTS.claim(job_id)
     job = ImportJob.objects.select_related("project").get(pk=job_id)
     if lease is None:
         return job
@@ -698,7 +665,9 @@ def import_job_run(*, job_id, on_progress: Callable[[ImportJob], None] | None = 
             )
             return ImportJob.objects.get(pk=job.pk)
         except Exception as error:
-            return _fail_unexpected(job, error, lease)
+            return IMPORTS.fail_unexpected(
+                job, error, lease, import_job_id=str(job.pk), project_id=job.project_id
+            )
 
 
 def _import(

@@ -1,5 +1,7 @@
-"""Leases on background jobs, and the sweep that recovers them, the same way for
-every job kind (imports, exports, fine-tuning runs: models.LeasedJob).
+"""The lifecycle of background jobs, the same for every kind (imports, exports,
+pre-labeling chunks, fine-tuning runs: models.LeasedJob): claim under a lease,
+heartbeat, fail with an error id, re-dispatch by beat's sweep, conflict on an
+action the job's state refuses. Each kind declares itself once as a JobKind.
 
 A run first claims its job: in one transaction, with SELECT … FOR UPDATE SKIP
 LOCKED, it writes its token in `claimed_by` and `lease_expires_at` =
@@ -21,15 +23,29 @@ import socket
 import threading
 import uuid
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import timedelta
 
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.db.models import F, Model, Q
 from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
+from django.utils.module_loading import import_string
 
 logger = logging.getLogger(__name__)
+
+
+class JobStateConflict(ValidationError):
+    """Cancel, resume (or another action) asked of a job in a state where it makes no
+    sense, e.g. cancelling a finished run; the API answers 409 with the message."""
+
+    conflict = True
+
+    def __init__(self, message: str, *, field: str = "status"):
+        super().__init__({field: [ValidationError(message, code="conflict")]})
 
 
 class LeaseLost(Exception):
@@ -164,6 +180,55 @@ class JobLease:
         return job.claimed_by == self.token
 
 
+def job_redispatcher(task_path: str, *, status: str | None = None):
+    """The `redispatch` for jobs_recover of a job that is redone from the start by one
+    task: the job goes back to `status` (when given) and the task (dotted path,
+    imported late: tasks import the services) is queued with its id."""
+
+    def redispatch(job: Model) -> Callable[[], None]:
+        if status is not None:
+            job.status = status
+        task = import_string(task_path)
+        job_id = job.pk if isinstance(job.pk, int) else str(job.pk)
+        return lambda: task.delay(job_id)
+
+    return redispatch
+
+
+def job_fail_unexpected(
+    *,
+    job: Model,
+    error: BaseException,
+    lease: JobLease,
+    fail: Callable[..., Model],
+    message: Callable[[str, bool], str],
+    ended: Iterable[str],
+    log: logging.Logger,
+    what: str,
+    extra: dict | None = None,
+) -> Model:
+    """End a job failed on an exception nobody expected: the client gets
+    message(error_id, timed_out) to act on, the log (`log`, the job's own module)
+    gets the traceback under the same error id. When recording the failure in full
+    (fail(job, text, lease=lease)) fails too, the job is still never left running."""
+    error_id = uuid.uuid4().hex[:12]
+    ids = {"job_id": str(job.pk), "error_id": error_id, **(extra or {})}
+    log.error(f"{what} stopped on an unexpected error", exc_info=error, extra=ids)
+    text = message(error_id, isinstance(error, SoftTimeLimitExceeded))
+    if not connection.in_atomic_block:
+        # A database error may have broken the connection: record on a fresh one.
+        connection.close_if_unusable_or_obsolete()
+    try:
+        return fail(job, text, lease=lease)
+    except Exception:
+        log.exception(f"{what} failure recorded in part", extra=ids)
+        model = type(job)
+        model.objects.filter(pk=job.pk, claimed_by=lease.token).exclude(
+            status__in=list(ended)
+        ).update(status="failed", error=text, finished_at=timezone.now())
+        return model.objects.get(pk=job.pk)
+
+
 def jobs_recover(
     *,
     model: type[Model],
@@ -173,18 +238,20 @@ def jobs_recover(
     stopped_message: str,
     now=None,
     limit: int = 100,
+    scope: Q | None = None,
 ) -> int:
     """Re-dispatch up to `limit` jobs in `statuses` whose run died (lease lapsed) or
     whose message was lost (unclaimed, dispatched JOB_PENDING_SECONDS ago); fail
     those already started JOB_MAX_ATTEMPTS times with stopped_message
-    ({attempts} filled in). redispatch(job) resets the locked job for a new run
-    (the caller saves it) and returns what queues that run after commit. Run from
-    beat; safe to run twice, and a job whose row a live run holds is skipped."""
+    ({attempts} filled in); `scope` narrows the jobs looked at. redispatch(job)
+    resets the locked job for a new run (the caller saves it) and returns what
+    queues that run after commit. Run from beat; safe to run twice, and a job
+    whose row a live run holds is skipped."""
     now = now or timezone.now()
     lapsed = Q(lease_expires_at__lt=now) & ~Q(claimed_by="")
     queued_before = now - timedelta(seconds=settings.JOB_PENDING_SECONDS)
     never_taken = Q(claimed_by="", queued_at__lt=queued_before)
-    due = lapsed | never_taken
+    due = (lapsed | never_taken) & (scope or Q())
     candidates = model.objects.annotate(queued_at=Coalesce("dispatched_at", "created_at")).filter(
         due, status__in=list(statuses)
     )
@@ -216,3 +283,57 @@ def jobs_recover(
                 )
             recovered += 1
     return recovered
+
+
+@dataclass(frozen=True)
+class JobKind:
+    """One kind of background job and how its lifecycle goes: what a run may claim
+    (`active`), how it fails (`fail(job, message, lease=None)`, ending it in one of
+    `ended`), how a dead run's job is queued again (`redispatch`, see
+    job_redispatcher) and what a client reads when its runs keep stopping or an
+    unexpected error ends it."""
+
+    model: type[Model]
+    what: str  # "import", "export": the start of log lines and messages
+    active: tuple
+    ended: tuple
+    fail: Callable[..., object]
+    redispatch: Callable[[Model], Callable[[], None]]
+    stopped_message: str
+    log: logging.Logger
+    unexpected_message: Callable[[str, bool], str] | None = None
+    scope: Q | None = None  # narrows the jobs the sweep looks at
+
+    def claim(self, job_id, *, statuses: Iterable[str] | None = None) -> "JobLease | None":
+        return job_claim(
+            model=self.model,
+            job_id=job_id,
+            statuses=self.active if statuses is None else statuses,
+            fail=self.fail,
+            stopped_message=self.stopped_message,
+        )
+
+    def recover(self, *, now=None, limit: int = 100) -> int:
+        return jobs_recover(
+            model=self.model,
+            statuses=self.active,
+            redispatch=self.redispatch,
+            fail=self.fail,
+            stopped_message=self.stopped_message,
+            now=now,
+            limit=limit,
+            scope=self.scope,
+        )
+
+    def fail_unexpected(self, job: Model, error: BaseException, lease: JobLease, **extra):
+        return job_fail_unexpected(
+            job=job,
+            error=error,
+            lease=lease,
+            fail=self.fail,
+            message=self.unexpected_message,
+            ended=self.ended,
+            log=self.log,
+            what=self.what,
+            extra=extra,
+        )

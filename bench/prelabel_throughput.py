@@ -2,8 +2,9 @@
 
 Starts bench/latency_server.py in its own process, makes a project of N items
 in the bench database, and runs the real worker code path
-(compute.services.prelabel_chunk_process, as the Celery chunk task does) in
-one or more worker processes. Reports items/s against the ceiling C/L, and the
+(compute.services.prelabel_chunk_run: each chunk a row claimed under a lease,
+renewed from a thread, as the Celery chunk task does) in one or more worker
+processes. Reports items/s against the ceiling C/L, and the
 worker CPU time per item; then the same with one request at a time (what
 tools that call a model per item synchronously do).
 
@@ -44,24 +45,24 @@ def wait_for(url: str, timeout: float = 20) -> None:
     raise SystemExit(f"server at {url} did not start")
 
 
-def worker(run_id: int, chunks: list[list[int]], queue) -> None:
+def worker(chunk_ids: list[int], queue) -> None:
     _common.django_setup()
     # A forked child must not use the parent's pooled sockets (as a Celery
     # prefork child does not: see config.celery_app).
     from config.celery_app import _forget_inherited_connections
 
     _forget_inherited_connections()
-    from compute.services import prelabel_chunk_process
+    from compute.services import prelabel_chunk_run
 
     start = resource.getrusage(resource.RUSAGE_SELF)
-    for chunk in chunks:
-        prelabel_chunk_process(run_id=run_id, item_ids=chunk)
+    for chunk_id in chunk_ids:
+        prelabel_chunk_run(chunk_id=chunk_id)
     end = resource.getrusage(resource.RUSAGE_SELF)
     queue.put((end.ru_utime - start.ru_utime) + (end.ru_stime - start.ru_stime))
 
 
 def measure(fixture, item_ids, *, latency, concurrency, chunk, workers, client_concurrency):
-    from compute.models import Backend, InferenceCall, Prediction, PrelabelRun
+    from compute.models import Backend, InferenceCall, Prediction, PrelabelChunk, PrelabelRun
     from compute.services import prompt_template_create
 
     port = free_port()
@@ -98,15 +99,19 @@ def measure(fixture, item_ids, *, latency, concurrency, chunk, workers, client_c
             backend=backend,
             total_items=len(item_ids),
         )
-        chunks = [item_ids[i : i + chunk] for i in range(0, len(item_ids), chunk)]
-        shares = [chunks[w::workers] for w in range(workers)]
+        chunks = PrelabelChunk.objects.bulk_create(
+            PrelabelChunk(run=run, item_ids=item_ids[i : i + chunk])
+            for i in range(0, len(item_ids), chunk)
+        )
+        chunk_ids = [c.pk for c in chunks]
+        shares = [chunk_ids[w::workers] for w in range(workers)]
         queue = multiprocessing.get_context("fork").Queue()
         from django.db import connections
 
         connections.close_all()
         started = time.perf_counter()
         processes = [
-            multiprocessing.get_context("fork").Process(target=worker, args=(run.pk, share, queue))
+            multiprocessing.get_context("fork").Process(target=worker, args=(share, queue))
             for share in shares
         ]
         for process in processes:
@@ -201,6 +206,11 @@ def main():
                 from django.db import connection
 
                 with connection.cursor() as c:
+                    c.execute(
+                        "DELETE FROM compute_prelabelchunk WHERE run_id IN "
+                        "(SELECT id FROM compute_prelabelrun WHERE project_id = %s)",
+                        [fixture.project.pk],
+                    )
                     for table in (
                         "compute_inferencecall",
                         "compute_prediction",

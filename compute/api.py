@@ -8,6 +8,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiExample,
     OpenApiParameter,
+    OpenApiResponse,
     extend_schema,
     extend_schema_view,
 )
@@ -247,7 +248,10 @@ class PrelabelRunViewSet(
     @extend_schema(
         summary="Cancel a run (finished items keep their predictions)",
         request=None,
-        responses=PrelabelRunSerializer,
+        responses={
+            200: PrelabelRunSerializer,
+            409: OpenApiResponse(description="The run has already ended."),
+        },
     )
     @action(detail=True, methods=["post"])
     def cancel(self, request, pk=None):
@@ -257,7 +261,13 @@ class PrelabelRunViewSet(
     @extend_schema(
         summary="Resume a run: cancelled, finished with failures, or stalled (its workers died)",
         request=None,
-        responses=PrelabelRunSerializer,
+        responses={
+            200: PrelabelRunSerializer,
+            409: OpenApiResponse(
+                description="Nothing to resume: the run is still making progress, has not "
+                "started, or succeeded."
+            ),
+        },
     )
     @action(detail=True, methods=["post"])
     def resume(self, request, pk=None):

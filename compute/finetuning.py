@@ -22,7 +22,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from annotation.exports import split_is_validation
-from annotation.job_sweep import JobLease, job_claim, jobs_recover
+from annotation.job_sweep import JobKind, JobLease
 from annotation.models import DatasetVersion, ExportFormat, Item, ItemResult
 from annotation.schemas import answer_key
 from annotation.services import item_results_send_to_review
@@ -124,13 +124,7 @@ STOPPED_MESSAGE = (
 def finetune_run_submit(*, run_id: int) -> FineTuneRun:
     """Upload the files and create the job. Safe to run twice: steps done are kept,
     and a run that a live worker is submitting is left to it."""
-    lease = job_claim(
-        model=FineTuneRun,
-        job_id=run_id,
-        statuses=_SUBMITTING,
-        fail=_fail,
-        stopped_message=STOPPED_MESSAGE,
-    )
+    lease = FINETUNING.claim(run_id, statuses=_SUBMITTING)
     if lease is None:
         return FineTuneRun.objects.get(pk=run_id)
     with lease:
@@ -278,13 +272,7 @@ def _register_model(backend_id: int, model: str) -> None:
 def finetune_run_evaluate(*, run_id: int) -> FineTuneRun:
     """Label the held-out human answers with the new model and compare. Safe to run
     twice: a run evaluated already, or being evaluated by a live worker, is left."""
-    lease = job_claim(
-        model=FineTuneRun,
-        job_id=run_id,
-        statuses=(FineTuneRun.Status.EVALUATING,),
-        fail=_fail,
-        stopped_message=STOPPED_MESSAGE,
-    )
+    lease = FINETUNING.claim(run_id, statuses=(FineTuneRun.Status.EVALUATING,))
     if lease is None:
         return FineTuneRun.objects.get(pk=run_id)
     with lease:
@@ -413,12 +401,16 @@ def _redispatch(run: FineTuneRun):
 def finetune_runs_recover(*, now=None, limit: int = 100) -> int:
     """Submit or evaluate runs again whose worker died or whose message was lost;
     fail those whose step stopped JOB_MAX_ATTEMPTS times. Run from beat."""
-    return jobs_recover(
-        model=FineTuneRun,
-        statuses=(*_SUBMITTING, FineTuneRun.Status.EVALUATING),
-        redispatch=_redispatch,
-        fail=_fail,
-        stopped_message=STOPPED_MESSAGE,
-        now=now,
-        limit=limit,
-    )
+    return FINETUNING.recover(now=now, limit=limit)
+
+
+FINETUNING = JobKind(
+    model=FineTuneRun,
+    what="fine-tuning run",
+    active=(*_SUBMITTING, FineTuneRun.Status.EVALUATING),
+    ended=(FineTuneRun.Status.SUCCEEDED, FineTuneRun.Status.FAILED, FineTuneRun.Status.CANCELLED),
+    fail=_fail,
+    redispatch=_redispatch,
+    stopped_message=STOPPED_MESSAGE,
+    log=logger,
+)

@@ -234,6 +234,38 @@ class PrelabelRun(models.Model):
         return f"pre-label run {self.pk} ({self.status})"
 
 
+class PrelabelChunk(LeasedJob):
+    """A run's unit of work: up to CHUNK_SIZE items one worker labels at a time.
+
+    Claimed in the database under a lease (annotation.job_sweep), not only through
+    the broker: a live worker's chunk is never run twice (a re-delivered message
+    finds the lease held and does nothing), and a dead worker's chunk is
+    re-dispatched by beat once its lease lapses, whatever the broker's visibility
+    timeout. A retried chunk skips the items that already have an outcome.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending", _("Pending")
+        DONE = "done", _("Done")
+        # The run ended (cancelled, failed) before the chunk was: not run again.
+        CLOSED = "closed", _("Closed with its run")
+
+    run = models.ForeignKey(PrelabelRun, on_delete=models.CASCADE, related_name="chunks")
+    item_ids = models.JSONField(default=list)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    tenant_path = "run__project__organization"
+
+    class Meta:
+        ordering = ["pk"]
+        indexes = [models.Index(fields=["status", "run"], name="prelabel_chunk_open")]
+
+    def __str__(self):
+        return f"chunk {self.pk} of pre-label run {self.run_id} ({self.status})"
+
+
 class Prediction(models.Model):
     """A model's answer for an item, shown to annotators as a suggestion."""
 

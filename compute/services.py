@@ -16,6 +16,7 @@ from django.db import transaction
 from django.db.models import Max, Q
 from django.utils import timezone
 
+from annotation.job_sweep import JobKind, JobLease, JobStateConflict, LeaseLost, job_redispatcher
 from annotation.models import Item, Project
 from annotation.services import item_suggestions_apply, suggestion_priority
 from tenants.models import AuditEvent, Organization, User
@@ -25,7 +26,14 @@ from valuechain import postings
 from . import metrics, permissions, rate_limits
 from .api_key_cipher import api_key_decrypt, api_key_encrypt
 from .backend_client import RETRYABLE_OUTCOMES, BackendClient, Outcome
-from .models import Backend, InferenceCall, Prediction, PrelabelRun, PromptTemplate
+from .models import (
+    Backend,
+    InferenceCall,
+    Prediction,
+    PrelabelChunk,
+    PrelabelRun,
+    PromptTemplate,
+)
 from .retry_policy import RetryPolicy
 from .routing import CIRCUIT_COOLDOWN, backends_ranked
 from .selectors import FEN, prelabel_run_items, run_failures, run_totals
@@ -399,40 +407,75 @@ def prelabel_run_start(
 
 
 def prelabel_run_dispatch(*, run_id: int, chunk_size: int = CHUNK_SIZE) -> int:
-    """Queue the run's unsettled items (no prediction, no recorded final failure) in chunks."""
-    from .tasks import prelabel_chunk_task
+    """Cut the run's unsettled items (no prediction, no recorded final failure) that
+    no open chunk holds into chunks, one row each, and queue them. Safe to run twice:
+    an item is in one open chunk at a time. A run with nothing left to send is
+    refreshed, which finishes it."""
+    from .tasks import prelabel_chunk_run_task
 
-    run = PrelabelRun.objects.select_related("project").get(pk=run_id)
-    if run.status != PrelabelRun.Status.RUNNING:
-        return 0
-    ids = (
-        prelabel_run_items(run=run)
-        .exclude(predictions__run=run)
-        .exclude(pk__in=InferenceCall.objects.filter(run=run, final=True).values("item_id"))
-        .order_by("pk")
-        .values_list("pk", flat=True)
+    with transaction.atomic():
+        run = PrelabelRun.objects.select_for_update().get(pk=run_id)
+        if run.status != PrelabelRun.Status.RUNNING:
+            return 0
+        held: set[int] = set()
+        for ids in PrelabelChunk.objects.filter(
+            run=run, status=PrelabelChunk.Status.PENDING
+        ).values_list("item_ids", flat=True):
+            held.update(ids)
+        ids = (
+            prelabel_run_items(run=run)
+            .exclude(predictions__run=run)
+            .exclude(pk__in=InferenceCall.objects.filter(run=run, final=True).values("item_id"))
+            .order_by("pk")
+            .values_list("pk", flat=True)
+        )
+        now = timezone.now()
+        chunks, batch = [], []
+        for item_id in ids.iterator(chunk_size=5000):
+            if item_id in held:
+                continue
+            batch.append(item_id)
+            if len(batch) == chunk_size:
+                chunks.append(PrelabelChunk(run=run, item_ids=batch, dispatched_at=now))
+                batch = []
+        if batch:
+            chunks.append(PrelabelChunk(run=run, item_ids=batch, dispatched_at=now))
+        created = PrelabelChunk.objects.bulk_create(chunks)
+        chunk_ids = [chunk.pk for chunk in created]
+        transaction.on_commit(lambda: [prelabel_chunk_run_task.delay(pk) for pk in chunk_ids])
+    if not chunk_ids and not held:
+        # Nothing left to send: the run ends now, even if items it counted at the
+        # start were deleted since (it would otherwise wait for them for ever).
+        prelabel_run_refresh(run_id=run.pk, nothing_left=True)
+    logger.info(
+        "pre-label run dispatched", extra={"prelabel_run_id": run.pk, "chunks": len(chunk_ids)}
     )
-    chunks, batch = 0, []
-    for item_id in ids.iterator(chunk_size=5000):
-        batch.append(item_id)
-        if len(batch) == chunk_size:
-            prelabel_chunk_task.delay(run.pk, batch)
-            chunks, batch = chunks + 1, []
-    if batch:
-        prelabel_chunk_task.delay(run.pk, batch)
-        chunks += 1
-    if chunks == 0:
-        prelabel_run_refresh(run_id=run.pk)
-    logger.info("pre-label run dispatched", extra={"prelabel_run_id": run.pk, "chunks": chunks})
-    return chunks
+    return len(chunk_ids)
+
+
+def _chunks_close(run_id: int) -> None:
+    """The run ended: its open chunks are not run (a queued message finds them closed)."""
+    PrelabelChunk.objects.filter(run_id=run_id, status=PrelabelChunk.Status.PENDING).update(
+        status=PrelabelChunk.Status.CLOSED, finished_at=timezone.now()
+    )
 
 
 @transaction.atomic
 def prelabel_run_cancel(*, run: PrelabelRun, user: User) -> PrelabelRun:
+    """Stop a pending or running run: no new call starts (a chunk in flight stops
+    within a second, metering what it called); items done keep their predictions.
+    A run that already ended cannot be cancelled (JobStateConflict, 409)."""
     permissions.require_can_run_on_project(user, run.project)
-    PrelabelRun.objects.filter(
-        pk=run.pk, status__in=[PrelabelRun.Status.PENDING, PrelabelRun.Status.RUNNING]
-    ).update(status=PrelabelRun.Status.CANCELLED, finished_at=timezone.now())
+    current = PrelabelRun.objects.select_for_update().get(pk=run.pk)
+    if current.status not in (PrelabelRun.Status.PENDING, PrelabelRun.Status.RUNNING):
+        raise JobStateConflict(
+            f"The run has already ended ({current.status}); only a pending or running run "
+            "can be cancelled."
+        )
+    PrelabelRun.objects.filter(pk=run.pk).update(
+        status=PrelabelRun.Status.CANCELLED, finished_at=timezone.now()
+    )
+    _chunks_close(run.pk)
     run.refresh_from_db()
     logger.info("pre-label run cancelled", extra={"prelabel_run_id": run.pk, "user_id": user.pk})
     return run
@@ -440,49 +483,67 @@ def prelabel_run_cancel(*, run: PrelabelRun, user: User) -> PrelabelRun:
 
 @transaction.atomic
 def prelabel_run_resume(*, run: PrelabelRun, user: User, now=None) -> PrelabelRun:
-    """Go on with a run: items without a prediction or a recorded final failure are
-    sent again. A cancelled, failed or finished run restarts; a run still marked
-    running is re-dispatched only when it has stalled (its workers died: no call
-    recorded for RUN_STALLED_AFTER), and a second resume within that time does
-    nothing, so resuming twice never labels an item twice at once."""
+    """Go on with a run. A cancelled run sends its items without an outcome; a run
+    that ended with failed items (partial, failed) sends those again too. A run
+    still marked running is re-dispatched at once when it has stalled: no worker
+    holds a chunk of it and no call was recorded for RUN_STALLED_AFTER (beat's sweep
+    would do it too, within a couple of minutes). Anything else (a live run, a run
+    that succeeded) is a JobStateConflict (409) saying why, so resuming twice never
+    labels an item twice at once."""
     permissions.require_can_run_on_project(user, run.project)
     now = now or timezone.now()
-    stale = now - RUN_STALLED_AFTER
     runs = PrelabelRun.objects.select_for_update().filter(pk=run.pk)
     current = runs.get()
     if current.status == PrelabelRun.Status.RUNNING:
+        held = (
+            PrelabelChunk.objects.filter(
+                run=run, status=PrelabelChunk.Status.PENDING, lease_expires_at__gt=now
+            )
+            .exclude(claimed_by="")
+            .exists()
+        )
         last_call = (
             InferenceCall.objects.filter(run=run)
             .order_by("-created_at")
             .values_list("created_at", flat=True)
         ).first()
         last_activity = max(filter(None, [last_call, current.started_at]), default=None)
-        if last_activity is not None and last_activity > stale:
-            raise ValidationError(
-                {
-                    "status": [
-                        "The run is still making progress (last activity "
-                        f"{last_activity.isoformat()}); resume a run that has stopped."
-                    ]
-                }
+        if held or (last_activity is not None and last_activity > now - RUN_STALLED_AFTER):
+            since = f" (last activity {last_activity.isoformat()})" if last_activity else ""
+            raise JobStateConflict(
+                f"The run is still making progress{since}; resume a run that has stopped."
             )
         # started_at moves on, so a second resume within RUN_STALLED_AFTER sees activity.
-        updated = runs.update(started_at=now, error="")
-    else:
-        updated = runs.filter(
-            status__in=[
-                PrelabelRun.Status.CANCELLED,
-                PrelabelRun.Status.FAILED,
-                PrelabelRun.Status.PARTIAL,
-                PrelabelRun.Status.SUCCEEDED,
-            ]
-        ).update(status=PrelabelRun.Status.RUNNING, finished_at=None, error="")
-    run.refresh_from_db()
-    if updated:
-        from .tasks import prelabel_run_dispatch_task
+        runs.update(started_at=now, error="")
+        # Chunks whose worker died go back to the queue at once (no lease is live).
+        open_chunks = PrelabelChunk.objects.filter(run=run, status=PrelabelChunk.Status.PENDING)
+        requeued = list(open_chunks.values_list("pk", flat=True))
+        open_chunks.update(claimed_by="", lease_expires_at=None, dispatched_at=now)
+        if requeued:
+            from .tasks import prelabel_chunk_run_task
 
-        prelabel_run_dispatch_task.delay_on_commit(run.pk)
-        logger.info("pre-label run resumed", extra={"prelabel_run_id": run.pk, "user_id": user.pk})
+            transaction.on_commit(lambda: [prelabel_chunk_run_task.delay(pk) for pk in requeued])
+    elif current.status == PrelabelRun.Status.SUCCEEDED:
+        raise JobStateConflict("The run succeeded: every item has a prediction; nothing to resume.")
+    elif current.status == PrelabelRun.Status.PENDING:
+        raise JobStateConflict("The run has not started yet; it will start on its own.")
+    else:
+        if current.status in (PrelabelRun.Status.PARTIAL, PrelabelRun.Status.FAILED):
+            # The failed items are tried again: their failures stay on record as
+            # calls, no longer as the item's end.
+            InferenceCall.objects.filter(run=run, final=True).update(final=False)
+        runs.update(
+            status=PrelabelRun.Status.RUNNING,
+            finished_at=None,
+            error="",
+            failures={},
+            started_at=now,
+        )
+    run.refresh_from_db()
+    from .tasks import prelabel_run_dispatch_task
+
+    prelabel_run_dispatch_task.delay_on_commit(run.pk)
+    logger.info("pre-label run resumed", extra={"prelabel_run_id": run.pk, "user_id": user.pk})
     return run
 
 
@@ -491,6 +552,7 @@ def prelabel_run_fail(*, run_id: int, error: str) -> None:
     if PrelabelRun.objects.filter(pk=run_id, status=PrelabelRun.Status.RUNNING).update(
         status=PrelabelRun.Status.FAILED, error=error[:2000], finished_at=timezone.now()
     ):
+        _chunks_close(run_id)
         logger.warning("pre-label run failed", extra={"prelabel_run_id": run_id, "error": error})
 
 
@@ -504,8 +566,9 @@ def _failure_summary(failures: dict, failed: int, total: int) -> str:
     return f"{failed} of {total} items failed: " + "; ".join(parts)
 
 
-def prelabel_run_refresh(*, run_id: int) -> PrelabelRun:
-    """Store the run's totals; finish it when every item has an outcome.
+def prelabel_run_refresh(*, run_id: int, nothing_left: bool = False) -> PrelabelRun:
+    """Store the run's totals; finish it when every item has an outcome (or, with
+    nothing_left, when no item is left to send).
 
     Finished, it says how it went: succeeded (every item answered), partial
     (some items failed) or failed (none answered), with the failed items
@@ -519,7 +582,7 @@ def prelabel_run_refresh(*, run_id: int) -> PrelabelRun:
     }
     PrelabelRun.objects.filter(pk=run.pk).update(**fields)
     done, failed = totals["done_items"], totals["failed_items"]
-    if done + failed >= run.total_items:
+    if nothing_left or done + failed >= run.total_items:
         failures = run_failures(run=run) if failed else {}
         if not failed:
             status = PrelabelRun.Status.SUCCEEDED
@@ -534,6 +597,7 @@ def prelabel_run_refresh(*, run_id: int) -> PrelabelRun:
             error=_failure_summary(failures, failed, run.total_items),
         )
         if finished:
+            _chunks_close(run.pk)
             logger.info(
                 "pre-label run finished",
                 extra={
@@ -763,9 +827,10 @@ async def _label_items(
 class NoBackendAvailable(Exception):
     """No backend may take the run's calls now: the chunk waits, having sent nothing."""
 
-    def __init__(self, message: str, *, retry_in: float):
+    def __init__(self, message: str, *, retry_in: float, run_id: int | None = None):
         super().__init__(message)
         self.retry_in = retry_in
+        self.run_id = run_id
 
 
 # Calls are written as they return, every FLUSH_CALLS or COMPUTE_METER_FLUSH_SECONDS,
@@ -777,7 +842,118 @@ CIRCUIT_EVALUATE_EVERY = 1.0
 _DONE = object()
 
 
-def prelabel_chunk_process(*, run_id: int, item_ids: list[int]) -> dict:
+CHUNK_STOPPED_MESSAGE = (
+    "A worker labelling part of this run stopped {attempts} times (killed, or out of "
+    "memory), so the run stopped. Resume it to go on; if it stops again, tell support."
+)
+
+
+def _chunk_fail(chunk: PrelabelChunk, message: str) -> None:
+    """A chunk whose runs kept dying fails its run, saying why (resume restarts it)."""
+    PrelabelChunk.objects.filter(pk=chunk.pk).update(
+        status=PrelabelChunk.Status.CLOSED,
+        finished_at=timezone.now(),
+        claimed_by="",
+        lease_expires_at=None,
+    )
+    prelabel_run_fail(run_id=chunk.run_id, error=message)
+
+
+CHUNKS = JobKind(
+    model=PrelabelChunk,
+    what="pre-labeling chunk",
+    active=(PrelabelChunk.Status.PENDING,),
+    ended=(PrelabelChunk.Status.DONE, PrelabelChunk.Status.CLOSED),
+    fail=_chunk_fail,
+    redispatch=job_redispatcher("compute.tasks.prelabel_chunk_run_task"),
+    stopped_message=CHUNK_STOPPED_MESSAGE,
+    log=logger,
+    # A chunk of a run that ended is closed, never run again.
+    scope=Q(run__status=PrelabelRun.Status.RUNNING),
+)
+
+
+def prelabel_chunk_run(*, chunk_id: int) -> dict:
+    """Claim the chunk under a lease and label it. A chunk a live worker holds (a
+    duplicate or re-delivered message) or one already done is left alone; one whose
+    worker died is claimed again, and its items with an outcome are skipped."""
+    lease = CHUNKS.claim(chunk_id)
+    if lease is None:
+        logger.info("pre-label chunk not claimed: held or ended", extra={"chunk_id": chunk_id})
+        return {"skipped": True, "reason": "held or ended"}
+    with lease:
+        chunk = PrelabelChunk.objects.get(pk=chunk_id)
+        try:
+            summary = prelabel_chunk_process(
+                run_id=chunk.run_id, item_ids=chunk.item_ids, lease=lease
+            )
+        except LeaseLost:
+            # Another worker took the chunk over (ours stalled past its lease): it
+            # finishes the chunk; what we called is metered and skipped there.
+            logger.warning(
+                "pre-label chunk lease lost", extra={"chunk_id": chunk_id, "run": chunk.run_id}
+            )
+            return {"skipped": True, "reason": "lease lost"}
+        # Also when the run's end closed it meanwhile: this worker did its part.
+        PrelabelChunk.objects.filter(pk=chunk_id, claimed_by=lease.token).update(
+            status=PrelabelChunk.Status.CLOSED
+            if "skipped" in summary
+            else PrelabelChunk.Status.DONE,
+            finished_at=timezone.now(),
+        )
+    if not PrelabelChunk.objects.filter(
+        run_id=chunk.run_id, status=PrelabelChunk.Status.PENDING
+    ).exists():
+        # The run's last chunk: anything still unsettled (items added since) is cut
+        # into new chunks, or, with nothing left, the run ends now.
+        prelabel_run_dispatch(run_id=chunk.run_id)
+    return summary
+
+
+def prelabel_chunk_adopt(*, run_id: int, item_ids: list[int]) -> dict:
+    """A message of the old chunk task (run id and item ids, queued before chunks were
+    rows): its items not in an open chunk become one, claimed and run here."""
+    with transaction.atomic():
+        held: set[int] = set()
+        for ids in PrelabelChunk.objects.filter(
+            run_id=run_id, status=PrelabelChunk.Status.PENDING
+        ).values_list("item_ids", flat=True):
+            held.update(ids)
+        free = [i for i in item_ids if i not in held]
+        if not free:
+            return {"skipped": len(item_ids), "reason": "in open chunks"}
+        chunk = PrelabelChunk.objects.create(
+            run_id=run_id, item_ids=free, dispatched_at=timezone.now()
+        )
+    return prelabel_chunk_run(chunk_id=chunk.pk)
+
+
+def prelabel_runs_recover(*, now=None, limit: int = 100) -> int:
+    """Beat's sweep for pre-labeling: re-dispatch chunks whose worker died (lease
+    lapsed) or whose message was lost, fail the run of a chunk that stopped
+    JOB_MAX_ATTEMPTS times, and dispatch again a running run that has no open chunk
+    (its dispatch message was lost): that cuts new chunks or finishes it. Safe to
+    run twice; nothing a live worker holds is touched."""
+    now = now or timezone.now()
+    recovered = CHUNKS.recover(now=now, limit=limit)
+    quiet_since = now - timedelta(seconds=settings.JOB_PENDING_SECONDS)
+    orphans = list(
+        PrelabelRun.objects.filter(status=PrelabelRun.Status.RUNNING, started_at__lt=quiet_since)
+        .exclude(chunks__status=PrelabelChunk.Status.PENDING)
+        .exclude(chunks__finished_at__gte=quiet_since)
+        .values_list("pk", flat=True)[:limit]
+    )
+    for run_id in orphans:
+        logger.warning(
+            "pre-label run without open chunks dispatched again", extra={"prelabel_run_id": run_id}
+        )
+        prelabel_run_dispatch(run_id=run_id)
+    return recovered + len(orphans)
+
+
+def prelabel_chunk_process(
+    *, run_id: int, item_ids: list[int], lease: JobLease | None = None
+) -> dict:
     """Pre-label one chunk. Safe to run twice: items with a prediction or a recorded
     final failure are skipped, and calls are keyed by (run, item, attempt), each
     written (and posted to the ledger) as it returns, so none is metered twice and
@@ -809,7 +985,7 @@ def prelabel_chunk_process(*, run_id: int, item_ids: list[int]) -> dict:
         message = "No active backend could serve the run; it goes on when one is back."
         PrelabelRun.objects.filter(pk=run.pk).update(error=message)
         logger.warning("pre-label chunk found no backend", extra={"prelabel_run_id": run.pk})
-        raise NoBackendAvailable(message, retry_in=CIRCUIT_COOLDOWN.total_seconds())
+        raise NoBackendAvailable(message, retry_in=CIRCUIT_COOLDOWN.total_seconds(), run_id=run.pk)
     work = [
         (
             item_id,
@@ -820,13 +996,15 @@ def prelabel_chunk_process(*, run_id: int, item_ids: list[int]) -> dict:
         for item_id, data in items
     ]
     policy = RetryPolicy.from_dict(run.retry_policy)
-    summary = _label_and_meter(run, project_response_format(project), plans, work, policy)
+    summary = _label_and_meter(
+        run, project_response_format(project), plans, work, policy, lease=lease
+    )
     logger.info("pre-label chunk processed", extra={"prelabel_run_id": run.pk, **summary})
     prelabel_run_refresh(run_id=run.pk)
     return summary
 
 
-def _label_and_meter(run, response_format, plans, work, policy) -> dict:
+def _label_and_meter(run, response_format, plans, work, policy, *, lease=None) -> dict:
     """HTTP in an event loop on its own thread; metering here, on the caller's thread
     (and database connection), in batches as calls return, so the event loop never
     waits for the database and the database never waits for the whole chunk."""
@@ -854,7 +1032,7 @@ def _label_and_meter(run, response_format, plans, work, policy) -> dict:
         finally:
             events.put(_DONE)
 
-    meter = _ChunkMeter(run, plans, circuit_open)
+    meter = _ChunkMeter(run, plans, circuit_open, lease)
     thread = threading.Thread(target=loop, name=f"prelabel-run-{run.pk}", daemon=True)
     thread.start()
     finished, batch = False, []
@@ -878,8 +1056,10 @@ def _label_and_meter(run, response_format, plans, work, policy) -> dict:
             finished = batch[-1] is _DONE
             meter.write([e for e in batch if e is not _DONE])
             batch = []
-            if not finished and meter.run_cancelled():
-                stop.set()  # cancelled: no new attempt starts; those in flight are metered
+            if not finished and meter.should_stop():
+                # Cancelled, or the lease lost: no new attempt starts; those in
+                # flight are metered.
+                stop.set()
     except BaseException:
         # A time limit or a database error: start nothing new, and meter what was
         # called (best effort: the chunk is retried, and written calls are skipped).
@@ -904,14 +1084,24 @@ def _label_and_meter(run, response_format, plans, work, policy) -> dict:
     if failure:
         raise failure[0]
     meter.evaluate_circuits(force=True)
+    if meter.lease_lost:
+        raise LeaseLost(f"pre-label run {run.pk}")
     return meter.summary()
 
 
 class _ChunkMeter:
     """Writes a chunk's calls, ledger entries and predictions as they come."""
 
-    def __init__(self, run: PrelabelRun, plans: list[_BackendPlan], circuit_open: set[int]):
+    def __init__(
+        self,
+        run: PrelabelRun,
+        plans: list[_BackendPlan],
+        circuit_open: set[int],
+        lease: JobLease | None = None,
+    ):
         self.run = run
+        self.lease = lease
+        self.lease_lost = False
         self.backends = {p.id: p for p in plans}
         self.circuit_open = circuit_open
         self.calls = self.predicted = self.failed = 0
@@ -953,12 +1143,20 @@ class _ChunkMeter:
             self.evaluated_at[backend_id] = now
             del self.pending[backend_id]
 
-    def run_cancelled(self) -> bool:
-        """Asked at most once a second: a cancel takes effect within that."""
+    def should_stop(self) -> bool:
+        """Asked at most once a second: a cancel takes effect within that, and so does
+        a lost lease (the chunk was taken over; without a renewing thread the lease
+        is renewed here)."""
         now = time.monotonic()
         if now - self.status_checked_at < CIRCUIT_EVALUATE_EVERY:
             return False
         self.status_checked_at = now
+        if self.lease is not None:
+            try:
+                self.lease.check()
+            except LeaseLost:
+                self.lease_lost = True
+                return True
         return not PrelabelRun.objects.filter(
             pk=self.run.pk, status=PrelabelRun.Status.RUNNING
         ).exists()

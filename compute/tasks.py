@@ -16,28 +16,49 @@ def prelabel_run_dispatch_task(run_id: int) -> int:
 
 
 # Celery retries only what is not a backend's answer: the database being away
-# while the chunk is claimed or metered (rows written are skipped on the retry).
-# Backend faults are retried per call by the run's retry policy, never here.
-@shared_task(
-    bind=True,
-    name="compute.prelabel_chunk",
-    time_limit=900,
-    soft_time_limit=840,
-    autoretry_for=(OperationalError, InterfaceError),
-    retry_backoff=5,
-    retry_backoff_max=120,
-    max_retries=5,
-)
-def prelabel_chunk_task(self, run_id: int, item_ids: list[int]) -> dict:
+# while the chunk is claimed or metered (rows written are skipped on the retry),
+# and no backend being in service. Backend faults are retried per call by the
+# run's retry policy, never here.
+_CHUNK_TASK = {
+    "bind": True,
+    "time_limit": 900,
+    "soft_time_limit": 840,
+    "autoretry_for": (OperationalError, InterfaceError),
+    "retry_backoff": 5,
+    "retry_backoff_max": 120,
+    "max_retries": 5,
+}
+
+
+@shared_task(name="compute.prelabel_chunk_run", **_CHUNK_TASK)
+def prelabel_chunk_run_task(self, chunk_id: int) -> dict:
     try:
-        return services.prelabel_chunk_process(run_id=run_id, item_ids=item_ids)
+        return services.prelabel_chunk_run(chunk_id=chunk_id)
     except services.NoBackendAvailable as exc:
-        # Nothing was sent: wait for a circuit's cool-down (a half-open probe), then
-        # claim the chunk again; in the end the run fails saying why.
-        if self.request.retries >= NO_BACKEND_RETRIES:
-            services.prelabel_run_fail(run_id=run_id, error=str(exc))
-            return {"skipped": len(item_ids), "reason": "no backend"}
-        raise self.retry(exc=exc, countdown=exc.retry_in, max_retries=NO_BACKEND_RETRIES) from exc
+        return _no_backend(self, exc, run_id=exc.run_id)
+
+
+@shared_task(name="compute.prelabel_chunk", **_CHUNK_TASK)
+def prelabel_chunk_task(self, run_id: int, item_ids: list[int]) -> dict:
+    """Messages queued before chunks were rows: adopted as a chunk, then run."""
+    try:
+        return services.prelabel_chunk_adopt(run_id=run_id, item_ids=item_ids)
+    except services.NoBackendAvailable as exc:
+        return _no_backend(self, exc, run_id=run_id)
+
+
+def _no_backend(task, exc, *, run_id: int) -> dict:
+    # Nothing was sent: wait for a circuit's cool-down (a half-open probe), then
+    # claim the chunk again; in the end the run fails saying why.
+    if task.request.retries >= NO_BACKEND_RETRIES:
+        services.prelabel_run_fail(run_id=run_id, error=str(exc))
+        return {"skipped": True, "reason": "no backend"}
+    raise task.retry(exc=exc, countdown=exc.retry_in, max_retries=NO_BACKEND_RETRIES) from exc
+
+
+@shared_task(name="compute.prelabel_runs_sweep", time_limit=120, soft_time_limit=100)
+def prelabel_runs_sweep_task() -> int:
+    return services.prelabel_runs_recover()
 
 
 @shared_task(name="compute.backends_health_check", time_limit=120, soft_time_limit=100)

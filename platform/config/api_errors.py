@@ -18,8 +18,19 @@ from rest_framework.settings import api_settings
 from .request_guards import PayloadTooLarge, too_large_message
 
 
+class Conflict(exceptions.APIException):
+    """The request is well formed but the resource's state refuses it (409)."""
+
+    status_code = 409
+    default_detail = "The resource's state does not allow this."
+    default_code = "conflict"
+
+
 class TokenworksExceptionHandler(ExceptionHandler):
     def convert_known_exceptions(self, exc: Exception) -> Exception:
+        if isinstance(exc, DjangoValidationError) and getattr(exc, "conflict", False):
+            # A service's "not in this state" (e.g. cancelling a finished job).
+            return Conflict(exc.message_dict if hasattr(exc, "error_dict") else exc.messages)
         if isinstance(exc, DjangoValidationError):
             if hasattr(exc, "error_dict"):
                 detail = {

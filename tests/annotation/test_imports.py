@@ -1,5 +1,6 @@
 import json
 import re
+import time
 
 import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -664,3 +665,88 @@ def test_a_slow_run_whose_job_was_taken_over_writes_nothing(monkeypatch):
     rerun = import_job_run(job_id=job.pk)
     assert rerun.status == ImportJob.Status.SUCCEEDED
     assert Item.objects.count() == 2
+
+
+# --- the web process stopped during an upload ----------------------------------------------
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_an_upload_cut_off_mid_body_leaves_no_job_and_no_file(live_server, settings, tmp_path):
+    """The client (or the web process's connection) goes away halfway through the
+    body: the view never runs, so there is no job and nothing under MEDIA_ROOT."""
+    import socket
+    from urllib.parse import urlparse
+
+    from tests.factories import api_token
+
+    settings.MEDIA_ROOT = str(tmp_path / "media")
+    project = annotation_project()
+    _, secret = api_token(organization=project.organization)
+    url = urlparse(live_server.url)
+    boundary = "tokenworksboundary"
+
+    def post(content: bytes, *, cut: bool) -> bytes:
+        body = (
+            (
+                f"--{boundary}\r\n"
+                'Content-Disposition: form-data; name="file"; filename="big.jsonl"\r\n'
+                "Content-Type: application/octet-stream\r\n\r\n"
+            ).encode()
+            + content
+            + f"\r\n--{boundary}--\r\n".encode()
+        )
+        with socket.create_connection((url.hostname, url.port), timeout=30) as conn:
+            conn.sendall(
+                (
+                    f"POST /api/v1/projects/{project.pk}/import/ HTTP/1.1\r\n"
+                    f"Host: {url.hostname}:{url.port}\r\n"
+                    f"Authorization: Bearer {secret}\r\n"
+                    f"Content-Type: multipart/form-data; boundary={boundary}\r\n"
+                    f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+                ).encode()
+            )
+            if cut:
+                conn.sendall(body[: len(body) // 2])  # then the connection drops
+                conn.shutdown(socket.SHUT_RDWR)
+                return b""
+            conn.sendall(body)
+            return conn.recv(100)
+
+    big = b"".join(b'{"text": "%d"}\n' % n for n in range(200_000))  # ~3 MB: spooled to disk
+    post(big, cut=True)
+    time.sleep(2)  # the server's thread notices when its read comes up short
+    assert not ImportJob.objects.exists()
+    media = tmp_path / "media"
+    assert not media.exists() or not any(p.is_file() for p in media.rglob("*"))
+
+    # The same request whole is accepted: the cut, not the request, made the difference.
+    assert post(b'{"text": "a"}\n', cut=False).startswith(b"HTTP/1.1 202")
+    assert ImportJob.objects.count() == 1
+
+
+def test_an_import_created_but_never_dispatched_is_run_by_the_sweep(
+    settings, django_capture_on_commit_callbacks
+):
+    """The web process died between saving the job and queueing it (or the message
+    was lost): beat's sweep dispatches it JOB_PENDING_SECONDS later."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from annotation.imports import import_jobs_recover
+
+    project = annotation_project()
+    job = import_job_create(
+        project=project,
+        created_by=project.created_by,
+        upload=ContentFile(b'{"text": "a"}\n{"text": "b"}\n', name="a.jsonl"),
+        enqueue=False,
+    )
+    assert import_jobs_recover() == 0  # too early to tell
+    later = timezone.now() + timedelta(seconds=settings.JOB_PENDING_SECONDS + 1)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert import_jobs_recover(now=later) == 1
+    job.refresh_from_db()
+    assert job.status == ImportJob.Status.SUCCEEDED
+    assert Item.objects.filter(project=project).count() == 2

@@ -86,7 +86,11 @@ def test_the_default_settings_recover_a_killed_workers_job_within_two_minutes():
     from config.settings import base
 
     beat = {entry["task"]: entry["schedule"] for entry in base.CELERY_BEAT_SCHEDULE.values()}
-    for sweep in ("annotation.jobs_sweep", "compute.finetune_runs_sweep"):
+    for sweep in (
+        "annotation.jobs_sweep",
+        "compute.finetune_runs_sweep",
+        "compute.prelabel_runs_sweep",
+    ):
         assert base.JOB_LEASE_SECONDS + beat[sweep] <= 90, sweep
     # A few heartbeats fit in a lease, so one slow renewal does not lose it.
     assert base.JOB_HEARTBEAT_SECONDS * 3 <= base.JOB_LEASE_SECONDS

@@ -5,13 +5,16 @@ token is metered once.
 """
 
 import time
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from django.utils import timezone
 
+from annotation.job_sweep import job_claim
 from annotation.models import Item
 from compute import services
-from compute.models import Backend, InferenceCall, Prediction, PrelabelRun
+from compute.models import Backend, InferenceCall, Prediction, PrelabelChunk, PrelabelRun
 from tests.compute.fake_openai import FakeOpenAI, Fault
 from tests.factories import UserFactory, annotation_project, items
 
@@ -384,3 +387,132 @@ def test_acceptance_of_suggestions_is_tracked_per_model_and_prompt_version(
             "acceptance_rate": 0.75,
         }
     ]
+
+
+# --- chunks claimed in the database ------------------------------------------------------
+
+
+def dispatched(project, capture, **kwargs):
+    """A started run whose chunks are rows, none of them run yet."""
+    with capture(execute=False):
+        run = services.prelabel_run_start(project=project, created_by=project.created_by)
+    with capture(execute=False):
+        services.prelabel_run_dispatch(run_id=run.pk, **kwargs)
+    return run
+
+
+def test_dispatch_puts_each_item_in_one_open_chunk_however_often_it_runs(
+    fake, django_capture_on_commit_callbacks
+):
+    project = annotation_project()
+    made = items(project, 5)
+    make_backend(project, fake.url)
+    run = dispatched(project, django_capture_on_commit_callbacks, chunk_size=2)
+    with django_capture_on_commit_callbacks(execute=False) as queued:
+        assert services.prelabel_run_dispatch(run_id=run.pk, chunk_size=2) == 0
+    assert len(queued) == 1  # queues nothing new
+    chunks = list(PrelabelChunk.objects.filter(run=run).values_list("item_ids", flat=True))
+    assert sorted(i for ids in chunks for i in ids) == sorted(i.pk for i in made)
+    assert [len(ids) for ids in chunks] == [2, 2, 1]
+
+
+def test_a_chunk_whose_worker_died_is_taken_over_by_the_sweep(
+    fake, django_capture_on_commit_callbacks, settings
+):
+    project = annotation_project()
+    items(project, 4)
+    make_backend(project, fake.url)
+    run = dispatched(project, django_capture_on_commit_callbacks)
+    chunk = PrelabelChunk.objects.get(run=run)
+    # A worker claimed it and died: its lease is held, then lapses.
+    lease = job_claim(
+        model=PrelabelChunk,
+        job_id=chunk.pk,
+        statuses=["pending"],
+        fail=services._chunk_fail,
+        stopped_message=services.CHUNK_STOPPED_MESSAGE,
+    )
+    assert services.prelabel_chunk_run(chunk_id=chunk.pk)["reason"] == "held or ended"
+    assert services.prelabel_runs_recover() == 0  # the lease is live: nothing to do
+    assert not fake.requests
+
+    later = timezone.now() + timedelta(seconds=settings.JOB_LEASE_SECONDS + 1)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert services.prelabel_runs_recover(now=later) == 1
+    run.refresh_from_db()
+    assert (run.status, run.done_items) == ("succeeded", 4)
+    chunk.refresh_from_db()
+    assert (chunk.status, chunk.claimed_by, chunk.attempts) == ("done", "", 1)
+    assert lease.token not in PrelabelChunk.objects.values_list("claimed_by", flat=True)
+    assert len(fake.requests) == 4
+    assert_metered_once(run)
+
+
+def test_a_chunk_whose_workers_keep_dying_fails_the_run_saying_why(
+    fake, django_capture_on_commit_callbacks, settings
+):
+    project = annotation_project()
+    items(project, 2)
+    make_backend(project, fake.url)
+    run = dispatched(project, django_capture_on_commit_callbacks)
+    chunk = PrelabelChunk.objects.get(run=run)
+    PrelabelChunk.objects.filter(pk=chunk.pk).update(
+        claimed_by="dead", lease_expires_at=timezone.now(), attempts=settings.JOB_MAX_ATTEMPTS
+    )
+    later = timezone.now() + timedelta(seconds=1)
+    with django_capture_on_commit_callbacks(execute=True):
+        services.prelabel_runs_recover(now=later)
+    run.refresh_from_db()
+    assert run.status == "failed"
+    assert run.error.startswith(
+        f"A worker labelling part of this run stopped {settings.JOB_MAX_ATTEMPTS} times"
+    )
+    assert PrelabelChunk.objects.get(pk=chunk.pk).status == "closed"
+    assert not fake.requests
+
+
+def test_a_running_run_whose_dispatch_was_lost_is_dispatched_by_the_sweep(
+    fake, django_capture_on_commit_callbacks, settings
+):
+    project = annotation_project()
+    items(project, 3)
+    make_backend(project, fake.url)
+    with django_capture_on_commit_callbacks(execute=False):  # the message is lost
+        run = services.prelabel_run_start(project=project, created_by=project.created_by)
+    assert services.prelabel_runs_recover() == 0  # too early to tell
+    later = timezone.now() + timedelta(seconds=settings.JOB_PENDING_SECONDS + 1)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert services.prelabel_runs_recover(now=later) == 1
+    run.refresh_from_db()
+    assert (run.status, run.done_items) == ("succeeded", 3)
+
+
+def test_cancel_closes_the_open_chunks_so_a_queued_message_does_nothing(
+    fake, django_capture_on_commit_callbacks
+):
+    project = annotation_project()
+    items(project, 3)
+    make_backend(project, fake.url)
+    run = dispatched(project, django_capture_on_commit_callbacks)
+    services.prelabel_run_cancel(run=run, user=project.created_by)
+    chunk = PrelabelChunk.objects.get(run=run)
+    assert chunk.status == "closed"
+    assert services.prelabel_chunk_run(chunk_id=chunk.pk)["reason"] == "held or ended"
+    assert not fake.requests
+
+
+def test_a_run_whose_items_were_deleted_meanwhile_still_ends(
+    fake, django_capture_on_commit_callbacks, settings
+):
+    project = annotation_project()
+    made = items(project, 3)
+    make_backend(project, fake.url)
+    with django_capture_on_commit_callbacks(execute=False):
+        run = services.prelabel_run_start(project=project, created_by=project.created_by)
+    Item.objects.filter(pk=made[0].pk).delete()
+    later = timezone.now() + timedelta(seconds=settings.JOB_PENDING_SECONDS + 1)
+    with django_capture_on_commit_callbacks(execute=True):
+        services.prelabel_runs_recover(now=later)
+    run.refresh_from_db()
+    assert (run.status, run.done_items, run.total_items) == ("succeeded", 2, 3)
+    assert services.prelabel_runs_recover(now=later) == 0  # nothing left for the sweep

@@ -370,7 +370,10 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
     }
 if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
     # A task whose worker died is redelivered after this many seconds (acks are
-    # late); it must exceed the longest task, or a slow task would run twice.
+    # late). Recovery does not wait for it: jobs and pre-labeling chunks are claimed
+    # under leases in the database and beat re-dispatches those whose worker died
+    # (JOB_* below); a message re-delivered while its job's lease is live does
+    # nothing, so a long timeout is safe and a short one runs nothing twice.
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=3600),
     }
@@ -429,6 +432,11 @@ CELERY_BEAT_SCHEDULE = {
     },
     "compute-finetune-sweep": {
         "task": "compute.finetune_runs_sweep",
+        "schedule": 15.0,
+    },
+    # Pre-labeling chunks whose worker died, and runs whose dispatch was lost.
+    "compute-prelabel-sweep": {
+        "task": "compute.prelabel_runs_sweep",
         "schedule": 15.0,
     },
     # Retrains a project's model as decided labels accumulate (Project.retrain_every).
