@@ -7,7 +7,7 @@ from types import SimpleNamespace
 from django.db.models import Case, Sum, Value, When
 from django.utils import timezone
 
-from .models import LedgerEntry, SkillTier, TierChange, WorkerMonthRollup
+from .models import LedgerEntry, RollupWatermark, SkillTier, TierChange, WorkerMonthRollup
 from .quality import MIN_EVIDENCE, QualityRecord, quality_record, tier_meets
 
 ZERO = Decimal("0.000000")
@@ -228,3 +228,26 @@ def project_charges(*, project) -> dict:
         .order_by()
     )
     return {row["kind"]: row["revenue"] or ZERO for row in rows}
+
+
+# --- how fresh the rollups are --------------------------------------------------------
+
+ROLLUP_TABLES = (
+    "valuechain_ledgerrollup",
+    "valuechain_regionmonthrollup",
+    "valuechain_backendrollup",
+    "valuechain_workermonthrollup",
+)
+
+
+def rollups_fresh_as_of():
+    """Every ledger entry committed before this moment is in every rollup table
+    (None: the batcher has not run yet, figures may be missing work)."""
+    marks = list(
+        RollupWatermark.objects.filter(rollup__in=ROLLUP_TABLES).values_list(
+            "applied_as_of", flat=True
+        )
+    )
+    if len(marks) < len(ROLLUP_TABLES) or any(m is None for m in marks):
+        return None
+    return min(marks)
