@@ -223,8 +223,8 @@ class RollupWatermark(models.Model):
     """How far one rollup table has been brought up to date from the ledger.
 
     applied_id: every ledger entry with id <= it is counted in the table, and
-    none above it. pending_id/pending_xmax: a horizon taken by the batcher, safe
-    to apply once no transaction older than pending_xmax is still running (see
+    none above it. pending_id/pending_bound: a horizon taken by the batcher, safe
+    to apply once no transaction below pending_bound (an xid) still runs (see
     services.rollups_catch_up). reconciled_id: reconcile proved the table equal
     to the ledger up to there, so a routine reconcile checks only what is above.
     """
@@ -234,7 +234,7 @@ class RollupWatermark(models.Model):
     # Every entry committed before this moment is counted.
     applied_as_of = models.DateTimeField(null=True, blank=True)
     pending_id = models.BigIntegerField(null=True, blank=True)
-    pending_xmax = models.BigIntegerField(null=True, blank=True)
+    pending_bound = models.BigIntegerField(null=True, blank=True)
     pending_at = models.DateTimeField(null=True, blank=True)
     reconciled_id = models.BigIntegerField(default=0)
     reconciled_at = models.DateTimeField(null=True, blank=True)

@@ -490,36 +490,51 @@ def _rollup_from_ledger_sql(spec: RollupSpec) -> str:
     )
 
 
-def _horizon() -> tuple[int, int]:
-    """(ids drawn so far, the next transaction id), read in that order.
+XID_SPACE = 2**32  # pg_stat_activity.backend_xid is 32 bits: compared modulo 2^32
+
+
+def _horizon() -> tuple[int, int | None]:
+    """(ids drawn so far, a bound above the transactions that may still hold some).
 
     Ids are drawn in one order and committed in another: an entry with a lower
-    id can become visible after a higher one, so "everything above the highest
-    id seen" would miss it for good. Every id is drawn by a transaction that
-    already has its xid (see _insert_sql), so any transaction that drew an id
-    <= the first figure has an xid below the second. Once no transaction below
-    that xid is running (_settled), every id up to the first figure is
-    committed or rolled back for good, and the range can be applied. The cost:
-    rollups wait for the writing transactions that were open when the horizon
-    was taken (a long import delays them until it ends).
+    id can become visible after a higher one, so "everything up to the highest
+    id seen" would skip it for good. Every id is drawn by a transaction that
+    already has its xid (see _insert_sql). So, reading the sequence first and
+    then the database's running transactions, any transaction that drew an id
+    up to the first figure has either ended or is in that list. The bound is
+    one past the newest xid listed (None: none runs, the ids are settled now);
+    once no transaction below it runs (_settled), every id up to the first
+    figure is committed or rolled back for good and the range can be applied.
+    The cost: rollups wait for the writing transactions that were open when
+    the horizon was taken (a long import holds them back until it ends).
+    (pg_snapshot_xmax would not do: it is one past the latest *completed*
+    transaction, and a running one can be above it.)
     """
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT last_value, is_called FROM {partitions.SEQUENCE}")  # noqa: S608
         last_value, is_called = cursor.fetchone()
-        # A separate statement: a new snapshot, taken after the sequence was read.
-        cursor.execute("SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint")
-        return (last_value if is_called else 0), cursor.fetchone()[0]
+        # A separate statement, after the sequence was read. age(): the newest
+        # xid is the one with the smallest age.
+        cursor.execute(
+            "SELECT pg_stat_clear_snapshot(), (SELECT backend_xid::text::bigint "
+            "FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid() AND backend_xid IS NOT NULL "
+            "ORDER BY age(backend_xid) LIMIT 1)"
+        )
+        newest = cursor.fetchone()[1]
+        bound = None if newest is None else (newest + 1) % XID_SPACE
+        return (last_value if is_called else 0), bound
 
 
-def _settled(xmax: int) -> bool:
-    """No transaction of this database below xmax still runs, except the
+def _settled(bound: int | None) -> bool:
+    """No transaction of this database below the bound still runs, except the
     caller's own (whose entries it sees).
 
-    Transaction ids are the cluster's, but only this database's transactions
-    can post to its ledger: a shared server's other databases are not waited
-    for. backend_xid is 32 bits: "precedes" is compared modulo 2^32, as
-    PostgreSQL compares them.
+    Only this database's transactions can post to its ledger: a shared
+    server's other databases are not waited for.
     """
+    if bound is None:
+        return True
     with connection.cursor() as cursor:
         # pg_stat_activity is read once per transaction unless cleared.
         cursor.execute(
@@ -527,7 +542,7 @@ def _settled(xmax: int) -> bool:
             "WHERE datname = current_database() AND pid <> pg_backend_pid() "
             "AND backend_xid IS NOT NULL AND (((%s - backend_xid::text::bigint) "
             "%% 4294967296 + 4294967296) %% 4294967296) BETWEEN 1 AND 2147483647)",
-            [xmax % 4294967296],
+            [bound],
         )
         return cursor.fetchone()[1]
 
@@ -549,17 +564,17 @@ def _rollup_apply(spec: RollupSpec, lo: int, hi: int) -> None:
     _rollups_add(entries, specs=(spec,))
 
 
-def _goal(mark: RollupWatermark, horizon: int, xmax: int | None, settled: bool, now):
+def _goal(mark: RollupWatermark, horizon: int, bound: int | None, settled: bool, now):
     """How far this table may go now, as of when; records the next pending horizon."""
     if settled:
-        mark.pending_id = mark.pending_xmax = mark.pending_at = None
+        mark.pending_id = mark.pending_bound = mark.pending_at = None
         return horizon, now
     goal = None
-    if mark.pending_id is not None and _settled(mark.pending_xmax):
+    if mark.pending_id is not None and _settled(mark.pending_bound):
         goal = (mark.pending_id, mark.pending_at)
         mark.pending_id = None
     if mark.pending_id is None:  # an older pending horizon is kept: it settles first
-        mark.pending_id, mark.pending_xmax, mark.pending_at = horizon, xmax, now
+        mark.pending_id, mark.pending_bound, mark.pending_at = horizon, bound, now
     return goal or (None, None)
 
 
@@ -574,18 +589,18 @@ def rollups_catch_up(*, span: int = CATCH_UP_SPAN, step=None) -> dict:
     """
     now = timezone.now()
     if connection.vendor == "postgresql":
-        horizon, xmax = _horizon()
+        horizon, bound = _horizon()
         # Submits are short: most horizons settle within a few pauses.
         settled = False
         for attempt in range(SETTLE_TRIES):
             if attempt:
                 time.sleep(SETTLE_PAUSE)
-            if _settled(xmax):
+            if _settled(bound):
                 settled = True
                 break
     else:
         horizon = LedgerEntry.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
-        xmax, settled = None, True
+        bound, settled = None, True
     applied = {}
     for spec in ROLLUPS:
         table = spec.model._meta.db_table
@@ -597,7 +612,7 @@ def rollups_catch_up(*, span: int = CATCH_UP_SPAN, step=None) -> dict:
                 if mark is None:
                     break
                 if goal is None:
-                    goal, as_of = _goal(mark, horizon, xmax, settled, now)
+                    goal, as_of = _goal(mark, horizon, bound, settled, now)
                 if goal is None or goal <= mark.applied_id:
                     if goal is not None and (
                         mark.applied_as_of is None or as_of > mark.applied_as_of

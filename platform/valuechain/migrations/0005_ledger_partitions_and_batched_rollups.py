@@ -164,7 +164,7 @@ class Migration(migrations.Migration):
                 ('applied_id', models.BigIntegerField(default=0)),
                 ('applied_as_of', models.DateTimeField(blank=True, null=True)),
                 ('pending_id', models.BigIntegerField(blank=True, null=True)),
-                ('pending_xmax', models.BigIntegerField(blank=True, null=True)),
+                ('pending_bound', models.BigIntegerField(blank=True, null=True)),
                 ('pending_at', models.DateTimeField(blank=True, null=True)),
                 ('reconciled_id', models.BigIntegerField(default=0)),
                 ('reconciled_at', models.DateTimeField(blank=True, null=True)),
