@@ -1231,6 +1231,25 @@ def item_results_send_to_review(*, item_ids: list[int]) -> int:
     )
 
 
+def suggestion_priority(*, project: Project, item_id: int, confidence: float) -> float:
+    """The lease priority of an item the model predicted with `confidence`.
+
+    Where the model only pre-fills, the least certain items come first: the
+    humans' answers teach the next fine-tune most there. Where it votes
+    (adaptive decisions), items come in a fixed pseudo-random order instead:
+    the model is retrained on the items decided so far, and any order by its
+    own confidence makes them a skewed sample. Measured on topics10 with a
+    first model after 30 labels: least-certain first decided 223 of 294 items
+    in one class, the next model said that class for everything (0.03 right on
+    the open items), and so did every model after it; most-certain first
+    collapsed the same way.
+    """
+    if project.decision == Project.Decision.ADAPTIVE and project.model_votes:
+        digest = hashlib.sha256(f"serve-order:{project.pk}:{item_id}".encode()).digest()
+        return round(int.from_bytes(digest[:6], "big") / 2**48, 6)
+    return round(1.0 - float(confidence), 6)
+
+
 @transaction.atomic
 def item_suggestions_apply(*, suggestions: dict[int, tuple[dict, float]]) -> None:
     """Show model suggestions to annotators and set the items' lease priority.
