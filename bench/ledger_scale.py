@@ -1044,7 +1044,8 @@ def ledger_stats(layout: Layout) -> dict:
 
 
 def reconcile_timed() -> dict:
-    """rollups_reconcile() as `manage.py reconcile` calls it, with its SQL captured."""
+    """rollups_reconcile(full=True) as `manage.py reconcile --full` calls it, with its SQL
+    captured."""
     from django.db import connection
 
     from valuechain.services import rollups_reconcile
@@ -1060,7 +1061,7 @@ def reconcile_timed() -> dict:
     cpu = time.process_time()
     started = time.perf_counter()
     with connection.execute_wrapper(capture):
-        result = rollups_reconcile()
+        result = rollups_reconcile(full=True)
     seconds = time.perf_counter() - started
     return {
         "seconds": seconds,
@@ -1471,6 +1472,19 @@ def main() -> int:
         check = touched_check(since_day)
         print(
             f"  touched-day check: {check['keys']:,} keys, {len(check['differences'])} differences",
+            flush=True,
+        )
+        from valuechain.services import rollups_reconcile
+
+        t = time.perf_counter()
+        routine = rollups_reconcile()  # what `manage.py reconcile` runs: new months only
+        check["routine_reconcile_s"] = time.perf_counter() - t
+        check["routine_reconcile_keys"] = routine["keys"]
+        check["routine_reconcile_differences"] = len(routine["differences"])
+        print(
+            f"  routine reconcile (months posted to since the full one): {routine['keys']:,} "
+            f"keys, {len(routine['differences'])} differences, "
+            f"{check['routine_reconcile_s']:.1f} s",
             flush=True,
         )
         if not args.keep_posted:
