@@ -72,6 +72,8 @@ TAG = "ledger-scale"
 TIME_ZONE = "Asia/Shanghai"  # settings.TIME_ZONE in every mode; checked after setup
 CHUNK = 100_000
 LEDGER = "valuechain_ledgerentry"
+KEYS = "valuechain_ledgerkey"
+SEQUENCE = "valuechain_ledgerentry_id_seq"
 
 KINDS = ("annotation", "review", "inference", "fine_tuning")
 KIND_P = (0.55, 0.10, 0.33, 0.02)
@@ -730,6 +732,90 @@ def ledger_ddl(cursor) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
     return constraints, indexes
 
 
+def partitions_for_window(cursor, start: date) -> bool:
+    """The load's months (and the posting runs' months after it) each get their
+    partition, as ledger_partitions_ensure makes them ahead; False on a plain ledger."""
+    from django.conf import settings
+
+    from valuechain import partitions
+
+    if not partitions.is_partitioned(cursor):
+        return False
+    existing = set(partitions.partitions(cursor))
+    month = start
+    while month <= partitions.month_add(date.today().replace(day=1), 3):
+        if partitions.partition_name(month) not in existing and not partitions.default_holds(
+            cursor, month, settings.TIME_ZONE
+        ):
+            cursor.execute(partitions.partition_create_sql(month, settings.TIME_ZONE))
+        month = partitions.month_add(month, 1)
+    return True
+
+
+def watermarks_at_end() -> None:
+    """The rollups were just built from the whole ledger: the batcher starts from its end."""
+    from django.utils import timezone
+
+    from valuechain.models import LedgerEntry, RollupWatermark
+    from valuechain.services import ROLLUPS
+
+    last = LedgerEntry.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
+    for spec in ROLLUPS:
+        RollupWatermark.objects.update_or_create(
+            rollup=spec.model._meta.db_table,
+            defaults={
+                "applied_id": last,
+                "applied_as_of": timezone.now(),
+                "pending_id": None,
+                "pending_bound": None,
+                "pending_at": None,
+                "reconciled_id": 0,
+            },
+        )
+
+
+def batcher(interval: float, stop, queue) -> None:
+    """beat's job during a posting run: rollups_catch_up every `interval` seconds;
+    samples the reports' staleness (now - fresh_as_of) every 0.5 s meanwhile, and
+    how long after the posters stop the rollups hold every entry."""
+    _common.django_setup()
+    from config.celery_app import _forget_inherited_connections
+
+    _forget_inherited_connections()
+    from django.utils import timezone
+
+    from valuechain.models import LedgerEntry
+    from valuechain.selectors import rollups_fresh_as_of
+    from valuechain.services import rollups_catch_up
+
+    lags, runs, applied = [], [], 0
+    next_run = time.perf_counter()
+    while not stop.is_set():
+        if time.perf_counter() >= next_run:
+            t = time.perf_counter()
+            applied += sum(rollups_catch_up().values())
+            runs.append(time.perf_counter() - t)
+            next_run = t + interval
+        fresh = rollups_fresh_as_of()
+        lags.append((timezone.now() - fresh).total_seconds() if fresh else float("nan"))
+        time.sleep(0.5)
+    stopped = time.perf_counter()
+    last = LedgerEntry.objects.order_by("-pk").values_list("pk", flat=True).first()
+    from valuechain.models import RollupWatermark
+
+    while RollupWatermark.objects.filter(applied_id__lt=last).exists():
+        applied += sum(rollups_catch_up().values())
+        time.sleep(0.2)
+    queue.put(
+        {
+            "lags": lags,
+            "runs": runs,
+            "applied_ids": applied,
+            "drain_s": time.perf_counter() - stopped,
+        }
+    )
+
+
 def load(layout: Layout, args, gen_procs: int) -> dict:
     """Replace this benchmark's ledger rows with a fresh deterministic load (one transaction)."""
     from django.db import connection, transaction
@@ -751,9 +837,11 @@ def load(layout: Layout, args, gen_procs: int) -> dict:
             c.execute(f"SELECT coalesce(max(id), 0) + 1 FROM {LEDGER}")
             id_base = c.fetchone()[0]
         else:
-            c.execute(f"TRUNCATE {LEDGER} RESTART IDENTITY")
+            c.execute(f"TRUNCATE {LEDGER}, {KEYS}")
+            c.execute(f"ALTER SEQUENCE {SEQUENCE} RESTART")
             id_base = 1
         figures["clear_s"] = time.perf_counter() - t
+        partitioned = partitions_for_window(c, args.start)
 
         constraints, indexes = ledger_ddl(c)
         t = time.perf_counter()
@@ -784,7 +872,8 @@ def load(layout: Layout, args, gen_procs: int) -> dict:
             worker_text=lookup(layout.worker_id),
             backend_text=lookup(layout.backend_id),
         )
-        freeze = "" if others else " (FREEZE)"  # truncated in this transaction
+        # Truncated in this transaction; PostgreSQL refuses FREEZE on a partitioned table.
+        freeze = "" if others or partitioned else " (FREEZE)"
         t = time.perf_counter()
         gen_cpu = 0.0
         copied = 0
@@ -802,6 +891,15 @@ def load(layout: Layout, args, gen_procs: int) -> dict:
                     print(f"  copied {done:,} rows ({rate:,.0f} rows/s)", flush=True)
         figures["copy_s"] = time.perf_counter() - t
         figures["generate_cpu_s"] = gen_cpu
+        # Every key once across the months, as posting writes it (valuechain_ledgerkey).
+        t = time.perf_counter()
+        c.execute(
+            f"INSERT INTO {KEYS} (idempotency_key, entry_id, occurred_at) "
+            f"SELECT idempotency_key, id, occurred_at FROM {LEDGER} WHERE id >= %s "
+            "ON CONFLICT DO NOTHING",
+            [id_base],
+        )
+        figures["keys_s"] = time.perf_counter() - t
 
         t = time.perf_counter()
         for _name, definition in indexes:
@@ -811,10 +909,7 @@ def load(layout: Layout, args, gen_procs: int) -> dict:
         for name, definition in constraints:  # unique first, then foreign keys (validated)
             c.execute(f'ALTER TABLE {LEDGER} ADD CONSTRAINT "{name}" {definition}')
         figures["constraints_s"] = time.perf_counter() - t
-        c.execute(
-            f"SELECT setval(pg_get_serial_sequence('{LEDGER}', 'id'), "
-            f"(SELECT max(id) FROM {LEDGER}))"
-        )
+        c.execute(f"SELECT setval('{SEQUENCE}', (SELECT max(id) FROM {LEDGER}))")
         t = time.perf_counter()
     figures["commit_s"] = time.perf_counter() - t
     figures["load_s"] = time.perf_counter() - started
@@ -949,7 +1044,8 @@ def ledger_stats(layout: Layout) -> dict:
 
 
 def reconcile_timed() -> dict:
-    """rollups_reconcile() as `manage.py reconcile` calls it, with its SQL captured."""
+    """rollups_reconcile(full=True) as `manage.py reconcile --full` calls it, with its SQL
+    captured."""
     from django.db import connection
 
     from valuechain.services import rollups_reconcile
@@ -965,7 +1061,7 @@ def reconcile_timed() -> dict:
     cpu = time.process_time()
     started = time.perf_counter()
     with connection.execute_wrapper(capture):
-        result = rollups_reconcile()
+        result = rollups_reconcile(full=True)
     seconds = time.perf_counter() - started
     return {
         "seconds": seconds,
@@ -1153,12 +1249,18 @@ def posting_run(layout, args, batch: int, procs: int) -> dict:
         )
         for proc in range(procs)
     ]
+    stop, lag_queue = ctx.Event(), ctx.Queue()
+    batcher_process = ctx.Process(target=batcher, args=(args.batcher_interval, stop, lag_queue))
+    batcher_process.start()
     for process in processes:
         process.start()
     barrier.wait()
     started = time.perf_counter()
     results = [queue.get() for _ in processes]
     wall = time.perf_counter() - started
+    stop.set()
+    lag = lag_queue.get()
+    batcher_process.join()
     for process in processes:
         process.join()
         if process.exitcode:
@@ -1180,6 +1282,13 @@ def posting_run(layout, args, batch: int, procs: int) -> dict:
         "generate_s": sum(r["generate_s"] for r in results),
         "postgres_cpu_s": pg_cpu,
         "profile": "".join(r["profile"] for r in results),
+        "lag_p50_s": float(np.nanpercentile(lag["lags"], 50)),
+        "lag_p95_s": float(np.nanpercentile(lag["lags"], 95)),
+        "lag_max_s": float(np.nanmax(lag["lags"])),
+        "catch_up_runs": len(lag["runs"]),
+        "catch_up_p50_s": float(np.percentile(lag["runs"], 50)) if lag["runs"] else 0.0,
+        "catch_up_max_s": float(max(lag["runs"], default=0.0)),
+        "drain_s": lag["drain_s"],
     }
 
 
@@ -1243,6 +1352,7 @@ def posted_remove(layout: Layout, args) -> float:
             f"DELETE FROM {LEDGER} WHERE client_id = ANY(%s) AND occurred_at >= %s",
             [layout.client_id.tolist(), end],
         )
+        c.execute(f"DELETE FROM {KEYS} WHERE occurred_at >= %s", [end])
     rollups_build(since=end.date())
     _common.vacuum_analyze(LEDGER, *(spec.model._meta.db_table for spec in ROLLUPS))
     return time.perf_counter() - started
@@ -1271,6 +1381,9 @@ def main() -> int:
     parser.add_argument("--batches", default="500,2000", help="posting batch sizes")
     parser.add_argument("--procs", default="1,2", help="concurrent posting processes")
     parser.add_argument("--skip-posting", action="store_true")
+    parser.add_argument(
+        "--batcher-interval", type=float, default=5.0, help="seconds between catch-ups (beat: 5)"
+    )
     parser.add_argument("--keep-posted", action="store_true", help="leave posted rows in place")
     parser.add_argument(
         "--explain", action="store_true", help="EXPLAIN ANALYZE reconcile's queries"
@@ -1312,6 +1425,7 @@ def main() -> int:
         build_s = time.perf_counter() - t
         load_figures["rollups_build_s"] = build_s
         load_figures["rollups"] = build_figures
+        watermarks_at_end()
         marker_write(args, load_figures)
     else:
         print("ledger already holds this load (marker matches): not reloading", flush=True)
@@ -1344,7 +1458,11 @@ def main() -> int:
                 result = posting_run(layout, args, batch, procs)
                 print(
                     f"  {result['rows_per_s']:,.0f} rows/s, p50 {result['p50_ms']:.0f} ms, "
-                    f"p99 {result['p99_ms']:.0f} ms",
+                    f"p99 {result['p99_ms']:.0f} ms; rollup lag p50 {result['lag_p50_s']:.1f} s, "
+                    f"p95 {result['lag_p95_s']:.1f} s, max {result['lag_max_s']:.1f} s; "
+                    f"{result['catch_up_runs']} catch-ups (p50 {result['catch_up_p50_s']:.2f} s, "
+                    f"max {result['catch_up_max_s']:.2f} s); all applied "
+                    f"{result['drain_s']:.1f} s after posting stopped",
                     flush=True,
                 )
                 posting.append(result)
@@ -1356,8 +1474,22 @@ def main() -> int:
             f"  touched-day check: {check['keys']:,} keys, {len(check['differences'])} differences",
             flush=True,
         )
+        from valuechain.services import rollups_reconcile
+
+        t = time.perf_counter()
+        routine = rollups_reconcile()  # what `manage.py reconcile` runs: new months only
+        check["routine_reconcile_s"] = time.perf_counter() - t
+        check["routine_reconcile_keys"] = routine["keys"]
+        check["routine_reconcile_differences"] = len(routine["differences"])
+        print(
+            f"  routine reconcile (months posted to since the full one): {routine['keys']:,} "
+            f"keys, {len(routine['differences'])} differences, "
+            f"{check['routine_reconcile_s']:.1f} s",
+            flush=True,
+        )
         if not args.keep_posted:
             removed_s = posted_remove(layout, args)
+            watermarks_at_end()
 
     # --- summary ---
     m = _common.machine()

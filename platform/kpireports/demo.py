@@ -18,9 +18,9 @@ from django.utils import timezone
 from compute.demo import history_backend_ensure
 from tenants.models import Membership, Organization, Region, User
 from tenants.services import annotators_create, organization_get_or_create, users_skill_tier_set
-from valuechain.models import LedgerEntry, SkillTier
+from valuechain.models import LedgerKey, SkillTier
 from valuechain.selectors import month_add
-from valuechain.services import ledger_post_many, tier_changes_record
+from valuechain.services import ledger_post_many, rollups_catch_up, tier_changes_record
 
 SEED = 20261122
 DEMO_ANNOTATORS = ("annotator", "annotator2")
@@ -126,8 +126,13 @@ def _at(day, hour) -> datetime:
 
 @transaction.atomic
 def demo_seed() -> int:
-    """Post the history once; returns how many rows it created (0 the second time)."""
-    if LedgerEntry.objects.filter(idempotency_key__startswith=KEY_PREFIX).exists():
+    """Post the history once; returns how many rows it created (0 the second time).
+
+    The rollups are brought up to date before returning (reports reads them),
+    including the work other apps' demo data posted before this one.
+    """
+    if LedgerKey.objects.filter(pk__startswith=KEY_PREFIX).exists():
+        rollups_catch_up()
         return 0
     rng = random.Random(SEED)
     tiers = {t.level: t for t in SkillTier.objects.all()}
@@ -202,6 +207,7 @@ def demo_seed() -> int:
     tier_changes_record(changes=changes)
     # People end the history at the tier they reached.
     users_skill_tier_set(levels=final_tiers)
+    rollups_catch_up()
     return created + len(changes)
 
 

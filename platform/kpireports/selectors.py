@@ -21,7 +21,7 @@ from tenants.models import Organization, Region
 from tenants.permissions import OFFICIALS, principal_for
 from tenants.selectors import region_descendant_ids
 from valuechain.models import BackendRollup, RegionMonthRollup, TierChange, WorkerMonthRollup
-from valuechain.selectors import month_add
+from valuechain.selectors import month_add, rollups_fresh_as_of
 
 from .definitions import definitions
 
@@ -465,6 +465,9 @@ def region_report(
 
     return {
         "region": _region_label(region),
+        # The rollups follow the ledger within seconds: the figures count every
+        # entry committed before this moment.
+        "fresh_as_of": rollups_fresh_as_of(),
         "period": {"start": period.start, "end": period.end, "months": period.months},
         "compare": compare,
         "compare_period": {"start": other.start, "end": other.end} if other else None,

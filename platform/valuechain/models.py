@@ -2,7 +2,15 @@
 
 Money is Decimal with six places of a yuan; nothing is ever a float. The
 ledger is append-only: PostgreSQL refuses UPDATE and DELETE on it (a trigger,
-see migration 0002), and a correction is a reversing entry.
+see migration 0002, kept on every partition), and a correction is a reversing
+entry.
+
+On PostgreSQL the ledger is partitioned by month of occurred_at (migration
+0005, valuechain.partitions). A partitioned table's unique constraints must
+include the partition key, so an idempotency key cannot be unique in the
+ledger itself: LedgerKey holds every key once, and posting inserts the key and
+the entry in one statement. The rollups are brought up to date from the
+ledger by a batcher (rollups_catch_up), never by the posting transaction.
 """
 
 from decimal import Decimal
@@ -112,9 +120,8 @@ class LedgerEntry(models.Model):
         INFERENCE = "inference", _("Model inference")
         FINE_TUNING = "fine_tuning", _("Fine-tuning")
 
-    idempotency_key = models.CharField(
-        max_length=200, unique=True, verbose_name=_("idempotency key")
-    )
+    # Unique through LedgerKey (see the module docstring), not here.
+    idempotency_key = models.CharField(max_length=200, verbose_name=_("idempotency key"))
     kind = models.CharField(max_length=16, choices=Kind.choices, verbose_name=_("kind"))
     occurred_at = models.DateTimeField(verbose_name=_("occurred at"))
     tokens_input = models.BigIntegerField(default=0, verbose_name=_("tokens input"))
@@ -173,12 +180,16 @@ class LedgerEntry(models.Model):
     # duration times its GPUs). Tokens per GPU-hour is read from it.
     gpu_ms = models.BigIntegerField(default=0, verbose_name=_("GPU ms"))
     # A correction: this entry reverses that one (amounts and tokens negated).
-    reverses = models.OneToOneField(
+    # No database constraint: on PostgreSQL a foreign key into a partitioned
+    # table needs the partition key too; ledger_reverse checks the entry and
+    # serialises reversals of it on its LedgerKey row (one reversal per entry).
+    reverses = models.ForeignKey(
         "self",
-        on_delete=models.PROTECT,
+        on_delete=models.DO_NOTHING,
         null=True,
         blank=True,
         related_name="reversed_by",
+        db_constraint=False,
         verbose_name=_("reverses"),
     )
     created_at = models.DateTimeField(auto_now_add=True, verbose_name=_("created at"))
@@ -222,6 +233,50 @@ class LedgerEntry(models.Model):
         return f"{self.kind} {self.idempotency_key}"
 
 
+class LedgerKey(models.Model):
+    """Every idempotency key once, across all the ledger's partitions (months).
+
+    A key replayed in another month is refused here, where a unique index per
+    partition could not see it. entry_id and occurred_at find the entry in
+    its own partition.
+    """
+
+    idempotency_key = models.CharField(max_length=200, primary_key=True)
+    entry_id = models.BigIntegerField()
+    occurred_at = models.DateTimeField()
+
+    tenant_path = None  # written and read only by the ledger services
+
+    def __str__(self):
+        return self.idempotency_key
+
+
+class RollupWatermark(models.Model):
+    """How far one rollup table has been brought up to date from the ledger.
+
+    applied_id: every ledger entry with id <= it is counted in the table, and
+    none above it. pending_id/pending_bound: a horizon taken by the batcher, safe
+    to apply once no transaction below pending_bound (an xid) still runs (see
+    services.rollups_catch_up). reconciled_id: reconcile proved the table equal
+    to the ledger up to there, so a routine reconcile checks only what is above.
+    """
+
+    rollup = models.CharField(max_length=63, primary_key=True)  # the table's name
+    applied_id = models.BigIntegerField(default=0)
+    # Every entry committed before this moment is counted.
+    applied_as_of = models.DateTimeField(null=True, blank=True)
+    pending_id = models.BigIntegerField(null=True, blank=True)
+    pending_bound = models.BigIntegerField(null=True, blank=True)
+    pending_at = models.DateTimeField(null=True, blank=True)
+    reconciled_id = models.BigIntegerField(default=0)
+    reconciled_at = models.DateTimeField(null=True, blank=True)
+
+    tenant_path = None  # platform bookkeeping, no tenant's data
+
+    def __str__(self):
+        return f"{self.rollup} at {self.applied_id}"
+
+
 class RollupSums(models.Model):
     """What every rollup adds up; reversals count −1 entry with negated amounts."""
 
@@ -236,7 +291,7 @@ class RollupSums(models.Model):
 
 
 class LedgerRollup(RollupSums):
-    """Day × region × tier × kind × client totals, kept current as entries post."""
+    """Day × region × tier × kind × client totals, brought up to date by the batcher."""
 
     day = models.DateField(verbose_name=_("day"))
     region = models.ForeignKey(

@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from tenants.models import Membership
 
-from .models import LedgerEntry, SkillTier, TierChange, WorkerMonthRollup
+from .models import LedgerEntry, RollupWatermark, SkillTier, TierChange, WorkerMonthRollup
 from .quality import MIN_EVIDENCE, QualityRecord, quality_record, tier_meets
 
 ZERO = Decimal("0.000000")
@@ -279,3 +279,26 @@ def ledger_entries_visible(*, organization_ids: list[int]):
     return LedgerEntry.objects.filter(
         Q(client_id__in=organization_ids) | Q(workforce_id__in=organization_ids)
     )
+
+
+# --- how fresh the rollups are --------------------------------------------------------
+
+ROLLUP_TABLES = (
+    "valuechain_ledgerrollup",
+    "valuechain_regionmonthrollup",
+    "valuechain_backendrollup",
+    "valuechain_workermonthrollup",
+)
+
+
+def rollups_fresh_as_of():
+    """Every ledger entry committed before this moment is in every rollup table
+    (None: the batcher has not run yet, figures may be missing work)."""
+    marks = list(
+        RollupWatermark.objects.filter(rollup__in=ROLLUP_TABLES).values_list(
+            "applied_as_of", flat=True
+        )
+    )
+    if len(marks) < len(ROLLUP_TABLES) or any(m is None for m in marks):
+        return None
+    return min(marks)

@@ -287,7 +287,9 @@ def test_me_shows_the_tier_progress_earnings_and_tier_history():
         to_level=2,
         reason="cleared every T2 bar <b>",
     )
+    from valuechain.services import rollups_catch_up
 
+    rollups_catch_up()  # earnings are the batcher's rollups: beat runs it every few seconds
     response = logged_in(annotator).get("/workspace/me/")
     html = response.content.decode()
 

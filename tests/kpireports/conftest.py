@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from tenants.models import Membership, Organization, Region
 from tests.factories import OrganizationFactory, UserFactory, api_token, member
-from valuechain.services import ledger_post
+from valuechain.services import ledger_post, rollups_catch_up
 
 SEPT, OCT = (2026, 9), (2026, 10)
 
@@ -63,6 +63,7 @@ def history(db):
             worker_id=worker.pk if worker else None,
             backend_id=backend,
         )
+    rollups_catch_up()  # the batcher, which beat runs every few seconds
     guizhou = OrganizationFactory(
         kind=Organization.Kind.GOVERNMENT, name="Guizhou Bureau", region=regions["520000"]
     )

@@ -51,6 +51,7 @@ def test_the_report_over_rest_with_the_offices_token(history):
     assert body["period"]["months"] == ["2026-09", "2026-10"]
     assert [p["code"] for p in body["map"]] == ["520000"]
     assert "definition" in body["definitions"]["value_chain_index"]
+    assert body["fresh_as_of"]  # every entry committed before it is counted
     text = response.content.decode()
     assert "Secret Person" not in text and history["secret_person"].username not in text
 

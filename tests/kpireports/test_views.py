@@ -74,6 +74,7 @@ def test_the_dashboard_shows_the_provinces_figures_and_definitions(official):
     assert 'id="chart-volume"' in page and "vendor/echarts/echarts.min.js" in page
     assert "Share of tiered revenue earned at skill tier T3" in page  # a tooltip's definition
     assert "Zhengzhou" not in page
+    assert 'id="report-fresh"' in page and "Figures count all work recorded up to" in page
 
 
 def test_csv_holds_every_figure_on_screen(official):

@@ -10,7 +10,7 @@ from tenants.models import Membership, Region
 from tests.compute.fake_openai import FakeOpenAI
 from tests.factories import annotation_project, items, worker
 from valuechain.models import LedgerEntry, LedgerRollup
-from valuechain.services import rollups_reconcile
+from valuechain.services import rollups_catch_up, rollups_reconcile
 
 pytestmark = pytest.mark.django_db
 
@@ -56,6 +56,7 @@ def test_a_rejected_annotation_is_reversed_and_the_review_is_posted():
     )
     kinds = sorted((e.kind, e.reverses_id is None) for e in LedgerEntry.objects.all())
     assert kinds == [("annotation", False), ("annotation", True), ("review", True)]
+    rollups_catch_up()
     net = {r.kind: r for r in LedgerRollup.objects.all()}
     assert (net["annotation"].entries, net["annotation"].revenue) == (0, Decimal(0))
     assert net["review"].skill_tier == 3

@@ -13,7 +13,7 @@ from tests.factories import UserFactory, annotation_project
 from valuechain.models import LedgerEntry, SkillTier, TierChange
 from valuechain.quality import MIN_EVIDENCE, tier_meets
 from valuechain.selectors import annotator_standing, month_bounds, project_statement
-from valuechain.services import ledger_post, ledger_reverse
+from valuechain.services import ledger_post, ledger_reverse, rollups_catch_up
 
 pytestmark = pytest.mark.django_db
 
@@ -184,6 +184,7 @@ def test_earnings_come_from_the_ledger_net_of_reversals_and_only_the_workers_own
         cost="3",
     )
 
+    rollups_catch_up()
     earnings = annotator_standing(user=annotator, record=NO_RECORD, today=TODAY)["earnings"]
 
     this_month = earnings["this_month"]

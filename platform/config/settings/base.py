@@ -444,6 +444,16 @@ CELERY_BEAT_SCHEDULE = {
         "task": "compute.model_retrains_run",
         "schedule": 60.0,
     },
+    # The ledger's rollups follow posting within seconds (reports show how fresh).
+    "valuechain-rollups-catch-up": {
+        "task": "valuechain.rollups_catch_up",
+        "schedule": env.float("ROLLUPS_CATCH_UP_SECONDS", default=5.0),
+    },
+    # Next months' ledger partitions exist before their first entry (PostgreSQL).
+    "valuechain-ledger-partitions": {
+        "task": "valuechain.ledger_partitions_ensure",
+        "schedule": 3600.0,
+    },
     "valuechain-tiers-review": {
         "task": "valuechain.tiers_review",
         "schedule": crontab(hour=2, minute=30),  # daily, after the day's work
