@@ -498,6 +498,9 @@ def assignment_lease_quick(
     if row is None:
         return None
     pk, status, leased_at, expires_at, item_id, data, suggestion = row
+    # Django has psycopg hand jsonb over as text (JSONField decodes it).
+    data = json.loads(data) if isinstance(data, str) else data
+    suggestion = json.loads(suggestion) if isinstance(suggestion, str) else suggestion
     return {
         "id": pk,
         "project": project_id,

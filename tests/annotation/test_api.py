@@ -534,26 +534,30 @@ def test_a_tier_below_the_project_is_refused_with_the_reason():
 def test_a_revoked_token_is_refused_on_the_very_next_request():
     project = annotation_project()
     items(project, 3)
-    annotator = worker(project)
-    token, secret = api_token(organization=project.workforce, user=annotator)
+    admin = worker(project, role=Membership.Role.ADMIN)
+    token, secret = api_token(
+        organization=project.workforce, user=admin, roles=[Membership.Role.ANNOTATOR]
+    )
     api = APIClient()
     api.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
     assert api.post(f"/api/v1/workspace/projects/{project.pk}/next/").status_code == 200
     from tenants.services import api_token_revoke
 
-    api_token_revoke(token=token, revoked_by=annotator)
+    api_token_revoke(token=token, revoked_by=admin)
     assert api.post(f"/api/v1/workspace/projects/{project.pk}/next/").status_code == 401
 
 
 def test_a_token_whose_creator_lost_the_role_is_refused_at_once():
     project = annotation_project()
     items(project, 3)
-    annotator = worker(project)
-    _, secret = api_token(organization=project.workforce, user=annotator)
+    admin = worker(project, role=Membership.Role.ADMIN)
+    _, secret = api_token(
+        organization=project.workforce, user=admin, roles=[Membership.Role.ANNOTATOR]
+    )
     api = APIClient()
     api.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
     assert api.post(f"/api/v1/workspace/projects/{project.pk}/next/").status_code == 200
-    Membership.objects.filter(user=annotator).delete()
+    Membership.objects.filter(user=admin).delete()
     assert api.post(f"/api/v1/workspace/projects/{project.pk}/next/").status_code == 401
 
 
