@@ -20,9 +20,12 @@ $(PY):
 	$(PY) -m pip install --quiet --upgrade pip
 
 # Re-install only when a lock file or pyproject.toml changes.
-$(STAMP): $(PY) requirements/dev.lock pyproject.toml
+$(STAMP): $(PY) requirements/dev.lock pyproject.toml client/pyproject.toml
 	$(PY) -m pip install --quiet --require-hashes -r requirements/dev.lock
 	$(PY) -m pip install --quiet --no-deps -e .
+	# The Python client and its `tokenworks` command; its dependencies are in the lock
+	# already (tests/client/test_packaging.py keeps it so).
+	$(PY) -m pip install --quiet --no-deps -e ./client
 	@touch $(STAMP)
 
 install: $(STAMP)

@@ -187,8 +187,13 @@ def _priority(value) -> int:
     return value
 
 
-def row_normalize(project: Project, raw: dict, *, row: int, job_key: str) -> dict:
-    """A staged row's fields from a raw file row, or SchemaError."""
+def row_normalize(
+    project: Project, raw: dict, *, row: int, job_key: str, columns: dict | None = None
+) -> dict:
+    """A staged row's fields from a raw file row (its columns renamed by columns
+    first), or SchemaError."""
+    if columns:
+        raw = {columns.get(name, name): value for name, value in raw.items()}
     if isinstance(raw.get("data"), dict):
         data = raw["data"]
     else:
@@ -222,6 +227,25 @@ def row_normalize(project: Project, raw: dict, *, row: int, job_key: str) -> dic
 
 
 @transaction.atomic
+def _columns_problem(project: Project, columns: dict) -> str | None:
+    """Why a column mapping cannot be used, or None: names map to the task type's
+    item fields or the row keys (external_id, gold, …), each at most once."""
+    if not isinstance(columns, dict) or len(columns) > 50:
+        return "Expected at most 50 pairs of file column and field name."
+    allowed = set(task_type_spec(project.task_type).text_fields) | ROW_KEYS
+    for source, target in columns.items():
+        if not isinstance(source, str) or not source.strip() or len(source) > 200:
+            return "A file column name must be 1 to 200 characters."
+        if target not in allowed:
+            return (
+                f"{_shown(str(target))!r} is not a field of a {project.task_type} item; expected "
+                f"one of {', '.join(sorted(allowed))}."
+            )
+    if len(set(columns.values())) != len(columns):
+        return "Two file columns are read as the same field."
+    return None
+
+
 def import_job_create(
     *,
     project: Project,
@@ -232,6 +256,7 @@ def import_job_create(
     encoding: str = "",
     on_conflict: str = ImportJob.OnConflict.UPDATE,
     on_error: str = ImportJob.OnError.REJECT,
+    columns: dict | None = None,
     enqueue: bool = True,
 ) -> ImportJob:
     """Store the upload and queue its import; the job reports how it went."""
@@ -259,6 +284,9 @@ def import_job_create(
                 errors["encoding"] = [
                     f"Unknown encoding {_shown(encoding)!r}; for example utf-8, gbk or utf-16."
                 ]
+    problem = _columns_problem(project, columns or {})
+    if problem:
+        errors["columns"] = [problem]
     size = getattr(upload, "size", None)
     if size == 0:
         errors["file"] = ["The file is empty."]
@@ -274,6 +302,7 @@ def import_job_create(
         encoding=encoding,
         on_conflict=on_conflict,
         on_error=on_error,
+        columns=columns or {},
         file_size=size or 0,
     )
     job.file.save(filename, upload, save=False)
@@ -712,7 +741,15 @@ def _import(
                     _note_error(job, entry.row, entry.field, entry.message)
                     continue
                 try:
-                    batch.append(row_normalize(project, entry.data, row=entry.row, job_key=job_key))
+                    batch.append(
+                        row_normalize(
+                            project,
+                            entry.data,
+                            row=entry.row,
+                            job_key=job_key,
+                            columns=job.columns,
+                        )
+                    )
                     job.rows_valid += 1
                 except SchemaError as error:
                     _note_error(job, entry.row, error.field, error.message)

@@ -665,6 +665,9 @@ class ImportJob(LeasedJob):
         max_length=8, choices=OnConflict.choices, default=OnConflict.UPDATE
     )
     on_error = models.CharField(max_length=8, choices=OnError.choices, default=OnError.REJECT)
+    # File columns read as other names, e.g. {"review": "text"}: a file made for
+    # something else imports as it is, without being rewritten first.
+    columns = models.JSONField(default=dict, blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     rows_read = models.PositiveIntegerField(default=0)
     rows_valid = models.PositiveIntegerField(default=0)

@@ -16,6 +16,7 @@ from tenants.permissions import (
     is_platform_staff,
     require,
     require_roles,
+    roles_message,
 )
 
 from .models import Item, Project
@@ -23,22 +24,73 @@ from .models import Item, Project
 # --- the client's side: defining a project and owning its data -----------------------
 
 
-def can_create_project(user: User, organization: Organization | None) -> bool:
-    return has_role(user, organization, PROJECT_EDITORS)
+def _centre_manager(user: User, project: Project) -> bool:
+    return project.workforce_id is not None and has_role(
+        user, project.workforce, CENTRE_RUN_MANAGERS
+    )
+
+
+def centre_serves_client(workforce: Organization | None, organization: Organization | None) -> bool:
+    """Whether the centre already staffs a project of the client: the engagement
+    that lets the centre's managers set up the client's next project."""
+    if workforce is None or organization is None:
+        return False
+    return Project.objects.filter(organization=organization, workforce=workforce).exists()
+
+
+def can_create_project(
+    user: User, organization: Organization | None, workforce: Organization | None = None
+) -> bool:
+    """The client's editors; or a project manager of a centre that already works for
+    the client, for a project their centre staffs."""
+    if has_role(user, organization, PROJECT_EDITORS):
+        return True
+    return (
+        workforce is not None
+        and has_role(user, workforce, CENTRE_RUN_MANAGERS)
+        and centre_serves_client(workforce, organization)
+    )
 
 
 def can_manage_project(user: User, project: Project) -> bool:
-    """Change settings, import, export, freeze datasets, re-infer answers."""
-    return has_role(user, project.organization, PROJECT_EDITORS)
+    """Change settings, import, export, freeze datasets, re-infer answers: the
+    client's editors, and the staffing centre's project managers, who run the
+    project day to day."""
+    return has_role(user, project.organization, PROJECT_EDITORS) or _centre_manager(user, project)
 
 
-def require_can_create_project(user: User, organization: Organization | None) -> None:
-    require_roles(user, organization, PROJECT_EDITORS, "create projects")
+def can_staff_project_with(user: User, project: Project, workforce: Organization | None) -> bool:
+    """Who picks the centre: the client's editors any centre; a centre's manager
+    only a centre they manage (never handing the client's project elsewhere)."""
+    if has_role(user, project.organization, PROJECT_EDITORS):
+        return True
+    return workforce is not None and has_role(user, workforce, CENTRE_RUN_MANAGERS)
+
+
+def require_can_create_project(
+    user: User, organization: Organization | None, workforce: Organization | None = None
+) -> None:
+    require(
+        can_create_project(user, organization, workforce),
+        roles_message(PROJECT_EDITORS, "create projects")[:-1]
+        + ", or a project manager of a centre working for it.",
+    )
 
 
 def require_can_manage_project(user: User, project: Project, action: str) -> None:
     """action completes the refusal: 'Only a … of the organization may <action>.'"""
+    if _centre_manager(user, project):
+        return
     require_roles(user, project.organization, PROJECT_EDITORS, action)
+
+
+def require_can_staff_project_with(
+    user: User, project: Project, workforce: Organization | None
+) -> None:
+    require(
+        can_staff_project_with(user, project, workforce),
+        "A centre's project manager may staff the project only with a centre they manage.",
+    )
 
 
 # --- the centre's side: annotating and reviewing -------------------------------------

@@ -2,6 +2,7 @@
 
 import hashlib
 from collections.abc import Iterable
+from datetime import timedelta
 from decimal import Decimal
 
 import numpy as np
@@ -9,7 +10,7 @@ from django.core.exceptions import ValidationError
 from django.db.models import Avg, Count, Q, QuerySet, Sum
 
 from tenants.models import Organization, User
-from tenants.permissions import ANNOTATORS, CENTRE_RUN_MANAGERS, principal_for
+from tenants.permissions import ANNOTATORS, CENTRE_RUN_MANAGERS, PROJECT_EDITORS, principal_for
 from tenants.selectors import queryset_scope
 
 from . import agreement, quality
@@ -560,4 +561,115 @@ def annotator_record(tally: AnnotatorTally) -> dict:
         "quarantined": tally.quarantined,
         "quarantined_at": tally.quarantined_at,
         "reason": tally.quarantine_reason,
+    }
+
+
+# --- the managers' project pages ---------------------------------------------------
+
+
+def projects_managed(*, user: User) -> QuerySet[Project]:
+    """Projects user runs: their client organization's (as one of its editors) and
+    those their centre staffs (as its project manager). Archived ones included; the
+    page says so."""
+    principal = principal_for(user)
+    owned = principal.organization_ids(roles=PROJECT_EDITORS)
+    staffed = principal.organization_ids(roles=CENTRE_RUN_MANAGERS)
+    return (
+        Project.objects.filter(Q(organization_id__in=owned) | Q(workforce_id__in=staffed))
+        .select_related("organization", "workforce")
+        .order_by("name", "pk")
+    )
+
+
+def client_organizations_for_new_project(*, user: User) -> QuerySet[Organization]:
+    """The clients user may create a project for: those where they are an editor, and
+    those their managed centres already work for."""
+    principal = principal_for(user)
+    owned = principal.organization_ids(roles=PROJECT_EDITORS)
+    staffed = principal.organization_ids(roles=CENTRE_RUN_MANAGERS)
+    served = Project.objects.filter(workforce_id__in=staffed).values("organization_id")
+    return Organization.objects.filter(
+        Q(pk__in=owned) | Q(pk__in=served), kind=Organization.Kind.CLIENT, is_active=True
+    ).order_by("name")
+
+
+def workforces_for_new_project(*, user: User) -> QuerySet[Organization]:
+    """The centres user may staff a project with: any active centre for a client's
+    editor, their own centres for a centre's project manager."""
+    principal = principal_for(user)
+    centres = Organization.objects.filter(kind=Organization.Kind.WORKFORCE, is_active=True)
+    if principal.organization_ids(roles=PROJECT_EDITORS):
+        return centres.order_by("name")
+    return centres.filter(pk__in=principal.organization_ids(roles=CENTRE_RUN_MANAGERS)).order_by(
+        "name"
+    )
+
+
+def project_throughput(*, project: Project, days: int = 14, today=None) -> list[dict]:
+    """Per day of the last `days` (the platform's time zone), oldest first: answers
+    submitted, reviews made and items whose final answer was last settled that day."""
+    from django.db.models.functions import TruncDate
+    from django.utils import timezone
+
+    today = today or timezone.localdate()
+    first = today - timedelta(days=days - 1)
+    tz = timezone.get_current_timezone()
+
+    def per_day(queryset, field):
+        rows = (
+            queryset.filter(**{f"{field}__date__gte": first})
+            .annotate(day=TruncDate(field, tzinfo=tz))
+            .values("day")
+            .annotate(n=Count("pk"))
+            .order_by()
+        )
+        return {row["day"]: row["n"] for row in rows}
+
+    annotations = per_day(Annotation.objects.filter(project=project), "created_at")
+    reviews = per_day(Review.objects.filter(project=project), "created_at")
+    done = per_day(
+        ItemResult.objects.filter(project=project, item__status=Item.Status.DONE), "updated_at"
+    )
+    return [
+        {
+            "day": day,
+            "annotations": annotations.get(day, 0),
+            "reviews": reviews.get(day, 0),
+            "done": done.get(day, 0),
+        }
+        for day in (first + timedelta(days=n) for n in range(days))
+    ]
+
+
+def gold_confusion(*, project: Project) -> dict | None:
+    """Annotators' answers on gold items against the known answer, for task types
+    whose answers are a closed set: {"classes": [...], "rows": [[count, ...], ...]},
+    rows the gold answer, columns the given one. None for other task types."""
+    spec = task_type_spec(project.task_type)
+    classes = spec.answer_keys(project.label_schema)
+    if not classes:
+        return None
+    index = {key: n for n, key in enumerate(classes)}
+    matrix = [[0] * len(classes) for _ in classes]
+    rows = Annotation.objects.filter(project=project, item__is_gold=True).values_list(
+        "answer", "item__gold_answer"
+    )
+    for answer, gold in rows.iterator(chunk_size=2000):
+        try:
+            given, truth = index.get(spec.answer_key(answer)), index.get(spec.answer_key(gold))
+        except (KeyError, TypeError, ValueError):
+            continue  # a malformed stored answer is no evidence either way
+        if given is not None and truth is not None:
+            matrix[truth][given] += 1
+    return {"classes": [str(c) for c in classes], "rows": matrix}
+
+
+def project_jobs(*, project: Project, limit: int = 10) -> dict:
+    """The project's latest imports and exports and its dataset versions."""
+    from .models import DatasetVersion, ExportJob, ImportJob
+
+    return {
+        "imports": list(ImportJob.objects.filter(project=project).order_by("-created_at")[:limit]),
+        "exports": list(ExportJob.objects.filter(project=project).order_by("-created_at")[:limit]),
+        "datasets": list(DatasetVersion.objects.filter(project=project).order_by("-version")),
     }

@@ -108,7 +108,7 @@ def _project_clean(project: Project) -> None:
 
 @transaction.atomic
 def project_create(*, organization: Organization, created_by: User, **fields) -> Project:
-    permissions.require_can_create_project(created_by, organization)
+    permissions.require_can_create_project(created_by, organization, fields.get("workforce"))
     if organization.kind != Organization.Kind.CLIENT:
         raise ValidationError({"organization": ["Projects belong to a client organization."]})
     project = Project(organization=organization, created_by=created_by, **fields)
@@ -132,6 +132,8 @@ def project_create(*, organization: Organization, created_by: User, **fields) ->
 def project_update(*, project: Project, updated_by: User, **fields) -> Project:
     project = Project.objects.select_for_update().get(pk=project.pk)
     permissions.require_can_manage_project(updated_by, project, "change projects")
+    if "workforce" in fields and fields["workforce"] != project.workforce:
+        permissions.require_can_staff_project_with(updated_by, project, fields["workforce"])
     has_items = project.items.exists()
     if "task_type" in fields and fields["task_type"] != project.task_type and has_items:
         raise ValidationError({"task_type": ["The task type cannot change once items exist."]})
@@ -1435,6 +1437,25 @@ def item_results_send_to_review(*, item_ids: list[int]) -> int:
     return Item.objects.filter(pk__in=item_ids, result__reviewed_by__isnull=True).update(
         status=Item.Status.IN_REVIEW
     )
+
+
+def suggestion_priority(*, project: Project, item_id: int, confidence: float) -> float:
+    """The lease priority of an item the model predicted with `confidence`.
+
+    Where the model only pre-fills, the least certain items come first: the
+    humans' answers teach the next fine-tune most there. Where it votes
+    (adaptive decisions), items come in a fixed pseudo-random order instead:
+    the model is retrained on the items decided so far, and any order by its
+    own confidence makes them a skewed sample. Measured on topics10 with a
+    first model after 30 labels and most-certain first: 223 of the first 294
+    decided items were in one class, the next model said that class for
+    everything (0.03 right on the open items) and every model after it too.
+    Least-certain first skews the sample the other way; this order does not.
+    """
+    if project.decision == Project.Decision.ADAPTIVE and project.model_votes:
+        digest = hashlib.sha256(f"serve-order:{project.pk}:{item_id}".encode()).digest()
+        return round(int.from_bytes(digest[:6], "big") / 2**48, 6)
+    return round(1.0 - float(confidence), 6)
 
 
 @transaction.atomic

@@ -1,8 +1,9 @@
 """Automatic retraining: the project's model keeps learning from the labels as they are decided.
 
 For an active project with `retrain_every` > 0, once the approved results have
-grown by that many since the last automatic retrain (and no fine-tuning or
-pre-labeling run of the project is in flight), a retrain:
+grown enough since the last automatic retrain (first after RETRAIN_FIRST, then
+each time they double, then every `retrain_every`: retrain_step) and no
+fine-tuning or pre-labeling run of the project is in flight, a retrain:
 
 1. freezes a dataset version of the approved answers (seed 0, 10 % held out:
    the same items stay held out as the set grows, so evaluations compare);
@@ -20,7 +21,7 @@ pre-labeling run of the project is in flight), a retrain:
 It acts for the project's creator (who may freeze datasets and run models); if
 they no longer may, the retrain fails saying so. Every step is idempotent and
 looks before it writes; a failure is recorded on the ModelRetrain row and the
-next retrain waits for another `retrain_every` approvals, so nothing loops.
+next retrain waits for the next step of approvals, so nothing loops.
 Celery beat drives it (compute.model_retrains_run); the bench calls the same
 functions synchronously.
 """
@@ -50,6 +51,9 @@ VALIDATION_RATIO = Decimal("0.1")
 # A retrain whose run has not finished by then is failed, so a job lost at the
 # backend does not block the project's retraining for ever.
 RETRAIN_TIMEOUT = timedelta(hours=6)
+# The first automatic retrain waits for this many approved results (or the
+# project's `retrain_every`, when smaller); see retrain_step.
+RETRAIN_FIRST = 30
 FINETUNE_IN_FLIGHT = (
     FineTuneRun.Status.PENDING,
     FineTuneRun.Status.UPLOADING,
@@ -110,8 +114,25 @@ def project_model_retrain_due(*, project: Project) -> tuple[bool, int, int]:
     last = ModelRetrain.objects.filter(project=project).order_by("-created_at", "-pk").first()
     baseline = last.approved_results if last else 0
     every = project.retrain_every
-    due = project.status == Project.Status.ACTIVE and every > 0 and approved - baseline >= every
+    due = (
+        project.status == Project.Status.ACTIVE
+        and every > 0
+        and approved - baseline >= retrain_step(every=every, baseline=baseline)
+    )
     return due, approved, baseline
+
+
+def retrain_step(*, every: int, baseline: int) -> int:
+    """How many new approved results the next retrain waits for.
+
+    Geometric until the step reaches `every`: the first model comes after
+    RETRAIN_FIRST labels and each retrain waits for the labels to double. Items
+    decided before a model can vote cost several answers each, and a model
+    trained on the first few dozen labels already votes on the easy items;
+    after that every retrain costs a fine-tune and a re-prediction of the open
+    items, so the step grows to the project's `every` and stays there.
+    """
+    return max(1, min(every, max(RETRAIN_FIRST, baseline)))
 
 
 def _audit(retrain: ModelRetrain, event_type: str) -> None:

@@ -226,3 +226,17 @@ def backends_visible(organization_ids: list[int]):
     return Backend.objects.filter(
         Q(organization__isnull=True) | Q(organization_id__in=organization_ids)
     ).select_related("region")
+
+
+def prelabel_runs_for_project(*, project: Project, limit: int = 20) -> list[PrelabelRun]:
+    return list(PrelabelRun.objects.filter(project=project).order_by("-created_at", "-pk")[:limit])
+
+
+def finetune_runs_for_project(*, project: Project, limit: int = 20) -> list:
+    from .models import FineTuneRun
+
+    return list(
+        FineTuneRun.objects.filter(project=project)
+        .select_related("dataset", "backend")
+        .order_by("-created_at", "-pk")[:limit]
+    )

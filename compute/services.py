@@ -17,7 +17,7 @@ from django.db.models import Max, Q
 from django.utils import timezone
 
 from annotation.models import Item, Project
-from annotation.services import item_suggestions_apply
+from annotation.services import item_suggestions_apply, suggestion_priority
 from tenants.models import AuditEvent, Organization, User
 from tenants.services import audit_changes, audit_event_record, audit_snapshot
 from valuechain import postings
@@ -1032,7 +1032,7 @@ def _record_calls(
     ]
     Prediction.objects.bulk_create(predictions, ignore_conflicts=True, batch_size=1000)
     if run.purpose == "prelabel":
-        # Annotators see the suggestion, and the least certain items are served first.
+        # Annotators see the suggestion; suggestion_priority orders the items.
         item_suggestions_apply(
             suggestions={
                 p.item_id: (
@@ -1042,7 +1042,9 @@ def _record_calls(
                         "model": p.model,
                         "prompt_version": p.prompt_version,
                     },
-                    round(1.0 - p.confidence, 6),
+                    suggestion_priority(
+                        project=run.project, item_id=p.item_id, confidence=p.confidence
+                    ),
                 )
                 for p in predictions
             }

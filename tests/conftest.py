@@ -114,6 +114,8 @@ def celery_workers(tmp_path, settings):
             queue=queue,
             log_path=log,
             CELERY_VISIBILITY_TIMEOUT="3600",
+            # Tasks the worker itself enqueues (a run's chunks) stay on this queue too.
+            CELERY_TASK_DEFAULT_QUEUE=queue,
             **{name: str(value) for name, value in short.items()},
         )
         started.append(process)

@@ -8,6 +8,7 @@ from annotation import api as annotation_api
 from compute import api as compute_api
 from compute import views as compute_views
 from eventhooks import api as eventhooks_api
+from eventhooks import views as eventhooks_views
 from kpireports import api as kpireports_api
 from sitehealth.views import healthz
 from tenants import api as tenants_api
@@ -70,6 +71,10 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("i18n/", include("django.conf.urls.i18n")),
     path("workspace/", include("annotation.urls")),
+    path("projects/", include("annotation.project_urls")),
+    path("projects/", include("compute.run_urls")),
+    path("webhooks/", eventhooks_views.webhooks, name="webhooks"),
+    path("webhooks/<int:pk>/delete/", eventhooks_views.webhook_delete, name="webhook-delete"),
     path("reports/", include("kpireports.urls")),
     path("admin/", admin.site.urls),
     path("api/v1/", include((api_v1, "api"), namespace="v1")),

@@ -1,14 +1,16 @@
 """REST for officials' own systems: the same reports as the dashboard, as JSON."""
 
+from django.http import HttpResponse
 from django.utils.translation import gettext_lazy as _
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
-from rest_framework import mixins, permissions, serializers, viewsets
+from rest_framework import exceptions, mixins, permissions, serializers, viewsets
 from rest_framework.response import Response
 
 from tenants.models import Region
 
 from .permissions import can_read_reports
+from .report_files import REPORT_FILES
 from .selectors import jurisdiction_regions, provinces_map, region_report
 from .serializers import ReportQuerySerializer, jsonable, report_kwargs
 from .views import jurisdiction_for_request, region_or_404
@@ -39,6 +41,13 @@ REPORT_PARAMETERS = [
     OpenApiParameter("tier", int, description="0 (untiered machine work) to 5."),
     OpenApiParameter("trap_threshold", str, description="Override of KPI_TRAP_THRESHOLD."),
     OpenApiParameter("trap_months", int, description="Override of KPI_TRAP_MONTHS."),
+    OpenApiParameter(
+        "format",
+        str,
+        enum=["json", *REPORT_FILES],
+        default="json",
+        description="json, or the dashboard's file: csv, xlsx or pdf.",
+    ),
 ]
 
 
@@ -97,12 +106,30 @@ class ReportRegionViewSet(
         description="Aggregates only: no person is ever named. A region outside your "
         "jurisdiction answers 404, as one that does not exist.",
         parameters=REPORT_PARAMETERS,
-        responses=OpenApiTypes.OBJECT,
+        responses={
+            (200, "application/json"): OpenApiTypes.OBJECT,
+            **{
+                (200, kind.split(";")[0]): OpenApiTypes.BINARY for kind, _w in REPORT_FILES.values()
+            },
+        },
     )
     def retrieve(self, request, code=None):
         region = region_or_404(code=code, roots=self.jurisdiction())
+        file_format = request.query_params.get("format", "json")
+        if file_format != "json" and file_format not in REPORT_FILES:
+            raise exceptions.ValidationError({"format": [_("Expected json, csv, xlsx or pdf.")]})
         query = self._query()
         report = region_report(region=region, **report_kwargs(query))
+        if file_format != "json":
+            # The same file as the dashboard's download, for the office's own systems.
+            content_type, writer = REPORT_FILES[file_format]
+            response = HttpResponse(writer(report), content_type=content_type)
+            period = report["period"]
+            response["Content-Disposition"] = (
+                f'attachment; filename="tokenworks-{region.code}-'
+                f'{period["start"]:%Y%m}-{period["end"]:%Y%m}.{file_format}"'
+            )
+            return response
         # The map's provinces: only those within the caller's jurisdiction.
         report["map"] = provinces_map(roots=self.jurisdiction(), period=query["period"])
         return Response(jsonable(report))

@@ -305,6 +305,16 @@ def can_open_api_tokens(user: User, *, held: set[tuple[str, str]] | None = None)
     return any(role in TOKEN_MANAGERS for role, _kind in _held(user, held))
 
 
+def can_open_projects(user: User, *, held: set[tuple[str, str]] | None = None) -> bool:
+    """The project pages: a client's editors and a centre's project managers (each
+    sees the projects annotation.selectors.projects_managed gives them)."""
+    return any(
+        (role in PROJECT_EDITORS and kind == Kind.CLIENT)
+        or (role in CENTRE_RUN_MANAGERS and kind == Kind.WORKFORCE)
+        for role, kind in _held(user, held)
+    )
+
+
 def page_permissions(user: User) -> dict[str, bool]:
     """The links a page may offer user, from one query."""
     held = _held(user, None)
@@ -313,4 +323,5 @@ def page_permissions(user: User) -> dict[str, bool]:
         "reports": can_open_reports(user, held=held),
         "backends": can_open_backends(user, held=held),
         "api_tokens": can_open_api_tokens(user, held=held),
+        "projects": can_open_projects(user, held=held),
     }

@@ -228,3 +228,9 @@ def project_charges(*, project) -> dict:
         .order_by()
     )
     return {row["kind"]: row["revenue"] or ZERO for row in rows}
+
+
+def tier_list_prices() -> dict[int, Decimal]:
+    """Each skill tier's list price per 1,000 tokens (CNY): what a new project of that
+    tier is priced at unless its maker says otherwise."""
+    return dict(SkillTier.objects.values_list("level", "price_per_1k_tokens"))

@@ -49,9 +49,43 @@ def test_other_client_roles_may_not_manage_projects(role):
     )
 
 
-def test_the_staffing_centres_manager_may_not_manage_the_clients_project():
+def test_the_staffing_centres_manager_runs_the_project_day_to_day():
     project = annotation_project()
-    assert not permissions.can_manage_project(worker(project, role=Role.PROJECT_MANAGER), project)
+    manager = worker(project, role=Role.PROJECT_MANAGER)
+    assert permissions.can_manage_project(manager, project)
+    permissions.require_can_manage_project(manager, project, "export data")
+
+
+@pytest.mark.parametrize("role", sorted(ALL_ROLES - {Role.PROJECT_MANAGER}))
+def test_the_staffing_centres_other_roles_may_not_manage_the_project(role):
+    project = annotation_project()
+    assert not permissions.can_manage_project(worker(project, role=role), project)
+
+
+def test_a_centre_manager_creates_projects_only_for_a_client_the_centre_serves():
+    project = annotation_project()
+    manager = worker(project, role=Role.PROJECT_MANAGER)
+    assert permissions.can_create_project(manager, project.organization, project.workforce)
+    stranger = OrganizationFactory(kind=Organization.Kind.CLIENT)
+    assert not permissions.can_create_project(manager, stranger, project.workforce)
+    # Not for a centre they do not manage, nor without saying which centre.
+    other_centre = OrganizationFactory(kind=Organization.Kind.WORKFORCE)
+    assert not permissions.can_create_project(manager, project.organization, other_centre)
+    assert not permissions.can_create_project(manager, project.organization)
+    with pytest.raises(PermissionDenied, match="or a project manager of a centre working for it"):
+        permissions.require_can_create_project(manager, stranger, project.workforce)
+
+
+def test_a_centre_manager_staffs_the_project_only_with_a_centre_they_manage():
+    project = annotation_project()
+    manager = worker(project, role=Role.PROJECT_MANAGER)
+    other_centre = OrganizationFactory(kind=Organization.Kind.WORKFORCE)
+    assert permissions.can_staff_project_with(manager, project, project.workforce)
+    assert not permissions.can_staff_project_with(manager, project, other_centre)
+    with pytest.raises(PermissionDenied, match="only with a centre they manage"):
+        services.project_update(project=project, updated_by=manager, workforce=other_centre)
+    client = member(organization=project.organization, role=Role.CLIENT_DEVELOPER)
+    assert permissions.can_staff_project_with(client, project, other_centre)
 
 
 def test_an_editor_of_another_organization_may_not_manage_the_project():

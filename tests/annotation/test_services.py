@@ -708,6 +708,33 @@ def test_suggestions_merge_into_metadata_and_set_the_lease_priority(vendor_sql, 
     assert second.metadata == {"suggestion": suggestion} and second.priority == 0.6
 
 
+def test_the_suggestion_priority_is_least_certain_first_where_the_model_only_pre_fills():
+    project = annotation_project()
+    sure = services.suggestion_priority(project=project, item_id=1, confidence=0.97)
+    unsure = services.suggestion_priority(project=project, item_id=2, confidence=0.41)
+    assert unsure > sure
+
+
+@pytest.mark.parametrize("model_votes", [True, False])
+def test_where_the_model_votes_items_are_served_in_an_order_its_confidence_does_not_skew(
+    model_votes,
+):
+    project = annotation_project(decision="adaptive", model_votes=model_votes)
+    order = {
+        item_id: services.suggestion_priority(project=project, item_id=item_id, confidence=c)
+        for item_id, c in enumerate([0.99, 0.2, 0.95, 0.3] * 250)
+    }
+    if not model_votes:
+        assert order[1] > order[0]
+        return
+    # The same item keeps its place whatever the model says of it next time...
+    assert order[7] == services.suggestion_priority(project=project, item_id=7, confidence=0.5)
+    # ...and the first half served holds about as many sure items as unsure ones.
+    first_half = sorted(order, key=order.get, reverse=True)[:500]
+    sure = sum(1 for item_id in first_half if item_id % 2 == 0)
+    assert 200 < sure < 300
+
+
 def test_sending_results_to_review_leaves_reviewed_ones_alone():
     project = annotation_project(overlap=1)
     annotator = worker(project)

@@ -175,14 +175,17 @@ def test_api_writes_from_the_page_need_the_csrf_token():
     assert Annotation.objects.get().answer == {"label": "positive"}
 
 
-def test_instructions_are_plain_text_with_line_breaks_and_escaped():
-    project = make_project(instructions="第一行 <script>alert(1)</script>\n第二行")
+def test_instructions_are_markdown_with_line_breaks_and_raw_html_escaped():
+    project = make_project(
+        instructions="第一行 **重点** <script>alert(1)</script>\n第二行 [x](javascript:alert(1))"
+    )
     response = logged_in(worker(project, Membership.Role.ANNOTATOR)).get(
         f"/workspace/projects/{project.pk}/"
     )
     html = response.content.decode()
-    assert "第一行 &lt;script&gt;alert(1)&lt;/script&gt;<br>第二行" in html
+    assert "第一行 <strong>重点</strong> &lt;script&gt;alert(1)&lt;/script&gt;<br>" in html
     assert "<script>alert(1)</script>" not in html
+    assert 'href="javascript' not in html
 
 
 def test_the_project_name_is_escaped_in_the_page_config():

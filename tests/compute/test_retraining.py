@@ -311,3 +311,19 @@ def test_a_retrained_model_scoring_under_the_current_one_is_kept_out(
         for i in Item.objects.filter(project=project, status=Item.Status.OPEN)
     }
     assert open_models == {BASE}
+
+
+@pytest.mark.parametrize(
+    ("every", "baseline", "step"),
+    [
+        (100, 0, 30),  # the first model comes early
+        (100, 30, 30),
+        (100, 60, 60),  # then each retrain waits for the labels to double
+        (100, 120, 100),  # until the step reaches the project's setting
+        (100, 5_000, 100),
+        (10, 0, 10),  # a smaller setting is never waited beyond
+        (1, 0, 1),
+    ],
+)
+def test_the_retrain_step_grows_geometrically_up_to_retrain_every(every, baseline, step):
+    assert retraining.retrain_step(every=every, baseline=baseline) == step

@@ -71,6 +71,7 @@ def test_reports_are_for_officials_only(history):
         ({"compare": "decade"}, "compare"),
         ({"tier": "7"}, "tier"),
         ({"trap_threshold": "1.5"}, "trap_threshold"),
+        ({"format": "docx"}, "format"),
     ],
 )
 def test_bad_parameters_name_the_field(history, params, field):
@@ -88,3 +89,22 @@ def test_an_empty_period_answers_zeros(history):
     assert response.status_code == 200
     assert response.json()["has_data"] is False
     assert response.json()["summary"]["tokens_total"] == 0
+
+
+@pytest.mark.parametrize(
+    ("file_format", "content_type", "magic"),
+    [
+        ("csv", "text/csv", b"\xef\xbb\xbf"),
+        ("xlsx", "application/vnd", b"PK"),
+        ("pdf", "application/pdf", b"%PDF"),
+    ],
+)
+def test_the_dashboards_files_over_rest(history, file_format, content_type, magic):
+    """An office's own systems get the same CSV, XLSX and PDF as the dashboard's download."""
+    response = _session(history["province_official"]).get(
+        f"{URL}520000/", {**AUTUMN, "format": file_format}
+    )
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith(content_type)
+    assert response.content.startswith(magic)
+    assert f"tokenworks-520000-202609-202610.{file_format}" in response["Content-Disposition"]

@@ -71,10 +71,11 @@ def test_a_superuser_may_manage_every_organizations_api_tokens():
         (
             Role.PROJECT_MANAGER,
             Organization.Kind.WORKFORCE,
-            {"workspace", "backends", "api_tokens"},
+            {"workspace", "backends", "api_tokens", "projects"},
         ),
-        (Role.PROJECT_MANAGER, Organization.Kind.CLIENT, {"backends", "api_tokens"}),
-        (Role.CLIENT_DEVELOPER, Organization.Kind.CLIENT, {"backends", "api_tokens"}),
+        (Role.PROJECT_MANAGER, Organization.Kind.CLIENT, {"backends", "api_tokens", "projects"}),
+        (Role.CLIENT_DEVELOPER, Organization.Kind.CLIENT, {"backends", "api_tokens", "projects"}),
+        (Role.ADMIN, Organization.Kind.CLIENT, {"backends", "api_tokens", "projects"}),
         (Role.ADMIN, Organization.Kind.WORKFORCE, {"backends", "api_tokens"}),
         (Role.OFFICIAL, Organization.Kind.GOVERNMENT, {"reports", "api_tokens"}),
         (Role.OFFICIAL, Organization.Kind.CLIENT, {"api_tokens"}),
@@ -95,7 +96,13 @@ def test_an_inactive_organization_opens_no_page():
 def test_a_superuser_may_open_reports_and_backends():
     can = permissions.page_permissions(UserFactory(is_superuser=True))
     # Not the tokens page: a superuser gives a token only roles held in its organization.
-    assert can == {"workspace": False, "reports": True, "backends": True, "api_tokens": False}
+    assert can == {
+        "workspace": False,
+        "reports": True,
+        "backends": True,
+        "api_tokens": False,
+        "projects": False,
+    }
 
 
 def test_page_permissions_cost_one_query(django_assert_num_queries):

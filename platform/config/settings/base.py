@@ -371,6 +371,9 @@ if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
     }
 if CELERY_RESULT_BACKEND.startswith("file://"):
     Path(CELERY_RESULT_BACKEND.removeprefix("file://")).mkdir(parents=True, exist_ok=True)
+# The queue tasks are sent to, by the web and by workers (a task enqueuing another).
+# Tests give each real worker a queue of its own.
+CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_TASK_DEFAULT_QUEUE", default="celery")
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
