@@ -23,7 +23,7 @@ from rest_framework.views import APIView
 
 from tenants.models import Organization
 from tenants.parsers import SafeJSONParser
-from tenants.permissions import REVIEWERS, WORKERS
+from tenants.permissions import ANNOTATORS, REVIEWERS, WORKERS
 from tenants.scoping import TenantScopedMixin
 from tenants.serializers import RegionSerializer
 from valuechain.selectors import annotator_standing, project_statement
@@ -569,6 +569,15 @@ class WorkspaceProjectViewSet(TenantScopedMixin, viewsets.ReadOnlyModelViewSet):
     def next(self, request, pk=None):
         form = NextTaskSerializer(data=request.data)
         form.is_valid(raise_exception=True)
+        # The hot path: one statement for the gate, the lease and the item shown.
+        lease = services.assignment_lease_quick(
+            project_id=int(pk),
+            annotator=request.user,
+            centre_ids=selectors.centre_ids_for_worker(user=request.user, roles=ANNOTATORS),
+            holding=form.validated_data["holding"],
+        )
+        if lease is not None:
+            return Response(lease_payload(lease))
         assignment = services.assignment_lease(
             project=self.get_object(),
             annotator=request.user,
@@ -645,17 +654,21 @@ class WorkspaceAssignmentViewSet(
     )
     @action(detail=True, methods=["post"])
     def submit(self, request, pk=None):
-        assignment = self.get_object()
         form = SubmitSerializer(data=request.data)
-        form.is_valid(raise_exception=True)
-        annotation, created = services.annotation_submit(
-            assignment_id=assignment.pk,
-            annotator=request.user,
-            answer=form.validated_data["answer"],
-            time_spent_ms=form.validated_data["time_spent_ms"],
-        )
+        if not form.is_valid():
+            self.get_object()  # someone else's lease is a 404 whatever the body says
+            raise exceptions.ValidationError(form.errors)
+        # No get_object(): the service's locking read is scoped the same way.
+        with _not_yours_as_404():
+            annotation, created = services.annotation_submit(
+                assignment_id=int(pk),
+                annotator=request.user,
+                answer=form.validated_data["answer"],
+                time_spent_ms=form.validated_data["time_spent_ms"],
+                centre_ids=self.tenant_organization_ids(),
+            )
         return Response(
-            AnnotationSerializer(annotation).data,
+            annotation_payload(annotation),
             status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
         )
 
@@ -666,9 +679,12 @@ class WorkspaceAssignmentViewSet(
     )
     @action(detail=True, methods=["post"])
     def skip(self, request, pk=None):
-        assignment = services.assignment_skip(
-            assignment_id=self.get_object().pk, annotator=request.user
-        )
+        with _not_yours_as_404():
+            assignment = services.assignment_skip(
+                assignment_id=int(pk),
+                annotator=request.user,
+                centre_ids=self.tenant_organization_ids(),
+            )
         return Response(LeaseSerializer(assignment).data)
 
 
@@ -751,6 +767,42 @@ class WorkspaceItemViewSet(TenantScopedMixin, mixins.RetrieveModelMixin, viewset
         with _lease_conflict_as_409():
             lease = services.review_lease_release(item_id=item.pk, reviewer=request.user)
         return Response(ReviewLeaseSerializer(lease).data)
+
+
+@contextmanager
+def _not_yours_as_404():
+    """A lease that is not the caller's, or not in their centres, is not disclosed."""
+    try:
+        yield
+    except services.LeaseNotYours as error:
+        raise Http404 from error
+
+
+_datetime_field = serializers.DateTimeField()
+
+
+def lease_payload(lease: dict) -> dict:
+    """LeaseSerializer's output for services.assignment_lease_quick's dict."""
+    return {
+        **lease,
+        "leased_at": _datetime_field.to_representation(lease["leased_at"]),
+        "expires_at": _datetime_field.to_representation(lease["expires_at"]),
+    }
+
+
+def annotation_payload(annotation) -> dict:
+    """AnnotationSerializer's output, without building a ModelSerializer per submit."""
+    return {
+        "id": annotation.pk,
+        "item": annotation.item_id,
+        "assignment": annotation.assignment_id,
+        "answer": annotation.answer,
+        "status": annotation.status,
+        "time_spent_ms": annotation.time_spent_ms,
+        "item_tokens": annotation.item_tokens,
+        "answer_tokens": annotation.answer_tokens,
+        "created_at": _datetime_field.to_representation(annotation.created_at),
+    }
 
 
 class LeaseConflict(exceptions.APIException):

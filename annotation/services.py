@@ -10,7 +10,7 @@ from decimal import Decimal
 import numpy as np
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import connection, transaction
-from django.db.models import Exists, F, OuterRef, Q
+from django.db.models import Case, Exists, F, OuterRef, Q, Value, When
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
@@ -348,6 +348,171 @@ def _lease_one_postgresql(*, project, annotator, now, expires) -> int | None:
     return row[0] if row else None
 
 
+# The annotator's hot path in one statement (PostgreSQL): the project gate (active,
+# staffed by a centre where the caller annotates, tier), the lease they already
+# hold and do not show (or the first when they hold MAX_ACTIVE_LEASES), else
+# _LEASE_SQL's pick and lease, and the item the page shows. It answers only
+# when it has a lease to give; every other case (a refusal to explain, nothing
+# left, candidates locked for a moment) goes the careful way, assignment_lease.
+_QUICK_LEASE_SQL = """
+WITH proj AS (
+    SELECT p.id, p.gold_ratio, p.lease_seconds
+    FROM {project} AS p
+    WHERE p.id = %(project)s
+      AND p.status = 'active'
+      AND p.workforce_id = ANY(%(centres)s)
+      AND p.required_tier <= %(tier)s
+), active AS (
+    SELECT a.id, a.item_id, a.status, a.leased_at, a.expires_at
+    FROM {assignment} AS a
+    WHERE EXISTS (SELECT 1 FROM proj)
+      AND a.project_id = %(project)s
+      AND a.annotator_id = %(annotator)s
+      AND a.status = 'leased'
+      AND a.expires_at > %(now)s
+), unheld AS (
+    SELECT * FROM active WHERE NOT (id = ANY(%(holding)s)) ORDER BY leased_at, id LIMIT 1
+), kept AS (
+    SELECT * FROM unheld
+    UNION ALL
+    (SELECT * FROM active
+     WHERE NOT EXISTS (SELECT 1 FROM unheld)
+       AND (SELECT count(*) FROM active) >= %(max_active)s
+     ORDER BY leased_at, id LIMIT 1)
+), due AS (
+    SELECT COALESCE(MAX(t.gold), 0) + 0.5
+               <= (SELECT gold_ratio FROM proj) * (COALESCE(MAX(t.tasks), 0) + 1) AS gold,
+           COALESCE(BOOL_OR(t.quarantined), FALSE) AS quarantined,
+           COALESCE(BOOL_OR(t.quarantined AND t.gold - t.gold_at_quarantine < %(probation)s),
+                    FALSE) AS probation
+    FROM {tally} AS t
+    WHERE t.project_id = %(project)s AND t.annotator_id = %(annotator)s
+), gold_pick AS (
+    SELECT i.id
+    FROM {item} AS i
+    WHERE EXISTS (SELECT 1 FROM proj)
+      AND NOT EXISTS (SELECT 1 FROM kept)
+      AND ((SELECT gold AND NOT quarantined FROM due) OR (SELECT probation FROM due))
+      AND i.project_id = %(project)s
+      AND i.is_gold
+      AND i.status = 'open'
+      AND NOT EXISTS (
+          SELECT 1 FROM {assignment} AS a
+          WHERE a.item_id = i.id AND a.annotator_id = %(annotator)s
+      )
+      AND ((SELECT gold_ratio >= 1 FROM proj) OR (SELECT probation FROM due) OR EXISTS (
+          SELECT 1
+          FROM {item} AS r
+          WHERE r.project_id = %(project)s
+            AND NOT r.is_gold
+            AND r.status = 'open'
+            AND r.reserved_count < r.target_annotations
+            AND NOT EXISTS (
+                SELECT 1 FROM {assignment} AS a
+                WHERE a.item_id = r.id AND a.annotator_id = %(annotator)s
+            )
+      ))
+    ORDER BY i.priority DESC, i.id
+    LIMIT 1
+    FOR UPDATE SKIP LOCKED
+), regular_pick AS (
+    SELECT i.id
+    FROM {item} AS i
+    WHERE EXISTS (SELECT 1 FROM proj)
+      AND NOT EXISTS (SELECT 1 FROM kept)
+      AND NOT EXISTS (SELECT 1 FROM gold_pick)
+      AND NOT (SELECT quarantined FROM due)
+      AND i.project_id = %(project)s
+      AND NOT i.is_gold
+      AND i.status = 'open'
+      AND i.reserved_count < i.target_annotations
+      AND NOT EXISTS (
+          SELECT 1 FROM {assignment} AS a
+          WHERE a.item_id = i.id AND a.annotator_id = %(annotator)s
+      )
+    ORDER BY i.priority DESC, i.id
+    LIMIT 1
+    FOR UPDATE SKIP LOCKED
+), picked AS (
+    SELECT id FROM gold_pick
+    UNION ALL
+    SELECT id FROM regular_pick
+), reserved AS (
+    UPDATE {item} AS i
+    SET reserved_count = i.reserved_count + 1
+    FROM picked
+    WHERE i.id = picked.id
+    RETURNING i.id, i.is_gold, i.data, i.metadata -> 'suggestion' AS suggestion
+), tallied AS (
+    INSERT INTO {tally} AS t (project_id, annotator_id, tasks, gold)
+    SELECT %(project)s, %(annotator)s, 1, reserved.is_gold::int
+    FROM reserved
+    ON CONFLICT (project_id, annotator_id)
+    DO UPDATE SET tasks = t.tasks + 1, gold = t.gold + EXCLUDED.gold
+), leased AS (
+    INSERT INTO {assignment} (project_id, item_id, annotator_id, status, leased_at, expires_at)
+    SELECT %(project)s, reserved.id, %(annotator)s, 'leased', %(now)s,
+           %(now)s + make_interval(secs => proj.lease_seconds)
+    FROM reserved, proj
+    RETURNING id, item_id, status, leased_at, expires_at
+)
+SELECT leased.id, leased.status, leased.leased_at, leased.expires_at,
+       reserved.id, reserved.data, reserved.suggestion
+FROM leased JOIN reserved ON reserved.id = leased.item_id
+UNION ALL
+SELECT kept.id, kept.status, kept.leased_at, kept.expires_at,
+       i.id, i.data, i.metadata -> 'suggestion'
+FROM kept JOIN {item} AS i ON i.id = kept.item_id
+"""
+
+
+def assignment_lease_quick(
+    *, project_id: int, annotator: User, centre_ids: list[int], holding=(), now=None
+) -> dict | None:
+    """The annotator's next task as the page shows it, from one statement, or None:
+    then ask assignment_lease, which explains a refusal or says nothing is left.
+
+    centre_ids are the centres where the caller may annotate (their principal's
+    annotator organizations): the same gate as annotator_check, in the statement.
+    """
+    if connection.vendor != "postgresql":
+        return None
+    now = now or timezone.now()
+    tables = {
+        "project": Project._meta.db_table,
+        "item": Item._meta.db_table,
+        "assignment": Assignment._meta.db_table,
+        "tally": AnnotatorTally._meta.db_table,
+    }
+    params = {
+        "project": project_id,
+        "centres": list(centre_ids),
+        "tier": annotator.skill_tier,
+        "annotator": annotator.pk,
+        "holding": [int(pk) for pk in holding],
+        "max_active": MAX_ACTIVE_LEASES,
+        "probation": PROBATION_GOLD,
+        "now": now,
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(_QUICK_LEASE_SQL.format(**tables), params)
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    pk, status, leased_at, expires_at, item_id, data, suggestion = row
+    # Django has psycopg hand jsonb over as text (JSONField decodes it).
+    data = json.loads(data) if isinstance(data, str) else data
+    suggestion = json.loads(suggestion) if isinstance(suggestion, str) else suggestion
+    return {
+        "id": pk,
+        "project": project_id,
+        "status": status,
+        "leased_at": leased_at,
+        "expires_at": expires_at,
+        "item": {"id": item_id, "data": data, "suggestion": suggestion},
+    }
+
+
 def _lease_one_portable(*, project, annotator, now, expires) -> int | None:
     # SQLite (make run) has one writer at a time and IMMEDIATE transactions,
     # so select-then-update cannot race there. Same choice as _LEASE_SQL.
@@ -451,8 +616,10 @@ def _release(assignment: Assignment, status: str, now) -> None:
 
 
 @transaction.atomic
-def assignment_skip(*, assignment_id: int, annotator: User) -> Assignment:
-    assignment = _assignment_for_update(assignment_id, annotator)
+def assignment_skip(
+    *, assignment_id: int, annotator: User, centre_ids: list[int] | None = None
+) -> Assignment:
+    assignment = _assignment_for_update(assignment_id, annotator, centre_ids)
     if assignment.status != Assignment.Status.LEASED:
         raise ValidationError({"assignment": [f"This task is already {assignment.status}."]})
     _release(assignment, Assignment.Status.SKIPPED, timezone.now())
@@ -484,18 +651,27 @@ def assignment_expire_stale(*, now=None, limit: int = 5000) -> int:
     return len(stale)
 
 
-def _assignment_for_update(assignment_id: int, annotator: User) -> Assignment:
+class LeaseNotYours(PermissionDenied):
+    """No such lease of this annotator (in these centres); the API answers 404."""
+
+
+def _assignment_for_update(
+    assignment_id: int, annotator: User, centre_ids: list[int] | None = None
+) -> Assignment:
+    leases = Assignment.objects.filter(pk=assignment_id, annotator=annotator)
+    if centre_ids is not None:
+        # The caller's tenant scope, in the same read (the API's 404 otherwise).
+        leases = leases.filter(project__workforce_id__in=centre_ids)
     assignment = (
         # of=("self",): lock the lease only; locking the joined project row
         # too would serialize (and deadlock) every submit in the project.
-        Assignment.objects.select_for_update(of=("self",))
-        .select_related("project__organization", "project__workforce")
-        .filter(pk=assignment_id)
+        leases.select_for_update(of=("self",))
+        .select_related("project__organization", "project__workforce", "item")
         .first()
     )
-    if assignment is None or assignment.annotator_id != annotator.pk:
+    if assignment is None:
         # Someone else's lease is not disclosed: it is simply not yours.
-        raise PermissionDenied("This task is not leased to you.")
+        raise LeaseNotYours("This task is not leased to you.")
     return assignment
 
 
@@ -504,11 +680,20 @@ def _assignment_for_update(assignment_id: int, annotator: User) -> Assignment:
 
 @transaction.atomic
 def annotation_submit(
-    *, assignment_id: int, annotator: User, answer, time_spent_ms: int = 0, now=None
+    *,
+    assignment_id: int,
+    annotator: User,
+    answer,
+    time_spent_ms: int = 0,
+    now=None,
+    centre_ids: list[int] | None = None,
 ) -> tuple[Annotation, bool]:
-    """Record the answer for a lease; a retried submit returns the first one."""
+    """Record the answer for a lease; a retried submit returns the first one.
+
+    centre_ids, when given, scope the lease to the caller's centres (LeaseNotYours).
+    """
     now = now or timezone.now()
-    assignment = _assignment_for_update(assignment_id, annotator)
+    assignment = _assignment_for_update(assignment_id, annotator, centre_ids)
     if assignment.status == Assignment.Status.SUBMITTED:
         metrics.SUBMITS.labels(assignment.project.task_type, "repeated").inc()
         return assignment.annotation, False
@@ -598,21 +783,37 @@ def item_result_decide(*, item: Item, project: Project) -> ItemResult:
         or (not single and confidence < float(project.agreement_threshold))
         or _sampled(project.pk, item.pk, project.review_rate)
     )
-    result, _ = ItemResult.objects.update_or_create(
-        item=item,
-        defaults={
-            "project": project,
-            "answer": answer,
-            "confidence": confidence,
-            "method": ItemResult.Method.SINGLE if single else ItemResult.Method.MAJORITY,
-            "agreement": pairwise,
-            "approved": not needs_review,
-            "reviewed_by": None,
-            "provenance": {
-                "annotations": [a.pk for a in annotations],
-                "annotators": [a.annotator_id for a in annotations],
-            },
-        },
+    # One INSERT … ON CONFLICT (update_or_create took two savepoints and a read).
+    (result,) = ItemResult.objects.bulk_create(
+        [
+            ItemResult(
+                item=item,
+                project=project,
+                answer=answer,
+                confidence=confidence,
+                method=ItemResult.Method.SINGLE if single else ItemResult.Method.MAJORITY,
+                agreement=pairwise,
+                approved=not needs_review,
+                reviewed_by=None,
+                provenance={
+                    "annotations": [a.pk for a in annotations],
+                    "annotators": [a.annotator_id for a in annotations],
+                },
+            )
+        ],
+        update_conflicts=True,
+        unique_fields=["item"],
+        update_fields=[
+            "project",
+            "answer",
+            "confidence",
+            "method",
+            "agreement",
+            "approved",
+            "reviewed_by",
+            "provenance",
+            "updated_at",
+        ],
     )
     item.status = Item.Status.IN_REVIEW if needs_review else Item.Status.DONE
     item.save(update_fields=["status", "updated_at"])
@@ -977,12 +1178,18 @@ def review_lease_take(*, project: Project, reviewer: User, now=None) -> ReviewLe
     reviewer_check(project=project, reviewer=reviewer)
     now = now or timezone.now()
     # Their own lease that lapsed (or whose item left review) must not block a
-    # new one until the beat expiry task runs.
-    _review_leases_close(
-        ReviewLease.objects.filter(
-            project=project, reviewer=reviewer, status=ReviewLease.Status.LEASED
+    # new one until the beat expiry task runs: one UPDATE for both cases.
+    ReviewLease.objects.filter(
+        Q(expires_at__lte=now) | ~Q(item__status=Item.Status.IN_REVIEW),
+        project=project,
+        reviewer=reviewer,
+        status=ReviewLease.Status.LEASED,
+    ).update(
+        status=Case(
+            When(expires_at__lte=now, then=Value(ReviewLease.Status.EXPIRED)),
+            default=Value(ReviewLease.Status.WITHDRAWN),
         ),
-        now,
+        finished_at=now,
     )
     expires = now + timedelta(seconds=project.lease_seconds)
     lease_one = (
@@ -1129,11 +1336,10 @@ def review_submit(
         raise ValidationError({"item": ["No such item."]})
     project = item.project
     permissions.require_can_review_project(reviewer, project)
-    annotations = _live_annotations(item)
-    if (
-        any(a.annotator_id == reviewer.pk for a in annotations)
-        or item.annotations.filter(annotator=reviewer).exists()
-    ):
+    # Rejected annotations count too: a reviewer never judges their own work.
+    every = list(item.annotations.order_by("pk"))
+    annotations = [a for a in every if a.status != Annotation.Status.REJECTED]
+    if any(a.annotator_id == reviewer.pk for a in every):
         raise PermissionDenied("You annotated this item; another reviewer must review it.")
     if item.status == Item.Status.OPEN or not annotations:
         raise ValidationError({"item": ["This item is still being annotated."]})

@@ -7,4 +7,7 @@ class TenantsConfig(AppConfig):
     verbose_name = _("Accounts and tenancy")
 
     def ready(self):
-        from . import schema  # noqa: F401 - registers the OpenAPI auth extension
+        from . import (
+            schema,  # noqa: F401 - registers the OpenAPI auth extension
+            signals,  # noqa: F401 - forgets cached roles when memberships change
+        )

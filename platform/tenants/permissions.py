@@ -18,7 +18,7 @@ from django.utils.translation import gettext as _
 
 from .models import ApiToken, Membership, Organization, User
 from .request_context import api_token_current
-from .selectors import organization_ids_for_user, role_kinds_for_user, roles_for_user
+from .role_cache import principal_held
 
 Role = Membership.Role
 Kind = Organization.Kind
@@ -87,6 +87,10 @@ class Principal:
         self.token = token
         self._token_roles: frozenset[str] | None = None
 
+    def held(self) -> tuple[tuple[int, str, str], ...]:
+        """The person's own (organization id, organization kind, role), cached."""
+        return principal_held(self.user.pk)
+
     @property
     def is_authenticated(self) -> bool:
         return bool(self.user and self.user.is_authenticated)
@@ -115,7 +119,7 @@ class Principal:
             if organization.pk != self.token.organization_id:
                 return set()
             return set(self.token_roles())
-        return roles_for_user(user=self.user, organization=organization)
+        return {role for org, _kind, role in self.held() if org == organization.pk}
 
     def role_kinds(self) -> set[tuple[str, str]]:
         """(role, organization kind) pairs, for the navigation."""
@@ -124,7 +128,7 @@ class Principal:
         if self.token is not None:
             kind = self.token.organization.kind
             return {(role, kind) for role in self.token_roles()}
-        return role_kinds_for_user(user=self.user)
+        return {(role, kind) for _org, kind, role in self.held()}
 
     def organization_ids(self, *, roles: Iterable[str] | None = None) -> list[int]:
         """The active organizations the principal acts for (with one of roles, if given)."""
@@ -134,7 +138,8 @@ class Principal:
             held = self.token_roles()
             usable = held & set(roles) if roles is not None else held
             return [self.token.organization_id] if usable else []
-        return organization_ids_for_user(user=self.user, roles=roles)
+        wanted = None if roles is None else set(roles)
+        return sorted({org for org, _kind, role in self.held() if wanted is None or role in wanted})
 
 
 _principal_attribute = "_tenants_principal"

@@ -47,6 +47,15 @@ def roles_for_user(*, user, organization: Organization | None = None) -> set[str
     return set(memberships.values_list("role", flat=True))
 
 
+def memberships_held(*, user_id: int) -> list[tuple[int, str, str]]:
+    """(organization id, organization kind, role) of user_id in active organizations."""
+    return list(
+        Membership.objects.filter(user_id=user_id, organization__is_active=True)
+        .order_by("organization_id", "role")
+        .values_list("organization_id", "organization__kind", "role")
+    )
+
+
 def role_kinds_for_user(*, user) -> set[tuple[str, str]]:
     """(role, organization kind) pairs user holds in active organizations."""
     if not user or not user.is_authenticated:

@@ -439,3 +439,142 @@ def test_workspace_me_includes_tier_progress_earnings_and_history():
             "reason": "cleared every T2 bar",
         }
     ]
+
+
+# --- the hot path: cached roles are forgotten when they change ----------------------
+
+
+def _leasing(project, annotator=None):
+    annotator = annotator or worker(project)
+    api = APIClient()
+    api.force_login(annotator)
+    first = api.post(f"/api/v1/workspace/projects/{project.pk}/next/")
+    assert first.status_code == 200, first.content  # the roles are cached now
+    return api, annotator, first.json()
+
+
+def test_the_lease_payload_is_what_the_serializer_gave():
+    project = annotation_project()
+    items(project, 2, data={"text": "好吃"})
+    api, _, lease = _leasing(project)
+    assignment = services.Assignment.objects.get(pk=lease["id"])
+    from annotation.serializers import LeaseSerializer
+
+    assert lease == json.loads(json.dumps(LeaseSerializer(assignment).data))
+    # A reload gives the same lease back, whatever the page holds.
+    again = api.post(f"/api/v1/workspace/projects/{project.pk}/next/").json()
+    assert again == lease
+    second = api.post(
+        f"/api/v1/workspace/projects/{project.pk}/next/", {"holding": [lease["id"]]}, format="json"
+    ).json()
+    assert second["id"] != lease["id"]
+
+
+def test_a_lease_on_a_held_project_asks_no_role_query(django_assert_max_num_queries):
+    project = annotation_project()
+    items(project, 3)
+    api, _, lease = _leasing(project)
+    # The session's user, then one statement: gate, lease and item.
+    with django_assert_max_num_queries(2):
+        api.post(
+            f"/api/v1/workspace/projects/{project.pk}/next/",
+            {"holding": [lease["id"]]},
+            format="json",
+        )
+
+
+def test_a_removed_annotator_is_refused_on_the_very_next_request():
+    project = annotation_project()
+    items(project, 3)
+    api, annotator, lease = _leasing(project)
+    membership = Membership.objects.get(user=annotator, organization=project.workforce)
+    from tenants.services import membership_delete
+
+    membership_delete(membership=membership, actor=None)
+    assert api.post(f"/api/v1/workspace/projects/{project.pk}/next/").status_code == 404
+    submitted = api.post(
+        f"/api/v1/workspace/assignments/{lease['id']}/submit/",
+        {"answer": {"label": "positive"}},
+        format="json",
+    )
+    assert submitted.status_code == 404
+    assert api.post(f"/api/v1/workspace/assignments/{lease['id']}/skip/").status_code == 404
+
+
+def test_an_annotator_made_reviewer_may_no_longer_lease():
+    project = annotation_project()
+    items(project, 3)
+    api, annotator, _ = _leasing(project)
+    membership = Membership.objects.get(user=annotator, organization=project.workforce)
+    from tenants.services import membership_role_change
+
+    membership_role_change(membership=membership, role=Membership.Role.REVIEWER, actor=None)
+    refused = api.post(f"/api/v1/workspace/projects/{project.pk}/next/")
+    assert refused.status_code == 403
+    assert "not an annotator" in refused.json()["errors"][0]["detail"]
+
+
+def test_a_deactivated_centre_refuses_its_annotators_at_once():
+    project = annotation_project()
+    items(project, 3)
+    api, _, _ = _leasing(project)
+    project.workforce.is_active = False
+    project.workforce.save()
+    assert api.post(f"/api/v1/workspace/projects/{project.pk}/next/").status_code == 404
+
+
+def test_a_tier_below_the_project_is_refused_with_the_reason():
+    project = annotation_project()
+    items(project, 3)
+    api, _, _ = _leasing(project)
+    Project.objects.filter(pk=project.pk).update(required_tier=3)
+    refused = api.post(f"/api/v1/workspace/projects/{project.pk}/next/")
+    assert refused.status_code == 403
+    assert "skill tier T3" in refused.json()["errors"][0]["detail"]
+
+
+def test_a_revoked_token_is_refused_on_the_very_next_request():
+    project = annotation_project()
+    items(project, 3)
+    admin = worker(project, role=Membership.Role.ADMIN)
+    token, secret = api_token(
+        organization=project.workforce, user=admin, roles=[Membership.Role.ANNOTATOR]
+    )
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
+    assert api.post(f"/api/v1/workspace/projects/{project.pk}/next/").status_code == 200
+    from tenants.services import api_token_revoke
+
+    api_token_revoke(token=token, revoked_by=admin)
+    assert api.post(f"/api/v1/workspace/projects/{project.pk}/next/").status_code == 401
+
+
+def test_a_token_whose_creator_lost_the_role_is_refused_at_once():
+    project = annotation_project()
+    items(project, 3)
+    admin = worker(project, role=Membership.Role.ADMIN)
+    _, secret = api_token(
+        organization=project.workforce, user=admin, roles=[Membership.Role.ANNOTATOR]
+    )
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
+    assert api.post(f"/api/v1/workspace/projects/{project.pk}/next/").status_code == 200
+    Membership.objects.filter(user=admin).delete()
+    assert api.post(f"/api/v1/workspace/projects/{project.pk}/next/").status_code == 401
+
+
+def test_a_submit_with_a_bad_body_on_someone_elses_lease_is_not_found():
+    project = annotation_project()
+    items(project, 3)
+    _, _, lease = _leasing(project)
+    other = APIClient()
+    other.force_login(worker(project))
+    assert other.post(f"/api/v1/workspace/assignments/{lease['id']}/submit/", {}).status_code == 404
+    assert (
+        other.post(
+            f"/api/v1/workspace/assignments/{lease['id']}/submit/",
+            {"answer": {"label": "positive"}},
+            format="json",
+        ).status_code
+        == 404
+    )
