@@ -341,16 +341,28 @@ class QualityContext:
         except (KeyError, TypeError):
             return None
 
-    def model_vote(self, item: Item) -> tuple[int, float] | None:
+    def model_vote(self, item: Item, kept: dict | None = None) -> tuple[int, float] | None:
         """The model's (class, measured precision) on the item, or None when it has
         no say: the project does not let it vote, its predictions are not the
         calibrated model's, it says no more than the class's base rate, or the
-        item is an audit item."""
-        if not self.project.model_votes or self.model_bands is None:
+        item is an audit item.
+
+        `kept` is the model's vote as the item's result recorded it when it was
+        decided ({"class", "precision"}). It counts when the item carries no
+        prediction of the current model: retraining re-predicts only open
+        items, so without it every item a model helped decide would lose that
+        vote with the next model and be reopened for answers it does not need.
+        """
+        if not self.project.model_votes:
             return None
         suggestion = (item.metadata or {}).get("suggestion")
-        if not isinstance(suggestion, dict) or suggestion.get("model") != self.model_name:
-            return None
+        current = (
+            self.model_bands is not None
+            and isinstance(suggestion, dict)
+            and suggestion.get("model") == self.model_name
+        )
+        if not current:
+            return self._kept_vote(kept)
         if model_audit_item(self.project.pk, item.pk):
             return None
         cls = self.class_of(suggestion.get("answer") or {})
@@ -359,6 +371,18 @@ class QualityContext:
             return None
         precision = self.model_bands[quality.model_band(float(confidence))]
         if not quality.model_informative(cls, precision, self.priors):
+            return None
+        return cls, precision
+
+    def _kept_vote(self, kept: dict | None) -> tuple[int, float] | None:
+        if not isinstance(kept, dict) or not isinstance(kept.get("precision"), int | float):
+            return None
+        try:
+            cls = self.index.get(agreement.stable_key(kept.get("class")))
+        except TypeError:
+            return None
+        precision = float(kept["precision"])
+        if cls is None or not quality.model_informative(cls, precision, self.priors):
             return None
         return cls, precision
 

@@ -1592,6 +1592,14 @@ def item_adaptive_decide(
         if cls is not None:
             votes.append((cls, annotator_accuracy_weight(tallies.get(annotation.annotator_id))))
     model_vote = context.model_vote(item)
+    if model_vote is None and context.project.model_votes:
+        # A vote the model gave when the item was decided still counts (see model_vote).
+        kept = (
+            ItemResult.objects.filter(item=item, method=ItemResult.Method.POSTERIOR)
+            .values_list("provenance__model", flat=True)
+            .first()
+        )
+        model_vote = context.model_vote(item, kept=kept)
     post = quality.posterior(context.priors, context.errors, votes, model_vote)
     decision = quality.decide(
         post,
@@ -1710,7 +1718,6 @@ def project_quality_refresh(*, project: Project, now=None) -> dict:
     state.model_name, state.model_bins, state.model_checked = model_name, bins, checked
     context.model_name = model_name
     context.model_bands = quality.model_band_accuracy(bins) if bins else None
-    bands = context.model_bands
     state.model_accuracy = (sum(row[1] for row in bins) / checked) if checked else None
 
     # Every live answer, as integer codes (as project_results_infer does).
@@ -1745,9 +1752,18 @@ def project_quality_refresh(*, project: Project, now=None) -> dict:
         .values_list("pk", "metadata")
         .iterator(chunk_size=5000)
     )
-    if bands is not None and project.model_votes:
+    if project.model_votes:
+        kept_votes = dict(
+            ItemResult.objects.filter(
+                project=project, method=ItemResult.Method.POSTERIOR, provenance__model__isnull=False
+            )
+            .values_list("item_id", "provenance__model")
+            .iterator(chunk_size=5000)
+        )
         for item_id, metadata in item_meta.items():
-            vote = context.model_vote(Item(pk=item_id, metadata=metadata))
+            vote = context.model_vote(
+                Item(pk=item_id, metadata=metadata), kept=kept_votes.get(item_id)
+            )
             if vote is not None:
                 model_votes[item_codes[item_id]] = vote
     estimate = quality.estimate(

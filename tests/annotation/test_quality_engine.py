@@ -334,6 +334,35 @@ def test_a_refresh_decides_open_items_once_the_model_is_calibrated_on_gold():
     assert Item.objects.filter(project=project, is_gold=False, status="open").count() == 0
 
 
+def test_an_item_a_model_helped_decide_keeps_that_vote_after_the_next_model():
+    # Retraining re-predicts only open items: the decided one keeps ft:m1's suggestion.
+    project = adaptive_project(gold_ratio=Decimal("0"))
+    (item,) = items(project, 1)
+    gold = make_gold(project, quality.MODEL_MIN_CHECKED)
+    for each in [item, *gold]:
+        suggest(Item.objects.get(pk=each.pk), "positive", model="ft:m1", confidence=0.99)
+    person = worker(project)
+    trusted(project, person, 0.85)
+    services.project_quality_refresh(project=project)
+    item = answer(project, person, "positive")
+    assert item.status == Item.Status.DONE and item.annotation_count == 1
+    assert item.result.provenance["model"]["class"] == "positive"
+
+    for each in gold:  # ft:m2 now predicts the open items (gold), ft:m1 nothing
+        suggest(Item.objects.get(pk=each.pk), "positive", model="ft:m2", confidence=0.99)
+    summary = services.project_quality_refresh(project=project)
+
+    assert summary["model"] == "ft:m2" and summary["reopened"] == 0
+    item.refresh_from_db()
+    assert item.status == Item.Status.DONE
+    # Without the vote it was decided with, one answer of 0.85 is far under the target.
+    context = selectors.QualityContext(project)
+    assert context.model_vote(item) is None
+    assert context.model_vote(item, kept=item.result.provenance["model"])[0] == (
+        context.classes.index("positive")
+    )
+
+
 def test_dawid_skene_leaves_adaptive_projects_to_the_engine():
     project = adaptive_project()
     items(project, 2)
