@@ -15,6 +15,7 @@ from .models import (
     InferenceCall,
     ModelRetrain,
     Prediction,
+    PrelabelChunk,
     PrelabelRun,
     PromptTemplate,
 )
@@ -110,3 +111,9 @@ class ModelRetrainAdmin(ReadOnlyAdmin):
     list_filter = ["status"]
     search_fields = ["project__name", "base_model", "error"]
     list_select_related = ["project"]
+
+
+@admin.register(PrelabelChunk)
+class PrelabelChunkAdmin(ReadOnlyAdmin):
+    list_display = ["id", "run", "status", "claimed_by", "lease_expires_at", "attempts"]
+    list_filter = ["status"]

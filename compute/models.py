@@ -261,6 +261,8 @@ class PrelabelChunk(LeasedJob):
     class Meta:
         ordering = ["pk"]
         indexes = [models.Index(fields=["status", "run"], name="prelabel_chunk_open")]
+        verbose_name = _("pre-labeling chunk")
+        verbose_name_plural = _("pre-labeling chunks")
 
     def __str__(self):
         return f"chunk {self.pk} of pre-label run {self.run_id} ({self.status})"

@@ -4,8 +4,10 @@ from . import services
 from .models import (
     BackendRollup,
     LedgerEntry,
+    LedgerKey,
     LedgerRollup,
     RegionMonthRollup,
+    RollupWatermark,
     SkillTier,
     TierChange,
     WorkerMonthRollup,
@@ -143,3 +145,15 @@ class TierChangeAdmin(ReadOnlyAdmin):
     search_fields = ["user__username", "reason"]
     date_hierarchy = "day"
     list_select_related = ["user", "region"]
+
+
+@admin.register(LedgerKey)
+class LedgerKeyAdmin(ReadOnlyAdmin):
+    list_display = ["idempotency_key", "entry_id", "occurred_at"]
+    search_fields = ["idempotency_key"]
+
+
+@admin.register(RollupWatermark)
+class RollupWatermarkAdmin(ReadOnlyAdmin):
+    # How fresh each rollup table is, for an operator asking why a report lags.
+    list_display = ["rollup", "applied_id", "applied_as_of", "reconciled_id", "reconciled_at"]

@@ -247,6 +247,10 @@ class LedgerKey(models.Model):
 
     tenant_path = None  # written and read only by the ledger services
 
+    class Meta:
+        verbose_name = _("ledger key")
+        verbose_name_plural = _("ledger keys")
+
     def __str__(self):
         return self.idempotency_key
 
@@ -272,6 +276,10 @@ class RollupWatermark(models.Model):
     reconciled_at = models.DateTimeField(null=True, blank=True)
 
     tenant_path = None  # platform bookkeeping, no tenant's data
+
+    class Meta:
+        verbose_name = _("rollup watermark")
+        verbose_name_plural = _("rollup watermarks")
 
     def __str__(self):
         return f"{self.rollup} at {self.applied_id}"
