@@ -552,6 +552,8 @@ class WorkspaceProjectViewSet(TenantScopedMixin, viewsets.ReadOnlyModelViewSet):
     queryset = Project.objects.filter(status=Project.Status.ACTIVE).select_related("workforce")
     serializer_class = WorkspaceProjectSerializer
     tenant_path = "workforce"
+    # The lean actions take the id straight to SQL: anything but a bigint is a 404.
+    lookup_value_regex = "[0-9]{1,18}"
 
     def get_queryset(self):
         workforce_ids = selectors.centre_ids_for_worker(user=self.request.user, roles=WORKERS)
@@ -632,6 +634,8 @@ class WorkspaceAssignmentViewSet(
     queryset = Assignment.objects.select_related("item")
     serializer_class = LeaseSerializer
     parser_classes = [SafeJSONParser]
+    # The lean actions take the id straight to SQL: anything but a bigint is a 404.
+    lookup_value_regex = "[0-9]{1,18}"
 
     def get_queryset(self):
         return super().get_queryset().filter(annotator=self.request.user)
