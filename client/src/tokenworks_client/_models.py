@@ -325,6 +325,7 @@ class Project(TypedDict):
     target_confidence: NotRequired[str]
     max_annotations: NotRequired[int]
     quarantine_below: NotRequired[str]
+    suggestion_prefill_floor: NotRequired[str]
     model_votes: NotRequired[bool]
     retrain_every: NotRequired[int]
     review_rate: NotRequired[str]
