@@ -37,7 +37,6 @@ from .models import (
     ExportJob,
     ItemResult,
     Project,
-    TaskType,
 )
 from .permissions import require_can_manage_project
 from .task_types import task_type_spec, task_types_where
@@ -53,7 +52,10 @@ TRAINING_FORMATS = {
     for fmt in (ExportFormat.OPENAI_CHAT, ExportFormat.DPO, ExportFormat.OPENAI_PREFERENCE)
 }
 # Formats only some task types fill, beside the training formats.
-FORMAT_TASK_TYPES = {ExportFormat.CONLL: frozenset({TaskType.SPANS})}
+FORMAT_TASK_TYPES = {
+    fmt: task_types_where(lambda spec, fmt=fmt: fmt in spec.export_formats)
+    for fmt in (ExportFormat.CONLL,)
+}
 CONTENT_TYPES = {
     ExportFormat.RESULTS_CSV: "text/csv; charset=utf-8",
     ExportFormat.LABEL_STUDIO: "application/json; charset=utf-8",

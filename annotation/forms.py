@@ -11,7 +11,7 @@ from django import forms
 from django.core.exceptions import NON_FIELD_ERRORS, PermissionDenied, ValidationError
 from django.utils.translation import gettext_lazy as _
 
-from .models import ExportFormat, ImportJob, Project, TaskType
+from .models import ExportFormat, ImportJob, Project
 
 HUNDRED = Decimal(100)
 
@@ -70,7 +70,9 @@ class ProjectForm(forms.Form):
     description = forms.CharField(
         label=_("Description"), required=False, widget=forms.Textarea(attrs={"rows": 2})
     )
-    task_type = forms.ChoiceField(label=_("Task type"), choices=TaskType.choices)
+    task_type = forms.ChoiceField(
+        label=_("Task type"), choices=Project._meta.get_field("task_type").choices
+    )
     label_schema = forms.CharField(
         label=_("Label schema (JSON)"),
         widget=forms.Textarea(attrs={"rows": 6, "spellcheck": "false"}),
@@ -222,7 +224,7 @@ class ProjectForm(forms.Form):
 
 
 NEW_PROJECT_INITIAL = {
-    "task_type": TaskType.CLASSIFICATION,
+    "task_type": "classification",  # the registry's first type, with an example schema
     "label_schema": json.dumps(
         {
             "labels": [

@@ -143,6 +143,8 @@ class TaskTypeSpec(abc.ABC):
     # Training exports this type can fill, and the one a dataset version defaults to.
     training_formats: frozenset[str] = frozenset()
     default_dataset_format: str | None = None
+    # Other exports only this type can fill (CoNLL/BIO needs spans).
+    export_formats: frozenset[str] = frozenset()
     # The workspace editor: its component script (static/js/task-types/), whether
     # it has a text box (where only Ctrl+Enter and Esc act as shortcuts), and the
     # submit key as aria-keyshortcuts and as shown.

@@ -10,7 +10,7 @@ import itertools
 
 from django.utils.translation import gettext as _
 
-from annotation.models import TaskType
+from annotation.models import ExportFormat, TaskType
 
 from .base import TaskTypeSpec, fail, label_values, normalize_labels, not_a_label, strict_object
 
@@ -19,6 +19,7 @@ class Spans(TaskTypeSpec):
     name = TaskType.SPANS
     item_required = ("text",)
     agreement = "span_f1"
+    export_formats = frozenset({ExportFormat.CONLL})
     editor_script = "js/task-types/spans.js"
 
     messages = {

@@ -313,6 +313,7 @@ SPECTACULAR_SETTINGS = {
         "FineTuneStatusEnum": "compute.models.FineTuneRun.Status",
         "BackendKindEnum": "compute.models.Backend.Kind",
         "RoutingPolicyEnum": "compute.models.RoutingPolicy",
+        "LedgerEntryKindEnum": "valuechain.models.LedgerEntry.Kind",
     },
     "POSTPROCESSING_HOOKS": [
         "drf_standardized_errors.openapi_hooks.postprocess_schema_enums",
