@@ -48,11 +48,17 @@ INTERVAL = 0.95
 MODEL_BANDS = (0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98, 1.0)
 # The model votes only once this many of its predictions were checked.
 MODEL_MIN_CHECKED = 20
-# However right the model was on the gold it was checked on, its word counts
-# as at most this sure: a hundred gold items cannot tell 0.99 from 0.95, and a
-# model trusted at 0.99 that is wrong on a confusable pair takes four people
-# to overturn.
+# How sure the model's word may count. A band's precision is its measured
+# accuracy, but above MODEL_MAX_PRECISION only as far as the evidence proves:
+# the lower 95 % bound of the checks behind it (a hundred right of a hundred
+# proves 0.97, not 0.99), and never above MODEL_CEILING, so that the model alone
+# cannot overturn one careful person's answer at a 0.98 target (0.985 against a
+# 0.67 annotator leaves 0.97). At the old flat cap of 0.95 a model measured at
+# 0.994 on 500 checks needed three people whenever the first one erred: the
+# second one agreeing with it only reached 0.95 (topics10, docs/BENCHMARKS.md).
 MODEL_MAX_PRECISION = 0.95
+MODEL_CEILING = 0.985
+MODEL_PROOF = 0.05
 # Pseudo-counts pulling a sparse band towards the model's overall accuracy.
 MODEL_BAND_STRENGTH = 4.0
 # Smoothing of the shared error pattern towards "any other class alike".
@@ -179,8 +185,30 @@ def model_band_accuracy(bins: list[list[float]]) -> list[float] | None:
             blocks.append([(m1 * w1 + m2 * w2) / (w1 + w2), w1 + w2, n1 + n2])
     result: list[float] = []
     for mean, _, count in blocks:
-        result += [min(mean, MODEL_MAX_PRECISION)] * int(count)
-    return result
+        result += [mean] * int(count)
+    return [min(mean, cap) for mean, cap in zip(result, model_precision_caps(bins), strict=True)]
+
+
+def model_precision_caps(bins: list[list[float]]) -> list[float]:
+    """The most each band may count for: MODEL_MAX_PRECISION, or what its checks
+    prove beyond it, up to MODEL_CEILING.
+
+    Precision never falls as confidence rises, so a band is at least as precise
+    as any run of bands from a lower one up to it: the proof for band b is the
+    best lower 95 % bound (Beta posterior) over the pooled checks of bands
+    j..b. The checks a band gets alone (a few dozen) prove little; 226 right of
+    226 across the upper bands prove 0.987."""
+    caps = []
+    for b in range(len(bins)):
+        proven = 0.0
+        right = checked = 0.0
+        for j in range(b, -1, -1):
+            right += bins[j][1]
+            checked += bins[j][2]
+            if checked:
+                proven = max(proven, float(betaincinv(right + 1, checked - right + 1, MODEL_PROOF)))
+        caps.append(min(max(MODEL_MAX_PRECISION, proven), MODEL_CEILING))
+    return caps
 
 
 def model_bins_count(pairs: list[tuple[float, bool]]) -> list[list[float]]:

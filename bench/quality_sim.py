@@ -841,6 +841,10 @@ def run_config(ds, cfg, args, workers) -> tuple[list[list], bool, list[str]]:
     finally:
         if getattr(sim, "fixture", None) is not None and not args.keep:
             sim.cleanup()
+        elif getattr(sim, "hook", None) is not None and sim.hook.server is not None:
+            # --keep keeps the rows, not the model server: it outlived the run.
+            sim.hook.server.terminate()
+            sim.hook.server.wait(10)
     return rows, crashed, findings
 
 

@@ -78,6 +78,34 @@ def test_model_bands_need_enough_checks_and_never_fall_with_confidence():
     assert bands[quality.model_band(0.4)] < 0.6
 
 
+def test_the_models_word_counts_only_as_sure_as_its_checks_prove():
+    # 40 right of 40 proves little: the flat floor.
+    few = quality.model_band_accuracy(quality.model_bins_count([(0.99, True)] * 40))
+    assert few[quality.model_band(0.99)] == pytest.approx(quality.MODEL_MAX_PRECISION)
+    # 150 right of 150 proves about 0.98 (the lower 95 % bound), more than the floor.
+    some = quality.model_band_accuracy(quality.model_bins_count([(0.99, True)] * 150))
+    assert quality.MODEL_MAX_PRECISION < some[quality.model_band(0.99)] < 0.985
+    # 3,000 right: never past the ceiling, so the model alone never overturns one
+    # careful person's answer at a 0.98 target.
+    many = quality.model_band_accuracy(quality.model_bins_count([(0.99, True)] * 3000))
+    precision = many[quality.model_band(0.99)]
+    assert precision == pytest.approx(quality.MODEL_CEILING)
+    # Ten classes confused in pairs (0 with 1, 2 with 3…) half the time, as in
+    # the benchmark's workforce: the hardest case for the model's word.
+    priors, errors = np.full(10, 0.1), quality.uniform_errors(10) * 0.5
+    for a in range(0, 10, 2):
+        errors[a, a + 1] += 0.5
+        errors[a + 1, a] += 0.5
+    for accuracy in (0.6, 0.67, 0.85):
+        post = quality.posterior(priors, errors, [(1, accuracy)], (0, precision))
+        assert post.max() < 0.98
+    # ...but a second person agreeing with the model decides an item the first
+    # person got wrong, where the flat 0.95 needed a third.
+    two = quality.posterior(priors, errors, [(1, 0.83), (0, 0.75)], (0, precision))
+    flat = quality.posterior(priors, errors, [(1, 0.83), (0, 0.75)], (0, 0.95))
+    assert two[0] >= 0.98 > flat[0]
+
+
 def _simulated(seed=3, items=600, gold=40, classes=5):
     """A workforce of 4 good (0.9), 4 medium (0.75) and 2 spammers (0.2), three
     answers an item, errors to the next class half the time."""
@@ -169,3 +197,20 @@ def test_a_model_that_always_says_the_commonest_class_moves_nothing():
     assert np.allclose(quality.posterior(priors, errors, [], (0, 0.5)), priors)
     # A model right 90 % when it says class 2 moves class 2 to 0.9 on its own.
     assert quality.posterior(priors, errors, [], (2, 0.9))[2] == pytest.approx(0.9)
+
+
+def test_checks_spread_over_bands_prove_together_what_none_proves_alone():
+    # 30 right in each of the six upper bands: 30 alone prove under 0.95, but
+    # precision never falls with confidence, so the top band is at least as
+    # precise as all six together (180 of 180).
+    pairs = [(upper - 0.001, True) for upper in quality.MODEL_BANDS[2:] for _ in range(30)]
+    bands = quality.model_band_accuracy(quality.model_bins_count(pairs))
+    assert bands[2] == pytest.approx(quality.MODEL_MAX_PRECISION)
+    assert bands[-1] > 0.98
+    assert all(a <= b + 1e-12 for a, b in itertools.pairwise(bands))
+    # One miss among them lowers what is proven; a band under the floor stays as measured.
+    pairs[-1] = (0.999, False)
+    pairs += [(0.45, n % 2 == 0) for n in range(40)]
+    worse = quality.model_band_accuracy(quality.model_bins_count(pairs))
+    assert worse[-1] < bands[-1]
+    assert worse[quality.model_band(0.45)] < 0.7
