@@ -96,17 +96,17 @@ def lease_explain(project, annotator) -> str:
     from django.utils import timezone
 
     from annotation import services
-    from annotation.models import Assignment, Item
 
-    sql = services._LEASE_SQL.format(item=Item._meta.db_table, assignment=Assignment._meta.db_table)
     now = timezone.now()
     with transaction.atomic(), connection.cursor() as c:
         c.execute(
-            "EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) " + sql,
+            "EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) " + services._LEASE_SQL,
             {
                 "project": project.pk,
-                "gold": False,
                 "annotator": annotator.pk,
+                "ratio": project.gold_ratio,
+                "all_gold": project.gold_ratio >= 1,
+                "probation": services.PROBATION_GOLD,
                 "now": now,
                 "expires": now,
             },
