@@ -483,6 +483,49 @@ def test_a_lease_on_a_held_project_asks_no_role_query(django_assert_max_num_quer
         )
 
 
+@pytest.mark.postgres
+def test_a_submit_is_the_statements_it_needs_and_stores_what_the_orm_would(
+    django_assert_max_num_queries,
+):
+    project = annotation_project(overlap=2)
+    items(project, 3, data={"text": "好吃"})
+    api, annotator, lease = _leasing(project)
+    # The session's user, BEGIN, the locked read, one write (annotation, lease,
+    # item count), the pay rate, the ledger entry, COMMIT.
+    with django_assert_max_num_queries(7):
+        response = api.post(
+            f"/api/v1/workspace/assignments/{lease['id']}/submit/",
+            {"answer": {"label": "positive"}, "time_spent_ms": 1500},
+            format="json",
+        )
+    assert response.status_code == 201, response.content
+    from annotation.models import Annotation, Assignment
+    from valuechain.models import LedgerEntry
+
+    annotation = Annotation.objects.get(pk=response.json()["id"])
+    assignment = Assignment.objects.get(pk=lease["id"])
+    item = Item.objects.get(pk=lease["item"]["id"])
+    assert (annotation.answer, annotation.status, annotation.time_spent_ms) == (
+        {"label": "positive"},
+        "submitted",
+        1500,
+    )
+    assert annotation.annotator == annotator and annotation.assignment == assignment
+    assert annotation.item_tokens > 0 and annotation.created_at is not None
+    assert datetime.fromisoformat(response.json()["created_at"]) == annotation.created_at
+    assert (assignment.status, assignment.finished_at is not None) == ("submitted", True)
+    assert (item.annotation_count, item.reserved_count, item.status) == (1, 1, "open")
+    assert LedgerEntry.objects.filter(idempotency_key=f"annotation:{annotation.pk}").count() == 1
+    # A retry answers the first annotation and writes nothing.
+    again = api.post(
+        f"/api/v1/workspace/assignments/{lease['id']}/submit/",
+        {"answer": {"label": "negative"}},
+        format="json",
+    )
+    assert (again.status_code, again.json()["id"]) == (200, annotation.pk)
+    assert Item.objects.get(pk=item.pk).annotation_count == 1
+
+
 def test_a_removed_annotator_is_refused_on_the_very_next_request():
     project = annotation_project()
     items(project, 3)
