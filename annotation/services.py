@@ -381,8 +381,11 @@ def _lease_one_postgresql(*, project, annotator, now, expires) -> int | None:
 # and on no lease kept), and the item the page shows. It answers only when it
 # has a lease to give; every other case (a refusal to explain, nothing left,
 # candidates locked for a moment) goes the careful way, assignment_lease.
-_QUICK_LEASE_SQL = (
-    f"""
+# Sent as one line: psycopg caches the parsing of a statement's placeholders
+# only under 4 KiB, and indented this one was over (re-parsed on every next).
+_QUICK_LEASE_SQL = " ".join(
+    (
+        f"""
 WITH proj AS (
     SELECT p.id, p.gold_ratio, p.lease_seconds
     FROM {_PROJECT} AS p
@@ -408,13 +411,13 @@ WITH proj AS (
        AND (SELECT count(*) FROM active) >= %(max_active)s
      ORDER BY leased_at, id LIMIT 1)
 ),"""  # noqa: S608 (table names only)
-    + _pick_rules_sql(
-        ratio="(SELECT gold_ratio FROM proj)",
-        all_gold="(SELECT gold_ratio >= 1 FROM proj)",
-        gate="EXISTS (SELECT 1 FROM proj) AND NOT EXISTS (SELECT 1 FROM kept)",
-        returning="i.id, i.is_gold, i.data, i.metadata -> 'suggestion' AS suggestion",
-    )
-    + f""", leased AS (
+        + _pick_rules_sql(
+            ratio="(SELECT gold_ratio FROM proj)",
+            all_gold="(SELECT gold_ratio >= 1 FROM proj)",
+            gate="EXISTS (SELECT 1 FROM proj) AND NOT EXISTS (SELECT 1 FROM kept)",
+            returning="i.id, i.is_gold, i.data, i.metadata -> 'suggestion' AS suggestion",
+        )
+        + f""", leased AS (
     INSERT INTO {_ASSIGNMENT} (project_id, item_id, annotator_id, status, leased_at, expires_at)
     SELECT %(project)s, reserved.id, %(annotator)s, 'leased', %(now)s,
            %(now)s + make_interval(secs => proj.lease_seconds)
@@ -429,7 +432,9 @@ SELECT kept.id, kept.status, kept.leased_at, kept.expires_at,
        i.id, i.data, i.metadata -> 'suggestion'
 FROM kept JOIN {_ITEM} AS i ON i.id = kept.item_id
 """  # noqa: S608 (table names only)
+    ).split()
 )
+assert "--" not in _QUICK_LEASE_SQL and len(_QUICK_LEASE_SQL.encode()) < 4096
 
 
 def assignment_lease_quick(
@@ -809,8 +814,18 @@ def annotation_submit(
 # --- results --------------------------------------------------------------------
 
 
+# Read by every submit that decides its item: hand-written (see tenants.rawrows).
+_ANNOTATION_ROWS = RowLoader(Annotation, "a")
+_LIVE_ANNOTATIONS_SQL = (
+    f"SELECT {_ANNOTATION_ROWS.columns} FROM {Annotation._meta.db_table} AS a "  # noqa: S608
+    f"WHERE a.item_id = %s AND a.status <> '{Annotation.Status.REJECTED}' ORDER BY a.id"
+)
+
+
 def _live_annotations(item: Item) -> list[Annotation]:
-    return list(item.annotations.exclude(status=Annotation.Status.REJECTED).order_by("pk"))
+    with connection.cursor() as cursor:
+        cursor.execute(_LIVE_ANNOTATIONS_SQL, [item.pk])
+        return [_ANNOTATION_ROWS.load(row) for row in cursor.fetchall()]
 
 
 def item_result_decide(*, item: Item, project: Project) -> ItemResult:
