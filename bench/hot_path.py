@@ -277,6 +277,10 @@ def run_annotators(args, annotators: int, port: int, server, log: Path, texts) -
         asyncio.run(next_task.drive(port, project.pk, sessions, args.warmup, 0))
         result = {"annotators": annotators, "load_before": _common.load_average()}
         result.update(asyncio.run(phased(port, project.pk, sessions, args.rounds, server.pid)))
+        if args.no_loop:
+            result["load_after"] = _common.load_average()
+            result.update(next_task.verify(project))
+            return result
         offset = log.stat().st_size
         meter = next_task.CpuMeter(server.pid)
         meter.start()
@@ -317,6 +321,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=int(os.environ.get("WEB_CONCURRENCY", 2)))
     parser.add_argument("--server-dir", default=str(_common.REPO), help="code gunicorn runs")
     parser.add_argument("--no-statements", action="store_true")
+    parser.add_argument(
+        "--no-loop", action="store_true", help="parts 1 and 2 only (a short run on a busy box)"
+    )
     parser.add_argument("--sql", action="store_true", help="print every statement")
     parser.add_argument("--json", help="also write raw results here")
     args = parser.parse_args()
@@ -336,10 +343,12 @@ def main() -> None:
         flush=True,
     )
     texts = _common.texts()
+    sql_counts = {}
     if not args.no_statements and server_dir == _common.REPO:
         print("\nstatements per request (in process, steady state):")
         rows = []
         for name, r in statements(args, texts):
+            sql_counts[name] = len(r["sql"])
             rows.append([name, r["status"], len(r["sql"]), len(r["redis"]), "; ".join(r["redis"])])
             if args.sql:
                 print(f"\n-- {name}")
@@ -362,6 +371,43 @@ def main() -> None:
         server.wait(timeout=30)
 
     pct = next_task.pct
+    print()
+    sql = (
+        f"{sql_counts['next (new lease)']} / {sql_counts['submit']}"
+        if sql_counts
+        else "(not counted)"
+    )
+    _common.print_table(
+        [
+            "annotators",
+            "web CPU ms / next",
+            "/ submit",
+            "SQL / next / submit",
+            "requests next / submit",
+            "load before / after",
+        ],
+        [
+            [
+                r["annotators"],
+                f"{r['next_cpu_ms']:.2f}",
+                f"{r['submit_cpu_ms']:.2f}",
+                sql,
+                f"{r['requests']['next']} / {r['requests']['submit']}",
+                f"{r['load_before']} / {r['load_after']}",
+            ]
+            for r in results
+        ],
+    )
+    if args.no_loop:
+        for r in results:
+            print(
+                f"{r['annotators']} annotators: {r['assignments']} assignments, "
+                f"{r['duplicate_pairs']} duplicate pairs, {r['over_target']} over target"
+            )
+        print("targets: next <= 3 ms and submit <= 5 ms of web CPU")
+        if any(r["duplicate_pairs"] or r["over_target"] for r in results):
+            sys.exit("INVARIANT VIOLATED")
+        return
     print()
     _common.print_table(
         [
