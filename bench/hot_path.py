@@ -2,6 +2,10 @@
 
     .venv/bin/python bench/hot_path.py                      # everything, defaults below
     .venv/bin/python bench/hot_path.py --annotators 32 --loop-leases 2000   # quicker
+    .venv/bin/python bench/hot_path.py --annotators 32 --rounds 10 --no-loop   # parts 1-2
+
+The summary table gives web CPU and SQL statements per `next` and `submit`;
+bench/hot_path_profile.py shows where that CPU goes.
 
 Three parts, against gunicorn as in the Procfile (sync workers, --workers 2)
 on PostgreSQL, with the cache on Redis (CACHE_URL, as in production: sessions
@@ -272,7 +276,13 @@ def run_annotators(args, annotators: int, port: int, server, log: Path, texts) -
     sessions = []
     try:
         next_task.populate(project, args.items, texts)
-        sessions = next_task.sessions_for(fixture.annotators)
+        # Another checkout's server may not know this one's backends: Django's
+        # is in both (and is what that code's logins name).
+        other = Path(args.server_dir).resolve() != _common.REPO
+        sessions = next_task.sessions_for(
+            fixture.annotators,
+            backend="django.contrib.auth.backends.ModelBackend" if other else None,
+        )
         # Warm-up (not counted): the workers' connections and imports.
         asyncio.run(next_task.drive(port, project.pk, sessions, args.warmup, 0))
         result = {"annotators": annotators, "load_before": _common.load_average()}
