@@ -470,6 +470,35 @@ def test_the_lease_payload_is_what_the_serializer_gave():
     assert second["id"] != lease["id"]
 
 
+@pytest.mark.parametrize(
+    ("body", "holding"),
+    [
+        ({}, []),
+        ({"holding": [3, 4]}, [3, 4]),
+        ({"holding": ["3"]}, [3]),  # the serializer's way: a numeric string is an id
+        ({"holding": [1] * 10}, [1] * 10),
+    ],
+)
+def test_holding_is_read_as_the_serializer_reads_it(body, holding):
+    from annotation.api import _holding
+    from annotation.serializers import NextTaskSerializer
+
+    form = NextTaskSerializer(data=body)
+    assert form.is_valid() and form.validated_data["holding"] == holding == _holding(body)
+
+
+@pytest.mark.parametrize(
+    "body", [{"holding": [1] * 11}, {"holding": "1"}, {"holding": [True]}, {"holding": [None]}]
+)
+def test_a_holding_the_serializer_refuses_is_a_400_naming_it(body):
+    project = annotation_project()
+    items(project, 1)
+    api, _, _ = _leasing(project)
+    response = api.post(f"/api/v1/workspace/projects/{project.pk}/next/", body, format="json")
+    assert response.status_code == 400, response.content
+    assert "holding" in response.content.decode()
+
+
 def test_a_lease_on_a_held_project_asks_no_role_query(django_assert_max_num_queries):
     project = annotation_project()
     items(project, 3)
