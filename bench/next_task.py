@@ -68,17 +68,26 @@ def populate(project, count: int, texts: list[str]) -> float:
     return time.perf_counter() - start
 
 
-def sessions_for(users) -> list[tuple[str, str]]:
-    """(session key, CSRF token) per user, made as django.contrib.auth.login would."""
+def sessions_for(users, backend: str | None = None) -> list[tuple[str, str]]:
+    """(session key, CSRF token) per user, made as django.contrib.auth.login would.
+
+    backend: the one the session names; by default the one a login here would
+    name (the first that loads users, as Django's test client picks). A server
+    run from another checkout needs one its settings list.
+    """
+    from django.conf import settings
     from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
     from django.contrib.sessions.backends.db import SessionStore
     from django.middleware.csrf import _get_new_csrf_string
+    from django.utils.module_loading import import_string
 
+    loaders = [p for p in settings.AUTHENTICATION_BACKENDS if hasattr(import_string(p), "get_user")]
+    backend = backend or loaders[0]
     made = []
     for user in users:
         session = SessionStore()
         session[SESSION_KEY] = str(user.pk)
-        session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
+        session[BACKEND_SESSION_KEY] = backend
         session[HASH_SESSION_KEY] = user.get_session_auth_hash()
         session.create()
         made.append((session.session_key, _get_new_csrf_string()))
@@ -96,17 +105,17 @@ def lease_explain(project, annotator) -> str:
     from django.utils import timezone
 
     from annotation import services
-    from annotation.models import Assignment, Item
 
-    sql = services._LEASE_SQL.format(item=Item._meta.db_table, assignment=Assignment._meta.db_table)
     now = timezone.now()
     with transaction.atomic(), connection.cursor() as c:
         c.execute(
-            "EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) " + sql,
+            "EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) " + services._LEASE_SQL,
             {
                 "project": project.pk,
-                "gold": False,
                 "annotator": annotator.pk,
+                "ratio": project.gold_ratio,
+                "all_gold": project.gold_ratio >= 1,
+                "probation": services.PROBATION_GOLD,
                 "now": now,
                 "expires": now,
             },

@@ -22,6 +22,17 @@ from . import api_docs, metrics
 from .request_guards import api_not_found
 
 router = DefaultRouter()
+# The annotators' routes first: the resolver tries patterns in order, and these
+# answer most of the requests (no other prefix can match a workspace/ path).
+router.register(
+    "workspace/projects", annotation_api.WorkspaceProjectViewSet, basename="workspace-project"
+)
+router.register(
+    "workspace/assignments",
+    annotation_api.WorkspaceAssignmentViewSet,
+    basename="workspace-assignment",
+)
+router.register("workspace/items", annotation_api.WorkspaceItemViewSet, basename="workspace-item")
 router.register("regions", tenants_api.RegionViewSet, basename="region")
 router.register("organizations", tenants_api.OrganizationViewSet, basename="organization")
 router.register("memberships", tenants_api.MembershipViewSet, basename="membership")
@@ -50,15 +61,6 @@ router.register("skill-tiers", valuechain_api.SkillTierViewSet, basename="skill-
 router.register("tier-changes", valuechain_api.TierChangeViewSet, basename="tier-change")
 router.register("ledger-entries", valuechain_api.LedgerEntryViewSet, basename="ledger-entry")
 router.register("reports/regions", kpireports_api.ReportRegionViewSet, basename="report-region")
-router.register(
-    "workspace/projects", annotation_api.WorkspaceProjectViewSet, basename="workspace-project"
-)
-router.register(
-    "workspace/assignments",
-    annotation_api.WorkspaceAssignmentViewSet,
-    basename="workspace-assignment",
-)
-router.register("workspace/items", annotation_api.WorkspaceItemViewSet, basename="workspace-item")
 
 api_v1 = [
     path("me/", tenants_api.MeView.as_view(), name="me"),
@@ -67,6 +69,8 @@ api_v1 = [
 ]
 
 urlpatterns = [
+    # First, for the same reason (no pattern below matches an api/v1/ path).
+    path("api/v1/", include((api_v1, "api"), namespace="v1")),
     path("", tenants_views.home, name="home"),
     path("tokens/", tenants_views.api_tokens, name="api-tokens"),
     path("tokens/<int:pk>/revoke/", tenants_views.api_token_revoke, name="api-token-revoke"),
@@ -89,7 +93,6 @@ urlpatterns = [
     path("webhooks/<int:pk>/delete/", eventhooks_views.webhook_delete, name="webhook-delete"),
     path("reports/", include("kpireports.urls")),
     path("admin/", admin.site.urls),
-    path("api/v1/", include((api_v1, "api"), namespace="v1")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", api_docs.swagger_ui, name="api-docs"),
     path("healthz", healthz, name="healthz"),

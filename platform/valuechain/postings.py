@@ -9,6 +9,8 @@ charged.
 
 from decimal import Decimal
 
+from django.db import connection
+
 from .models import LedgerEntry, SkillTier
 from .services import ledger_post, ledger_post_many, ledger_reverse
 
@@ -20,9 +22,19 @@ def _per_thousand(rate: Decimal, tokens: int) -> Decimal:
     return rate * Decimal(tokens) / Decimal(1000)
 
 
+# Read on every submit: one hand-written statement (through the ORM, building
+# the query cost more CPU than the rest of the posting).
+_PAY_RATE_SQL = f"SELECT pay_per_1k_tokens FROM {SkillTier._meta.db_table} WHERE level = %s"  # noqa: S608
+
+
 def _pay_rate(level: int) -> Decimal:
-    tier = SkillTier.objects.filter(level=level).only("pay_per_1k_tokens").first()
-    return tier.pay_per_1k_tokens if tier else Decimal(0)
+    with connection.cursor() as cursor:
+        cursor.execute(_PAY_RATE_SQL, [level])
+        row = cursor.fetchone()
+    if row is None:
+        return Decimal(0)
+    # PostgreSQL hands numeric over as Decimal; SQLite (make run) as a number.
+    return row[0] if isinstance(row[0], Decimal) else Decimal(str(row[0]))
 
 
 def _human_region(project) -> int:

@@ -470,6 +470,35 @@ def test_the_lease_payload_is_what_the_serializer_gave():
     assert second["id"] != lease["id"]
 
 
+@pytest.mark.parametrize(
+    ("body", "holding"),
+    [
+        ({}, []),
+        ({"holding": [3, 4]}, [3, 4]),
+        ({"holding": ["3"]}, [3]),  # the serializer's way: a numeric string is an id
+        ({"holding": [1] * 10}, [1] * 10),
+    ],
+)
+def test_holding_is_read_as_the_serializer_reads_it(body, holding):
+    from annotation.api import _holding
+    from annotation.serializers import NextTaskSerializer
+
+    form = NextTaskSerializer(data=body)
+    assert form.is_valid() and form.validated_data["holding"] == holding == _holding(body)
+
+
+@pytest.mark.parametrize(
+    "body", [{"holding": [1] * 11}, {"holding": "1"}, {"holding": [True]}, {"holding": [None]}]
+)
+def test_a_holding_the_serializer_refuses_is_a_400_naming_it(body):
+    project = annotation_project()
+    items(project, 1)
+    api, _, _ = _leasing(project)
+    response = api.post(f"/api/v1/workspace/projects/{project.pk}/next/", body, format="json")
+    assert response.status_code == 400, response.content
+    assert "holding" in response.content.decode()
+
+
 def test_a_lease_on_a_held_project_asks_no_role_query(django_assert_max_num_queries):
     project = annotation_project()
     items(project, 3)
@@ -481,6 +510,49 @@ def test_a_lease_on_a_held_project_asks_no_role_query(django_assert_max_num_quer
             {"holding": [lease["id"]]},
             format="json",
         )
+
+
+@pytest.mark.postgres
+def test_a_submit_is_the_statements_it_needs_and_stores_what_the_orm_would(
+    django_assert_max_num_queries,
+):
+    project = annotation_project(overlap=2)
+    items(project, 3, data={"text": "好吃"})
+    api, annotator, lease = _leasing(project)
+    # The session's user, BEGIN, the locked read, one write (annotation, lease,
+    # item count), the pay rate, the ledger entry, COMMIT.
+    with django_assert_max_num_queries(7):
+        response = api.post(
+            f"/api/v1/workspace/assignments/{lease['id']}/submit/",
+            {"answer": {"label": "positive"}, "time_spent_ms": 1500},
+            format="json",
+        )
+    assert response.status_code == 201, response.content
+    from annotation.models import Annotation, Assignment
+    from valuechain.models import LedgerEntry
+
+    annotation = Annotation.objects.get(pk=response.json()["id"])
+    assignment = Assignment.objects.get(pk=lease["id"])
+    item = Item.objects.get(pk=lease["item"]["id"])
+    assert (annotation.answer, annotation.status, annotation.time_spent_ms) == (
+        {"label": "positive"},
+        "submitted",
+        1500,
+    )
+    assert annotation.annotator == annotator and annotation.assignment == assignment
+    assert annotation.item_tokens > 0 and annotation.created_at is not None
+    assert datetime.fromisoformat(response.json()["created_at"]) == annotation.created_at
+    assert (assignment.status, assignment.finished_at is not None) == ("submitted", True)
+    assert (item.annotation_count, item.reserved_count, item.status) == (1, 1, "open")
+    assert LedgerEntry.objects.filter(idempotency_key=f"annotation:{annotation.pk}").count() == 1
+    # A retry answers the first annotation and writes nothing.
+    again = api.post(
+        f"/api/v1/workspace/assignments/{lease['id']}/submit/",
+        {"answer": {"label": "negative"}},
+        format="json",
+    )
+    assert (again.status_code, again.json()["id"]) == (200, annotation.pk)
+    assert Item.objects.get(pk=item.pk).annotation_count == 1
 
 
 def test_a_removed_annotator_is_refused_on_the_very_next_request():

@@ -10,6 +10,7 @@ from django.core.files.base import ContentFile
 from annotation import services
 from annotation.imports import import_job_create, import_job_run
 from annotation.models import AnnotatorTally, Assignment, ImportJob, Item
+from tests.annotation.leasing import LEASE_WAYS, careful_lease
 from tests.factories import annotation_project, worker
 
 pytestmark = pytest.mark.django_db
@@ -48,7 +49,7 @@ def regular_left_for(project, annotator) -> bool:
     )
 
 
-def work_to_the_end(project, annotators, *, gold_leases=None) -> dict:
+def work_to_the_end(project, annotators, *, gold_leases=None, lease_one=careful_lease) -> dict:
     """Annotators take turns until each is told there is nothing left; what each
     was served (is_gold per task). gold_leases, a list, gets for every gold task
     whether the annotator still had regular work when it was leased."""
@@ -56,7 +57,7 @@ def work_to_the_end(project, annotators, *, gold_leases=None) -> dict:
     working = list(annotators)
     while working:
         for annotator in list(working):
-            lease = services.assignment_lease(project=project, annotator=annotator)
+            lease = lease_one(project, annotator)
             if lease is None:
                 working.remove(annotator)
                 continue
@@ -69,23 +70,26 @@ def work_to_the_end(project, annotators, *, gold_leases=None) -> dict:
     return served
 
 
-def test_no_gold_once_the_regular_work_is_exhausted():
+@pytest.mark.parametrize("lease_one", LEASE_WAYS)
+def test_no_gold_once_the_regular_work_is_exhausted(lease_one):
     project = annotation_project(gold_ratio="0.5")
     make_items(project, regular=2, gold=5)
     (annotator,) = annotators = [worker(project)]
-    served = work_to_the_end(project, annotators)
+    served = work_to_the_end(project, annotators, lease_one=lease_one)
     # Gold every other task, and when the regular items run out, nothing:
     # three gold items are left that this annotator never gets as filler.
     assert served[annotator.pk] == [True, False, True, False]
     assert services.assignment_lease(project=project, annotator=annotator) is None
 
 
-def test_an_all_gold_project_serves_gold():
+@pytest.mark.parametrize("lease_one", LEASE_WAYS)
+def test_an_all_gold_project_serves_gold(lease_one):
     # gold_ratio 1 is a qualification set: there is no regular work to wait for.
     project = annotation_project(gold_ratio="1")
     make_items(project, regular=0, gold=3)
     annotator = worker(project)
-    assert work_to_the_end(project, [annotator])[annotator.pk] == [True, True, True]
+    served = work_to_the_end(project, [annotator], lease_one=lease_one)
+    assert served[annotator.pk] == [True, True, True]
 
 
 def test_gold_items_have_no_target():
@@ -96,16 +100,19 @@ def test_gold_items_have_no_target():
 
 
 @pytest.mark.postgres
+@pytest.mark.parametrize("lease_one", LEASE_WAYS)
 @pytest.mark.parametrize(
     ("ratio", "annotators", "regular", "gold"), [("0.02", 4, 1000, 50), ("0.1", 3, 300, 40)]
 )
-def test_gold_follows_the_ratio_to_the_end_of_the_project(ratio, annotators, regular, gold):
+def test_gold_follows_the_ratio_to_the_end_of_the_project(
+    ratio, annotators, regular, gold, lease_one
+):
     project = annotation_project(gold_ratio=ratio)
     make_items(project, regular=regular, gold=gold)
     people = [worker(project) for _ in range(annotators)]
 
     gold_leases = []
-    served = work_to_the_end(project, people, gold_leases=gold_leases)
+    served = work_to_the_end(project, people, gold_leases=gold_leases, lease_one=lease_one)
 
     gold_served = sum(s.count(True) for s in served.values())
     regular_served = sum(s.count(False) for s in served.values())

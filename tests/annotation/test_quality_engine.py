@@ -16,6 +16,7 @@ from annotation.models import (
     ProjectQuality,
 )
 from tenants.models import AuditEvent, Membership
+from tests.annotation.leasing import LEASE_WAYS
 from tests.factories import annotation_project, items, worker
 
 pytestmark = pytest.mark.django_db
@@ -211,7 +212,8 @@ def make_gold(project, count, label="positive"):
     )
 
 
-def test_a_careless_annotator_is_quarantined_gets_only_probation_gold_then_nothing():
+@pytest.mark.parametrize("lease_one", LEASE_WAYS)
+def test_a_careless_annotator_is_quarantined_gets_only_probation_gold_then_nothing(lease_one):
     project = adaptive_project(gold_ratio=Decimal("0.5"), quarantine_below=Decimal("0.6"))
     items(project, 40)
     make_gold(project, services.PROBATION_GOLD + 12)
@@ -233,14 +235,14 @@ def test_a_careless_annotator_is_quarantined_gets_only_probation_gold_then_nothi
 
     # From now on: gold only, PROBATION_GOLD of them at most, then nothing.
     served = []
-    while (lease := services.assignment_lease(project=project, annotator=careless)) is not None:
+    while (lease := lease_one(project, careless)) is not None:
         served.append(lease.item.is_gold)
         services.annotation_submit(
             assignment_id=lease.pk, annotator=careless, answer={"label": "negative"}
         )
     assert served == [True] * services.PROBATION_GOLD
     # The careful annotator still gets regular work.
-    assert services.assignment_lease(project=project, annotator=careful) is not None
+    assert lease_one(project, careful) is not None
 
 
 def test_a_quarantined_annotator_who_proves_themselves_on_gold_is_released():
@@ -266,7 +268,10 @@ def test_a_quarantined_annotator_who_proves_themselves_on_gold_is_released():
     assert AuditEvent.objects.filter(event_type=AuditEvent.EventType.ANNOTATOR_RELEASED).exists()
 
 
-def test_when_everyone_is_quarantined_the_project_says_so_and_hands_out_no_regular_work():
+@pytest.mark.parametrize("lease_one", LEASE_WAYS)
+def test_when_everyone_is_quarantined_the_project_says_so_and_hands_out_no_regular_work(
+    lease_one,
+):
     project = adaptive_project(gold_ratio=Decimal("0.5"), quarantine_below=Decimal("0.9"))
     items(project, 20)
     make_gold(project, 40)
@@ -282,7 +287,7 @@ def test_when_everyone_is_quarantined_the_project_says_so_and_hands_out_no_regul
     figures = selectors.project_quality_figures(project=project)
     assert figures["annotators"]["all_quarantined"] is True
     for person in people:
-        lease = services.assignment_lease(project=project, annotator=person)
+        lease = lease_one(project, person)
         assert lease is None or lease.item.is_gold
 
 

@@ -142,6 +142,10 @@ AUTH_USER_MODEL = "tenants.User"
 AUTHENTICATION_BACKENDS = [
     # First: refuses a locked-out username and address before the password is checked.
     "axes.backends.AxesStandaloneBackend",
+    # Django's, with the session's user read by one hand-written statement.
+    "tenants.backends.ModelBackend",
+    # Sessions opened before tenants.backends existed name this one; it can go
+    # once they have expired (SESSION_COOKIE_AGE after the release).
     "django.contrib.auth.backends.ModelBackend",
 ]
 AUTH_PASSWORD_VALIDATORS = [
