@@ -308,9 +308,14 @@ class Prediction(models.Model):
 class InferenceCall(models.Model):
     """Metering: one row per HTTP attempt to a backend, keyed by run, item and attempt.
 
-    Written as attempts return (in small batches), failures included, so what a
-    killed worker had called is metered and the error rate is what the backend
-    answered.
+    Written ahead: the row is inserted `in_flight` before the request is sent (one
+    insert per wave of requests, not per call), and completed in place with what
+    the backend answered as attempts return (in small batches), failures
+    included, so the error rate is what the backend answered. A worker killed
+    with calls in flight leaves their rows `in_flight`; whoever takes its work
+    over marks them `interrupted` (compute.services.prelabel_calls_interrupt):
+    sent, outcome unknown, billed at the prompt tokens counted locally and no
+    completion. So every request a backend received has exactly one row.
     """
 
     class Purpose(models.TextChoices):
@@ -327,10 +332,15 @@ class InferenceCall(models.Model):
         MALFORMED = "malformed", _("Malformed reply")
         REJECTED = "rejected", _("Rejected (4xx)")
         ERROR = "error", _("Failed")  # calls metered before outcomes were told apart
+        # Written ahead of the request; completed in place when it returns.
+        IN_FLIGHT = "in_flight", _("Sent, no answer yet")
+        # Sent by a worker that stopped before it recorded the answer.
+        INTERRUPTED = "interrupted", _("Interrupted (outcome unknown)")
 
     # Outcomes that count against a backend's health (the circuit breaker, the
     # error share): it was asked and did not answer. A rejected request or an
-    # invalid answer is the request's or the model's fault, not the backend's.
+    # invalid answer is the request's or the model's fault, not the backend's, and an
+    # interrupted call is our worker's.
     BACKEND_ERRORS = ("rate_limited", "server_error", "timeout", "connection", "malformed", "error")
 
     run = models.ForeignKey(PrelabelRun, on_delete=models.CASCADE, null=True, related_name="calls")
@@ -347,6 +357,8 @@ class InferenceCall(models.Model):
     model = models.CharField(max_length=200)
     outcome = models.CharField(max_length=16, choices=Outcome.choices)
     http_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    # As the backend reported them; in flight or interrupted, as counted locally
+    # (annotation.token_estimate), with no completion.
     prompt_tokens = models.PositiveIntegerField(default=0)
     completion_tokens = models.PositiveIntegerField(default=0)
     cost = models.DecimalField(default=Decimal(0), **MONEY)
@@ -368,7 +380,13 @@ class InferenceCall(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["run", "item", "attempt"], name="inference_call_once"),
         ]
-        indexes = [models.Index(fields=["backend", "created_at"], name="call_backend_time")]
+        indexes = [
+            models.Index(fields=["backend", "created_at"], name="call_backend_time"),
+            # Few rows at any time: what the sweep and a takeover look for.
+            models.Index(
+                fields=["run", "item"], condition=Q(outcome="in_flight"), name="call_in_flight"
+            ),
+        ]
 
     def __str__(self):
         return f"call {self.pk} ({self.outcome})"

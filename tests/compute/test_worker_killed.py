@@ -2,12 +2,15 @@
 visibility timeout at an hour (the README's default): the chunk it held is claimed
 in the database under a lease, so beat's sweep re-dispatches it once the lease
 lapses and a second worker finishes the run on its own. Every item ends with
-exactly one prediction, every call the dead worker made was metered as it
-returned and none twice, and the ledger reconciles."""
+exactly one prediction, every request the backend received has exactly one call
+row (written ahead of the request, so none is lost with the worker) and one
+ledger entry, and the ledger reconciles."""
 
 import pytest
 
+from annotation.token_estimate import estimate_tokens
 from compute.models import Backend, InferenceCall, Prediction, PrelabelChunk, PrelabelRun
+from compute.selectors import backend_metrics
 from compute.services import prelabel_run_start
 from compute.tasks import prelabel_chunk_run_task, prelabel_runs_sweep_task
 from tests.celery_worker import BOUND_SECONDS, stop_worker, sweep_until_ended, wait_for
@@ -32,7 +35,13 @@ def backend(project, url, concurrency):
     )
 
 
-def test_a_run_whose_worker_was_killed_finishes_on_its_own(celery_workers, settings):
+def answered_rows(run):
+    return InferenceCall.objects.filter(run=run).exclude(outcome__in=["in_flight", "interrupted"])
+
+
+def test_a_run_whose_worker_was_killed_finishes_on_its_own_and_meters_every_request(
+    celery_workers, settings
+):
     settings.COMPUTE_METER_FLUSH_SECONDS = 1.0  # the README's default, as in the worker
     project = annotation_project()
     items(project, ITEMS)
@@ -40,19 +49,32 @@ def test_a_run_whose_worker_was_killed_finishes_on_its_own(celery_workers, setti
         backend(project, fake.url, CONCURRENCY)
         first = celery_workers()
         run = prelabel_run_start(project=project, created_by=project.created_by)
-        # Four calls at a time, 0.3 s each: kill the worker a few waves in, once
-        # its first calls are metered (they are written as they return).
+        # Four calls at a time, 0.3 s each: a few waves in, the backend stops
+        # answering, so that at the kill every slot has a request the backend
+        # received and never answered, and every answer it gave has reached the
+        # worker (and been metered: completions are written within a second).
         wait_for(
-            lambda: InferenceCall.objects.filter(run=run).count() >= 12,
+            lambda: answered_rows(run).count() >= 12,
             60,
             f"the first worker's calls metered (see {celery_workers.log})",
         )
+        fake.hold()
+        wait_for(lambda: fake.held == CONCURRENCY, 10, "every slot waiting on the backend")
+        wait_for(
+            lambda: answered_rows(run).count() == sum(fake.counts().values()),
+            10,
+            f"every answer metered (see {celery_workers.log})",
+        )
         stop_worker(first, kill=True)
+        wait_for(lambda: fake.held == 0, 10, "the backend to see the connections close")
         killed = PrelabelRun.objects.get(pk=run.pk)
         assert killed.status == "running"
         assert Prediction.objects.filter(run=run).count() < ITEMS  # really mid-run
+        # What the dead worker sent and never heard back about is on record.
+        assert InferenceCall.objects.filter(run=run, outcome="in_flight").count() == CONCURRENCY
         held = PrelabelChunk.objects.get(run=run)
         assert held.claimed_by and held.status == "pending"
+        fake.release()
 
         # A second worker is up: the message the dead one held is not re-delivered
         # for an hour, so only the sweep (beat's, run here) brings the chunk back.
@@ -64,7 +86,7 @@ def test_a_run_whose_worker_was_killed_finishes_on_its_own(celery_workers, setti
             celery_workers.log,
             ended=("succeeded", "partial", "failed"),
         )
-        answered = sum(n for status, n in fake.counts().items() if status != "dropped")
+        received = fake.received()
 
     run.refresh_from_db()
     assert run.status == "succeeded", run.error
@@ -72,19 +94,45 @@ def test_a_run_whose_worker_was_killed_finishes_on_its_own(celery_workers, setti
     assert run.done_items == ITEMS
     assert Prediction.objects.filter(run=run).values("item").distinct().count() == ITEMS
     assert Prediction.objects.filter(run=run).count() == ITEMS
-    calls = list(InferenceCall.objects.filter(run=run).values_list("item_id", "attempt"))
-    assert len(calls) == len(set(calls))
-    # Calls recorded = calls the server answered, but for those that returned to the
-    # dead worker after its last write: at most what CONCURRENCY slots answer in one
-    # flush interval (1 s of 0.3 s calls: four waves). Calls in flight at the kill
-    # were never answered (the fake counts them dropped).
-    lost = answered - len(calls)
-    assert 0 <= lost <= CONCURRENCY * 4, (answered, len(calls))
-    assert LedgerEntry.objects.filter(kind="inference", project_id=project.pk).count() == len(calls)
-    assert run.prompt_tokens == sum(
-        InferenceCall.objects.filter(run=run).values_list("prompt_tokens", flat=True)
-    )
+
+    # Call by call (the request carries its metering key): every request the backend
+    # received has exactly one row, and no row is without a request.
+    rows = {
+        f"inference:{run.pk}:{item}:{attempt}": (outcome, status, prompt, completion)
+        for item, attempt, outcome, status, prompt, completion in InferenceCall.objects.filter(
+            run=run
+        ).values_list(
+            "item_id", "attempt", "outcome", "http_status", "prompt_tokens", "completion_tokens"
+        )
+    }
+    keys = [r.headers["x-client-request-id"] for r in received]
+    assert len(keys) == len(set(keys)) == len(rows)
+    assert set(keys) == set(rows)
+    # The answers have rows with their real outcome; the requests the backend never
+    # answered (dropped at the kill) are interrupted, billed at the prompt counted
+    # locally and no completion.
+    answers = [r for r in received if r.status is not None]
+    dropped = [r for r in received if r.status is None]
+    assert len(dropped) == CONCURRENCY
+    for request in answers:
+        outcome, status, _, _ = rows[request.headers["x-client-request-id"]]
+        assert (outcome, status) == ("ok", request.status)
+    for request in dropped:
+        outcome, status, prompt, completion = rows[request.headers["x-client-request-id"]]
+        local = sum(estimate_tokens(m["content"]) for m in request.json["messages"])
+        assert (outcome, status, prompt, completion) == ("interrupted", None, local, 0)
+    assert answered_rows(run).count() == len(answers)
+    assert not InferenceCall.objects.filter(run=run, outcome="in_flight").exists()
+
+    entries = LedgerEntry.objects.filter(kind="inference", project_id=project.pk)
+    assert entries.count() == len(rows)
+    assert sum(entries.values_list("tokens_input", flat=True)) == run.prompt_tokens
+    assert run.prompt_tokens == sum(r[2] for r in rows.values())
     assert rollups_reconcile()["differences"] == []
+    (metrics,) = backend_metrics(backends=Backend.objects.filter(name="fake"))
+    assert metrics["requests"] == len(received)
+    assert metrics["outcomes"]["interrupted"] == CONCURRENCY
+    assert metrics["errors"] == 0  # our worker's death is not the backend's fault
     chunk = PrelabelChunk.objects.get(run=run)
     assert chunk.status == "done" and chunk.claimed_by == ""
     assert chunk.attempts == 1  # the one run that died
