@@ -1,6 +1,7 @@
 """Writes for compute: backends, pre-labeling runs, metering, fine-tuning."""
 
 import asyncio
+import collections
 import contextlib
 import logging
 import queue
@@ -635,6 +636,8 @@ class _BackendPlan:
     gpu_count: int = 0
     kind: str = ""  # and organization_id: how /metrics names the backend
     organization_id: int | None = None
+    # Its circuit is open and its cool-down over: calls to it are probes.
+    half_open: bool = False
 
 
 @dataclass
@@ -706,6 +709,7 @@ def _plan(backend: Backend, run_model: str) -> _BackendPlan:
         gpu_count=backend.gpu_count,
         kind=backend.kind,
         organization_id=backend.organization_id,
+        half_open=backend.circuit == Backend.Circuit.OPEN,
     )
 
 
@@ -721,11 +725,17 @@ async def _label_items(
     stop: threading.Event,
     circuit_open: set[int],
     run_id: int,
+    waiting: list[int],
 ) -> None:
     """Send every item, many in flight, each under the run's retry policy, failing
     over between backends. Each attempt is recorded (`await write_ahead(record)`)
     once it holds a concurrency slot and before it is sent, and handed to `emit`
-    as it returns; `("final", record)` follows when an item ends without an answer."""
+    as it returns; `("final", record)` follows when an item ends without an answer.
+
+    While the circuit of every backend is open, a failed call is not its item's
+    end: items go one at a time, each a half-open probe, and when a probe fails
+    too the chunk stops sending; the items left (`waiting`) go again after the
+    cool-down, so an outage of the only backend costs no item."""
     clients = {
         plan.id: BackendClient(
             plan.base_url,
@@ -739,6 +749,31 @@ async def _label_items(
     # Items are admitted a few per concurrency slot, so an item's time budget
     # starts when it is about to be sent, not while hundreds queue before it.
     admission = asyncio.Semaphore(2 * max(p.max_concurrency for p in plans))
+    probe = asyncio.Semaphore(1)
+    paused = asyncio.Event()
+
+    def all_open() -> bool:
+        return all(plan.id in circuit_open for plan in plans)
+
+    # The breaker's rule on this chunk's own calls, as they return: a backend that
+    # fails fast would otherwise spend every item's attempts before the metered
+    # calls (written a second later) open its circuit. The database's circuit,
+    # every worker's calls, stays the authority: the meter closes it again here.
+    recent: dict[int, collections.deque] = {
+        plan.id: collections.deque(maxlen=CIRCUIT_WINDOW_CALLS) for plan in plans
+    }
+
+    def observed(backend_id: int, *, failed: bool) -> None:
+        window = recent[backend_id]
+        if not failed and backend_id in circuit_open:
+            window.clear()  # a probe answered: judge it afresh
+        window.append(failed)
+        if (
+            failed
+            and len(window) >= CIRCUIT_MIN_CALLS
+            and sum(window) > CIRCUIT_ERROR_SHARE * len(window)
+        ):
+            circuit_open.add(backend_id)
 
     def next_plan(index: int) -> int:
         """The next backend after `index` whose circuit is not open (itself if none)."""
@@ -785,6 +820,8 @@ async def _label_items(
             record.completion_tokens = reply.completion_tokens
             record.latency_ms = reply.latency_ms
             record.error = reply.error
+            if reply.outcome == Outcome.OK:
+                observed(plan.id, failed=False)
             records.append(record)
             result = _Try(record=record)
             if reply.outcome == Outcome.OK:
@@ -815,6 +852,7 @@ async def _label_items(
             elif reply.outcome in RETRYABLE_OUTCOMES:
                 result.retry = True
                 result.retry_after = reply.retry_after
+                observed(plan.id, failed=True)
                 following = next_plan(state["plan"])
                 if following != state["plan"]:
                     state.update(plan=following, conversation=list(messages))
@@ -826,9 +864,26 @@ async def _label_items(
         async with admission:
             if stop.is_set():
                 return
-            retrying = policy.retrying(retry_result=lambda t: t.retry and not stop.is_set())
-            last: _Try = await retrying(attempt)
+            retrying = policy.retrying(
+                retry_result=lambda t: t.retry and not stop.is_set() and not all_open()
+            )
+            if all_open():
+                async with probe:
+                    if paused.is_set():
+                        waiting.append(item_id)
+                        return
+                    last: _Try = await retrying(attempt)
+            elif paused.is_set():
+                waiting.append(item_id)
+                return
+            else:
+                last = await retrying(attempt)
         if last.record.answer is None and not stop.is_set():
+            if last.record.outcome in RETRYABLE_OUTCOMES and all_open():
+                # The backends are down, not the item wrong: it waits for them.
+                paused.set()
+                waiting.append(item_id)
+                return
             emit(("final", last.record))
 
     try:
@@ -1068,8 +1123,26 @@ def prelabel_chunk_process(
         run, project_response_format(project), plans, work, policy, lease=lease
     )
     logger.info("pre-label chunk processed", extra={"prelabel_run_id": run.pk, **summary})
+    if summary["waiting"]:
+        message = (
+            f"Every backend of the run is out of service (circuit open); {summary['waiting']} "
+            "items wait for one to come back."
+        )
+        PrelabelRun.objects.filter(pk=run.pk).update(error=message)
+        prelabel_run_refresh(run_id=run.pk)
+        raise NoBackendAvailable(message, retry_in=_cooldown_left(plans), run_id=run.pk)
     prelabel_run_refresh(run_id=run.pk)
     return summary
+
+
+def _cooldown_left(plans: list[_BackendPlan]) -> float:
+    """Seconds until the first of these backends may be probed again (half-open)."""
+    now = timezone.now()
+    opened = Backend.objects.filter(
+        pk__in=[p.id for p in plans], circuit=Backend.Circuit.OPEN
+    ).values_list("circuit_opened_at", flat=True)
+    due = min((o + CIRCUIT_COOLDOWN for o in opened if o), default=now + CIRCUIT_COOLDOWN)
+    return max(1.0, (due - now).total_seconds() + 1.0)
 
 
 def _label_and_meter(run, response_format, plans, work, policy, *, lease=None) -> dict:
@@ -1084,7 +1157,8 @@ def _label_and_meter(run, response_format, plans, work, policy, *, lease=None) -
     (tests) or on SQLite (one writer at a time) they are written here, first."""
     events: queue.SimpleQueue = queue.SimpleQueue()
     stop = threading.Event()
-    circuit_open: set[int] = set()
+    circuit_open: set[int] = {plan.id for plan in plans if plan.half_open}
+    waiting: list[int] = []
     failure: list[BaseException] = []
     own_writer = connection.vendor == "postgresql" and not connection.in_atomic_block
     waves: queue.SimpleQueue = queue.SimpleQueue() if own_writer else events
@@ -1104,6 +1178,7 @@ def _label_and_meter(run, response_format, plans, work, policy, *, lease=None) -
                     stop=stop,
                     circuit_open=circuit_open,
                     run_id=run.pk,
+                    waiting=waiting,
                 )
             )
         except BaseException as exc:  # handed to the caller's thread
@@ -1186,7 +1261,7 @@ def _label_and_meter(run, response_format, plans, work, policy, *, lease=None) -
     meter.evaluate_circuits(force=True)
     if meter.lease_lost:
         raise LeaseLost(f"pre-label run {run.pk}")
-    return meter.summary()
+    return {**meter.summary(), "waiting": len(waiting)}
 
 
 @dataclass
