@@ -1189,7 +1189,10 @@ def _label_and_meter(run, response_format, plans, work, policy, *, lease=None) -
     writer = None
     if own_writer:
         writer = threading.Thread(
-            target=_write_ahead_loop, args=(meter, waves), name=f"prelabel-ahead-{run.pk}"
+            target=_write_ahead_loop,
+            args=(meter, waves),
+            name=f"prelabel-ahead-{run.pk}",
+            daemon=True,
         )
         writer.start()
     thread = threading.Thread(target=loop, name=f"prelabel-run-{run.pk}", daemon=True)
