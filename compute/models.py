@@ -8,7 +8,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 
-from annotation.models import LeasedJob
+from annotation.models import JobRecord, LeasedJob
 
 MONEY = {"max_digits": 16, "decimal_places": 6}
 
@@ -160,7 +160,7 @@ class RoutingPolicy(models.TextChoices):
     REGION = "region", _("Pinned to a region (data residency)")
 
 
-class PrelabelRun(models.Model):
+class PrelabelRun(JobRecord):
     class Status(models.TextChoices):
         PENDING = "pending", _("Pending")
         RUNNING = "running", _("Running")
@@ -172,9 +172,6 @@ class PrelabelRun(models.Model):
 
     project = models.ForeignKey(
         "annotation.Project", on_delete=models.CASCADE, related_name="prelabel_runs"
-    )
-    created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
     )
     prompt = models.ForeignKey(PromptTemplate, on_delete=models.PROTECT, related_name="runs")
     model = models.CharField(
@@ -214,16 +211,11 @@ class PrelabelRun(models.Model):
     prompt_tokens = models.PositiveBigIntegerField(default=0)
     completion_tokens = models.PositiveBigIntegerField(default=0)
     cost = models.DecimalField(default=Decimal(0), **MONEY)
-    error = models.TextField(blank=True)
     # Items that ended without an answer, by the outcome of their last call.
     failures = models.JSONField(default=dict, blank=True)
     # The bounds every call of the run was retried within (compute.retry_policy).
     retry_policy = models.JSONField(default=dict, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
-
-    tenant_path = "project__organization"
 
     class Meta:
         verbose_name = _("pre-labeling run")
@@ -392,7 +384,7 @@ class InferenceCall(models.Model):
         return f"call {self.pk} ({self.outcome})"
 
 
-class FineTuneRun(LeasedJob):
+class FineTuneRun(JobRecord, LeasedJob):
     class Status(models.TextChoices):
         PENDING = "pending", _("Pending")
         UPLOADING = "uploading", _("Uploading")
@@ -432,14 +424,6 @@ class FineTuneRun(LeasedJob):
     # items back at every retrain, a human cost the quality engine accounts for
     # itself by weighing the model on gold.
     review_disagreements = models.BooleanField(default=True)
-    error = models.TextField(blank=True)
-    created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
-    )
-    created_at = models.DateTimeField(auto_now_add=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
-
-    tenant_path = "project__organization"
 
     class Meta:
         verbose_name = _("fine-tuning run")
