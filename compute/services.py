@@ -1318,11 +1318,19 @@ class _WriteAhead:
 
 
 def _write_ahead_loop(meter: "_ChunkMeter", waves: queue.SimpleQueue) -> None:
-    """The writing thread: each wave's rows, in order, until None."""
+    """The writing thread: the waves' rows, until None; waves that queued while one
+    insert was under way go together in the next."""
     try:
         while (wave := waves.get()) is not None:
+            batch = [wave]
+            for _ in range(waves.qsize()):
+                wave = waves.get_nowait()
+                if wave is None:
+                    waves.put(None)  # after this batch
+                    break
+                batch.append(wave)
             try:
-                meter.write_ahead(wave)
+                meter.write_ahead(*batch)
             except Exception:
                 # Its attempts raise it (nothing was sent) and the chunk stops.
                 logger.warning(
@@ -1354,14 +1362,17 @@ class _ChunkMeter:
         self.pending: dict[int, list[_CallRecord]] = {}
         self.status_checked_at = time.monotonic()
 
-    def write_ahead(self, wave: _Wave) -> None:
-        """A wave's rows, in flight; its attempts are sent once this returns."""
+    def write_ahead(self, *waves: _Wave) -> None:
+        """The waves' rows, in flight, in one insert; their attempts are sent once
+        this returns."""
         try:
-            _calls_write_ahead(self.run, wave.records)
+            _calls_write_ahead(self.run, [r for wave in waves for r in wave.records])
         except BaseException as exc:
-            wave.settle(exc)
+            for wave in waves:
+                wave.settle(exc)
             raise
-        wave.settle(None)
+        for wave in waves:
+            wave.settle(None)
 
     def write(self, events: list) -> None:
         records = [e for e in events if isinstance(e, _CallRecord)]
