@@ -1321,6 +1321,13 @@ def _write_ahead_loop(meter: "_ChunkMeter", waves: queue.SimpleQueue) -> None:
     """The writing thread: the waves' rows, until None; waves that queued while one
     insert was under way go together in the next."""
     try:
+        with connection.cursor() as cursor:
+            # This connection only writes ahead, and requests wait for it: its commits
+            # return once in the server's memory, not on disk. It guards against the
+            # worker dying, which it still does; a crash of the database server itself
+            # within a fraction of a second (3 × wal_writer_delay) could lose rows of
+            # calls it had sent.
+            cursor.execute("SET synchronous_commit = off")
         while (wave := waves.get()) is not None:
             batch = [wave]
             for _ in range(waves.qsize()):
