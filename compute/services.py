@@ -2,7 +2,6 @@
 
 import asyncio
 import collections
-import contextlib
 import logging
 import queue
 import threading
@@ -1159,6 +1158,7 @@ def _label_and_meter(run, response_format, plans, work, policy, *, lease=None) -
     stop = threading.Event()
     circuit_open: set[int] = {plan.id for plan in plans if plan.half_open}
     waiting: list[int] = []
+    unsent: list[int] = []
     failure: list[BaseException] = []
     own_writer = connection.vendor == "postgresql" and not connection.in_atomic_block
     waves: queue.SimpleQueue = queue.SimpleQueue() if own_writer else events
@@ -1174,7 +1174,7 @@ def _label_and_meter(run, response_format, plans, work, policy, *, lease=None) -
                     work,
                     policy=policy,
                     emit=events.put,
-                    write_ahead=_WriteAhead(waves.put),
+                    write_ahead=_WriteAhead(waves.put, unsent),
                     stop=stop,
                     circuit_open=circuit_open,
                     run_id=run.pk,
@@ -1259,6 +1259,15 @@ def _label_and_meter(run, response_format, plans, work, policy, *, lease=None) -
         if writer is not None:
             waves.put(None)
             writer.join()
+        if unsent:  # no request went out for these: no call to bill
+            try:
+                InferenceCall.objects.filter(
+                    pk__in=unsent, outcome=InferenceCall.Outcome.IN_FLIGHT
+                ).delete()
+            except Exception:
+                logger.exception(
+                    "could not remove rows of calls never sent", extra={"prelabel_run_id": run.pk}
+                )
     if failure:
         raise failure[0]
     meter.evaluate_circuits(force=True)
@@ -1274,6 +1283,7 @@ class _Wave:
 
     entries: list[tuple[_CallRecord, asyncio.Future]]
     loop: asyncio.AbstractEventLoop
+    unsent: list[int]  # rows written for attempts that were never sent (the chunk stopped)
 
     @property
     def records(self) -> list[_CallRecord]:
@@ -1283,16 +1293,20 @@ class _Wave:
         """From the writing thread: the rows are committed (or not, with error)."""
 
         def wake() -> None:
-            for _, future in self.entries:
-                if future.done():  # cancelled: the chunk is stopping anyway
-                    continue
-                if error is None:
+            for record, future in self.entries:
+                if future.done():  # cancelled: the chunk is stopping, it is not sent
+                    if error is None:
+                        self.unsent.append(record.call_id)
+                elif error is None:
                     future.set_result(None)
                 else:
                     future.set_exception(error)
 
-        with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits
+        try:
             self.loop.call_soon_threadsafe(wake)
+        except RuntimeError:  # the loop has closed: nobody waits, nothing is sent
+            if error is None:
+                self.unsent.extend(record.call_id for record in self.records)
 
 
 class _WriteAhead:
@@ -1300,8 +1314,9 @@ class _WriteAhead:
     is sent. Attempts arriving in the same turn of the loop form one wave, handed to
     `submit` (the writing thread's queue) once that turn is over."""
 
-    def __init__(self, submit):
+    def __init__(self, submit, unsent: list[int]):
         self.submit = submit
+        self.unsent = unsent
         self.entries: list[tuple[_CallRecord, asyncio.Future]] = []
 
     async def __call__(self, record: _CallRecord) -> None:
@@ -1314,7 +1329,7 @@ class _WriteAhead:
 
     def _hand_over(self, loop) -> None:
         entries, self.entries = self.entries, []
-        self.submit(_Wave(entries, loop))
+        self.submit(_Wave(entries, loop, self.unsent))
 
 
 def _write_ahead_loop(meter: "_ChunkMeter", waves: queue.SimpleQueue) -> None:

@@ -369,3 +369,30 @@ def test_a_chunk_taken_over_sends_its_interrupted_items_again_without_double_bil
     call.refresh_from_db()
     assert (call.outcome, call.prompt_tokens) == ("interrupted", 37)
     assert entries.count() == 4
+
+
+def test_a_row_written_for_an_attempt_that_was_never_sent_is_not_kept():
+    """The chunk stopped (its attempts cancelled) while their wave was being written:
+    those rows are set aside for removal, never billed as interrupted calls."""
+    import asyncio
+
+    unsent: list[int] = []
+
+    async def main():
+        write_ahead = services._WriteAhead(submitted.append, unsent)
+        waiting = asyncio.ensure_future(write_ahead(services._CallRecord(1, 1, None, "")))
+        sent = asyncio.ensure_future(write_ahead(services._CallRecord(2, 1, None, "")))
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)  # the wave is handed over
+        (wave,) = submitted
+        waiting.cancel()
+        await asyncio.sleep(0)
+        for record, call_id in zip(wave.records, (11, 12), strict=True):
+            record.call_id = call_id
+        wave.settle(None)  # from the writing thread, once the rows are committed
+        await sent
+        return waiting.cancelled()
+
+    submitted: list = []
+    assert asyncio.run(main()) is True
+    assert unsent == [11]
