@@ -1336,13 +1336,6 @@ def _write_ahead_loop(meter: "_ChunkMeter", waves: queue.SimpleQueue) -> None:
     """The writing thread: the waves' rows, until None; waves that queued while one
     insert was under way go together in the next."""
     try:
-        with connection.cursor() as cursor:
-            # This connection only writes ahead, and requests wait for it: its commits
-            # return once in the server's memory, not on disk. It guards against the
-            # worker dying, which it still does; a crash of the database server itself
-            # within a fraction of a second (3 × wal_writer_delay) could lose rows of
-            # calls it had sent.
-            cursor.execute("SET synchronous_commit = off")
         while (wave := waves.get()) is not None:
             batch = [wave]
             for _ in range(waves.qsize()):
@@ -1352,7 +1345,7 @@ def _write_ahead_loop(meter: "_ChunkMeter", waves: queue.SimpleQueue) -> None:
                     break
                 batch.append(wave)
             try:
-                meter.write_ahead(*batch)
+                meter.write_ahead(*batch, wait_for_disk=False)
             except Exception:
                 # Its attempts raise it (nothing was sent) and the chunk stops.
                 logger.warning(
@@ -1384,11 +1377,15 @@ class _ChunkMeter:
         self.pending: dict[int, list[_CallRecord]] = {}
         self.status_checked_at = time.monotonic()
 
-    def write_ahead(self, *waves: _Wave) -> None:
+    def write_ahead(self, *waves: _Wave, wait_for_disk: bool = True) -> None:
         """The waves' rows, in flight, in one insert; their attempts are sent once
         this returns."""
         try:
-            _calls_write_ahead(self.run, [r for wave in waves for r in wave.records])
+            _calls_write_ahead(
+                self.run,
+                [r for wave in waves for r in wave.records],
+                wait_for_disk=wait_for_disk,
+            )
         except BaseException as exc:
             for wave in waves:
                 wave.settle(exc)
@@ -1455,10 +1452,18 @@ class _ChunkMeter:
 ANSWERED = (InferenceCall.Outcome.OK, InferenceCall.Outcome.INVALID)
 
 
-def _calls_write_ahead(run: PrelabelRun, records: list[_CallRecord]) -> None:
+def _calls_write_ahead(
+    run: PrelabelRun, records: list[_CallRecord], *, wait_for_disk: bool = True
+) -> None:
     """Rows for attempts about to be sent, in flight, priced as if interrupted (the
     prompt as counted locally, no completion): committed before any is sent, so a
-    worker killed with calls in flight leaves a row for each."""
+    worker killed with calls in flight leaves a row for each.
+
+    Without wait_for_disk (the writing thread, PostgreSQL) the commit returns once
+    the server has it in memory, not on disk: 0.4 ms instead of 2.3 for a row at
+    load 5.6, and the requests wait for it. It guards against the worker dying,
+    which it still does; only a crash of the database server itself within a
+    fraction of a second (3 × wal_writer_delay) could lose rows of calls sent."""
     rows = [
         InferenceCall(
             run_id=run.pk,
@@ -1475,7 +1480,12 @@ def _calls_write_ahead(run: PrelabelRun, records: list[_CallRecord]) -> None:
         )
         for record in records
     ]
-    InferenceCall.objects.bulk_create(rows)
+    with transaction.atomic():
+        if not wait_for_disk:
+            with connection.cursor() as cursor:
+                # This transaction only: the connection goes back to the pool.
+                cursor.execute("SET LOCAL synchronous_commit = off")
+        InferenceCall.objects.bulk_create(rows)
     for record, row in zip(records, rows, strict=True):
         record.call_id = row.pk
 
