@@ -670,7 +670,27 @@ class LeasedJob(models.Model):
         abstract = True
 
 
-class ImportJob(LeasedJob):
+class JobRecord(models.Model):
+    """What every kind of background job records of its life, whatever its work
+    (imports, exports, pre-labeling and fine-tuning runs): who started it, when it
+    was made and when it ended, and why it failed. Each kind keeps its own states
+    (`status`), counts and project relation (their related names differ); the
+    lifecycle itself is annotation.job_sweep's, for the kinds held under a lease."""
+
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    tenant_path = "project__organization"
+
+    class Meta:
+        abstract = True
+
+
+class ImportJob(JobRecord, LeasedJob):
     class Status(models.TextChoices):
         PENDING = "pending", _("Pending")
         RUNNING = "running", _("Running")
@@ -687,9 +707,6 @@ class ImportJob(LeasedJob):
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="imports")
-    created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
-    )
     file = models.FileField(upload_to="imports/%Y/%m/")
     filename = models.CharField(max_length=255, blank=True)
     file_size = models.PositiveBigIntegerField(default=0)
@@ -714,14 +731,10 @@ class ImportJob(LeasedJob):
     # The first errors, each {"row", "field", "message"}; rows_invalid counts all.
     errors = models.JSONField(default=list, blank=True)
     error = models.TextField(blank=True, help_text=_("Why the whole file failed, if it did."))
-    created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
     # Written as batches are staged; a running job whose heartbeat is old has lost
     # its worker, and beat fails it (import_jobs_fail_stale).
     heartbeat_at = models.DateTimeField(null=True, blank=True)
-
-    tenant_path = "project__organization"
 
     class Meta:
         verbose_name = _("import job")
@@ -786,7 +799,7 @@ class ExportFormat(models.TextChoices):
     CONLL = "conll", _("CoNLL with BIO tags (span projects)")
 
 
-class ExportJob(LeasedJob):
+class ExportJob(JobRecord, LeasedJob):
     class Status(models.TextChoices):
         PENDING = "pending", _("Pending")
         RUNNING = "running", _("Running")
@@ -795,22 +808,14 @@ class ExportJob(LeasedJob):
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="exports")
-    created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
-    )
     format = models.CharField(max_length=32, choices=ExportFormat.choices)
     approved_only = models.BooleanField(default=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     file = models.FileField(upload_to="exports/%Y/%m/", blank=True)
     row_count = models.PositiveIntegerField(default=0)
-    error = models.TextField(blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
     # Written as the file is written; beat fails a running job whose heartbeat is
     # old (export_jobs_fail_stale).
     heartbeat_at = models.DateTimeField(null=True, blank=True)
-
-    tenant_path = "project__organization"
 
     class Meta:
         verbose_name = _("export job")

@@ -163,9 +163,16 @@ class BackendClient:
     async def __aexit__(self, *exc):
         await asyncio.gather(*(client.aclose() for client in self._clients))
 
-    async def _request(self, method: str, path: str, **kwargs) -> tuple[httpx.Response, float]:
-        """One request inside a concurrency slot; returns it with the backend's time in ms."""
+    async def _request(
+        self, method: str, path: str, *, before_send=None, **kwargs
+    ) -> tuple[httpx.Response, float]:
+        """One request inside a concurrency slot; returns it with the backend's time in ms.
+        `before_send` (a coroutine function) runs once the slot is held, just before the
+        request goes out: the caller's write-ahead record of the call. If it raises,
+        nothing is sent."""
         async with self.semaphore:
+            if before_send is not None:
+                await before_send()
             shard = min(range(len(self._clients)), key=self._busy.__getitem__)
             self._busy[shard] += 1
             started = time.perf_counter()
@@ -209,9 +216,13 @@ class BackendClient:
         max_tokens: int | None = None,
         temperature: float = 0.0,
         logprobs: bool = True,
+        request_id: str = "",
+        before_send=None,
     ) -> ChatAttempt:
         """One POST /chat/completions, never retried here, never raising for the
-        backend's faults: the attempt says what happened."""
+        backend's faults: the attempt says what happened. `request_id` goes out as
+        X-Client-Request-Id (the call's metering key, so a provider's logs and ours
+        can be matched call by call); `before_send` as in _request."""
         payload = {"model": model, "messages": messages, "temperature": temperature}
         if response_format is not None:
             payload["response_format"] = response_format
@@ -221,7 +232,13 @@ class BackendClient:
             payload["logprobs"] = True
             payload["top_logprobs"] = 5
         try:
-            response, latency_ms = await self._request("POST", "/chat/completions", json=payload)
+            response, latency_ms = await self._request(
+                "POST",
+                "/chat/completions",
+                json=payload,
+                headers={"X-Client-Request-Id": request_id} if request_id else None,
+                before_send=before_send,
+            )
         except httpx.TimeoutException as exc:
             return ChatAttempt(
                 outcome=Outcome.TIMEOUT,

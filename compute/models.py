@@ -8,7 +8,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 
-from annotation.models import LeasedJob
+from annotation.models import JobRecord, LeasedJob
 
 MONEY = {"max_digits": 16, "decimal_places": 6}
 
@@ -160,7 +160,7 @@ class RoutingPolicy(models.TextChoices):
     REGION = "region", _("Pinned to a region (data residency)")
 
 
-class PrelabelRun(models.Model):
+class PrelabelRun(JobRecord):
     class Status(models.TextChoices):
         PENDING = "pending", _("Pending")
         RUNNING = "running", _("Running")
@@ -172,9 +172,6 @@ class PrelabelRun(models.Model):
 
     project = models.ForeignKey(
         "annotation.Project", on_delete=models.CASCADE, related_name="prelabel_runs"
-    )
-    created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
     )
     prompt = models.ForeignKey(PromptTemplate, on_delete=models.PROTECT, related_name="runs")
     model = models.CharField(
@@ -214,16 +211,11 @@ class PrelabelRun(models.Model):
     prompt_tokens = models.PositiveBigIntegerField(default=0)
     completion_tokens = models.PositiveBigIntegerField(default=0)
     cost = models.DecimalField(default=Decimal(0), **MONEY)
-    error = models.TextField(blank=True)
     # Items that ended without an answer, by the outcome of their last call.
     failures = models.JSONField(default=dict, blank=True)
     # The bounds every call of the run was retried within (compute.retry_policy).
     retry_policy = models.JSONField(default=dict, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
-
-    tenant_path = "project__organization"
 
     class Meta:
         verbose_name = _("pre-labeling run")
@@ -308,9 +300,14 @@ class Prediction(models.Model):
 class InferenceCall(models.Model):
     """Metering: one row per HTTP attempt to a backend, keyed by run, item and attempt.
 
-    Written as attempts return (in small batches), failures included, so what a
-    killed worker had called is metered and the error rate is what the backend
-    answered.
+    Written ahead: the row is inserted `in_flight` before the request is sent (one
+    insert per wave of requests, not per call), and completed in place with what
+    the backend answered as attempts return (in small batches), failures
+    included, so the error rate is what the backend answered. A worker killed
+    with calls in flight leaves their rows `in_flight`; whoever takes its work
+    over marks them `interrupted` (compute.services.prelabel_calls_interrupt):
+    sent, outcome unknown, billed at the prompt tokens counted locally and no
+    completion. So every request a backend received has exactly one row.
     """
 
     class Purpose(models.TextChoices):
@@ -327,10 +324,15 @@ class InferenceCall(models.Model):
         MALFORMED = "malformed", _("Malformed reply")
         REJECTED = "rejected", _("Rejected (4xx)")
         ERROR = "error", _("Failed")  # calls metered before outcomes were told apart
+        # Written ahead of the request; completed in place when it returns.
+        IN_FLIGHT = "in_flight", _("Sent, no answer yet")
+        # Sent by a worker that stopped before it recorded the answer.
+        INTERRUPTED = "interrupted", _("Interrupted (outcome unknown)")
 
     # Outcomes that count against a backend's health (the circuit breaker, the
     # error share): it was asked and did not answer. A rejected request or an
-    # invalid answer is the request's or the model's fault, not the backend's.
+    # invalid answer is the request's or the model's fault, not the backend's, and an
+    # interrupted call is our worker's.
     BACKEND_ERRORS = ("rate_limited", "server_error", "timeout", "connection", "malformed", "error")
 
     run = models.ForeignKey(PrelabelRun, on_delete=models.CASCADE, null=True, related_name="calls")
@@ -347,6 +349,8 @@ class InferenceCall(models.Model):
     model = models.CharField(max_length=200)
     outcome = models.CharField(max_length=16, choices=Outcome.choices)
     http_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    # As the backend reported them; in flight or interrupted, as counted locally
+    # (annotation.token_estimate), with no completion.
     prompt_tokens = models.PositiveIntegerField(default=0)
     completion_tokens = models.PositiveIntegerField(default=0)
     cost = models.DecimalField(default=Decimal(0), **MONEY)
@@ -368,13 +372,19 @@ class InferenceCall(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["run", "item", "attempt"], name="inference_call_once"),
         ]
-        indexes = [models.Index(fields=["backend", "created_at"], name="call_backend_time")]
+        indexes = [
+            models.Index(fields=["backend", "created_at"], name="call_backend_time"),
+            # Few rows at any time: what the sweep and a takeover look for.
+            models.Index(
+                fields=["run", "item"], condition=Q(outcome="in_flight"), name="call_in_flight"
+            ),
+        ]
 
     def __str__(self):
         return f"call {self.pk} ({self.outcome})"
 
 
-class FineTuneRun(LeasedJob):
+class FineTuneRun(JobRecord, LeasedJob):
     class Status(models.TextChoices):
         PENDING = "pending", _("Pending")
         UPLOADING = "uploading", _("Uploading")
@@ -414,14 +424,6 @@ class FineTuneRun(LeasedJob):
     # items back at every retrain, a human cost the quality engine accounts for
     # itself by weighing the model on gold.
     review_disagreements = models.BooleanField(default=True)
-    error = models.TextField(blank=True)
-    created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
-    )
-    created_at = models.DateTimeField(auto_now_add=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
-
-    tenant_path = "project__organization"
 
     class Meta:
         verbose_name = _("fine-tuning run")

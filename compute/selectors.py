@@ -16,6 +16,7 @@ MAX_LATENCY_SAMPLES = 200_000
 # Beat asks every 30 s; a backend checked within 25 s is skipped so that two
 # overlapping beats do not probe it twice.
 HEALTH_CHECK_INTERVAL = timedelta(seconds=25)
+IN_FLIGHT = InferenceCall.Outcome.IN_FLIGHT
 
 
 def prelabel_run_items(*, run: PrelabelRun):
@@ -46,13 +47,18 @@ def approved_results_count(*, project: Project) -> int:
 
 
 def run_totals(*, run: PrelabelRun) -> dict:
-    """Progress, tokens and cost so far, straight from the metered rows."""
-    calls = InferenceCall.objects.filter(run=run).aggregate(
-        prompt_tokens=Sum("prompt_tokens"),
-        completion_tokens=Sum("completion_tokens"),
-        cost=Sum("cost"),
-        calls=Count("pk"),
-        failed_calls=Count("pk", filter=~Q(outcome=InferenceCall.Outcome.OK)),
+    """Progress, tokens and cost so far, straight from the metered rows (calls in
+    flight not yet: their figures are the write-ahead's estimate)."""
+    calls = (
+        InferenceCall.objects.filter(run=run)
+        .exclude(outcome=IN_FLIGHT)
+        .aggregate(
+            prompt_tokens=Sum("prompt_tokens"),
+            completion_tokens=Sum("completion_tokens"),
+            cost=Sum("cost"),
+            calls=Count("pk"),
+            failed_calls=Count("pk", filter=~Q(outcome=InferenceCall.Outcome.OK)),
+        )
     )
     predicted = Prediction.objects.filter(run=run).count()
     # Failed: ended without an answer (a recorded final failure), not merely
@@ -124,12 +130,16 @@ def backend_metrics(*, backends, since=None) -> list[dict]:
     """Per backend since `since` (24 h by default), from every metered attempt:
     requests by outcome, the error share (attempts the backend did not answer:
     429, 5xx, timeouts, connection errors, malformed replies), latency
-    percentiles of answered attempts (the backend's own time), tokens and cost."""
+    percentiles of answered attempts (the backend's own time), tokens and cost.
+    Attempts whose worker stopped before their answer was recorded count as
+    requests of outcome `interrupted` (unknown), not as the backend's errors;
+    attempts still in flight are not counted yet."""
     since = since or timezone.now() - timedelta(hours=24)
     backends = list(backends)
     rows: dict[int, dict] = {}
     for row in (
         InferenceCall.objects.filter(backend__in=backends, created_at__gte=since)
+        .exclude(outcome=IN_FLIGHT)
         .values("backend_id", "outcome")
         .annotate(
             requests=Count("pk"),
@@ -159,7 +169,7 @@ def backend_metrics(*, backends, since=None) -> list[dict]:
             .values_list("latency_ms", flat=True)[:MAX_LATENCY_SAMPLES]
         )
         row = rows.get(backend.pk, {})
-        outcomes = {value: 0 for value in InferenceCall.Outcome.values}
+        outcomes = {value: 0 for value in InferenceCall.Outcome.values if value != IN_FLIGHT}
         outcomes.update(row.get("outcomes", {}))
         requests = sum(outcomes.values())
         errors = sum(outcomes[o] for o in InferenceCall.BACKEND_ERRORS)
@@ -240,6 +250,7 @@ def backend_hourly_history(*, backends, hours: int = 24, now=None) -> dict[int, 
     counts: dict[tuple[int, object], dict] = {}
     for row in (
         InferenceCall.objects.filter(backend_id__in=ids, created_at__gte=start)
+        .exclude(outcome=IN_FLIGHT)
         .annotate(hour=TruncHour("created_at"))
         .values("backend_id", "hour")
         .annotate(

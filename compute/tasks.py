@@ -51,7 +51,11 @@ def _no_backend(task, exc, *, run_id: int) -> dict:
     # Nothing was sent: wait for a circuit's cool-down (a half-open probe), then
     # claim the chunk again; in the end the run fails saying why.
     if task.request.retries >= NO_BACKEND_RETRIES:
-        services.prelabel_run_fail(run_id=run_id, error=str(exc))
+        services.prelabel_run_fail(
+            run_id=run_id,
+            error=f"{exc} None came back within {NO_BACKEND_RETRIES} cool-downs; "
+            "resume the run to go on.",
+        )
         return {"skipped": True, "reason": "no backend"}
     raise task.retry(exc=exc, countdown=exc.retry_in, max_retries=NO_BACKEND_RETRIES) from exc
 

@@ -40,8 +40,12 @@ Inspection
     json, body, time, status, handled_seconds); ``fake.counts(path)``: a Counter of the
     statuses answered on paths starting with ``path`` ("dropped" for requests that got
     no response), so tests can compare what a client recorded with what the server
-    answered, attempts included; ``fake.max_in_flight``/``fake.in_flight``: concurrency
-    seen; ``fake.set_latency(seconds)``: added to every request; ``fake.reset()``.
+    answered, attempts included; ``fake.received(path)``: every request, answered or not
+    (a client's X-Client-Request-Id is in ``headers``), to match call by call;
+    ``fake.max_in_flight``/``fake.in_flight``: concurrency seen;
+    ``fake.set_latency(seconds)``: added to every request; ``fake.hold()`` /
+    ``fake.release()`` / ``fake.held``: keep requests unanswered (a client killed
+    meanwhile has them dropped); ``fake.reset()``.
 """
 
 from __future__ import annotations
@@ -316,6 +320,8 @@ class FakeOpenAI:
         self._faults: list[tuple[Fault, str | None]] = []
         self._in_flight = 0
         self._max_in_flight = 0
+        self._held = 0
+        self._holding = threading.Event()
         self._stopping = threading.Event()
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
@@ -339,6 +345,20 @@ class FakeOpenAI:
     def set_latency(self, seconds: float) -> None:
         self.latency = seconds
 
+    def hold(self) -> None:
+        """Requests (those arriving, and those in their latency) wait unanswered until
+        release(); one whose client hangs up meanwhile is dropped."""
+        self._holding.set()
+
+    def release(self) -> None:
+        self._holding.clear()
+
+    @property
+    def held(self) -> int:
+        """Requests waiting for release() now."""
+        with self._lock:
+            return self._held
+
     @property
     def pending_faults(self) -> int:
         with self._lock:
@@ -353,6 +373,10 @@ class FakeOpenAI:
     def max_in_flight(self) -> int:
         with self._lock:
             return self._max_in_flight
+
+    def received(self, path: str = "/v1/chat/completions") -> list[RecordedRequest]:
+        """Requests on paths starting with `path`, answered or not, in arrival order."""
+        return [r for r in self.requests if r.path.startswith(path)]
 
     def counts(self, path: str = "/v1/chat/completions") -> Counter:
         """Requests on paths starting with `path` that have ended, by status answered."""
@@ -417,6 +441,20 @@ class FakeOpenAI:
             await asyncio.sleep(min(left, 0.02))
         return not (self._stopping.is_set() or gone.is_set())
 
+    async def _wait_released(self, gone: asyncio.Event) -> bool:
+        """Wait while held; False when the server stops or the client hangs up first."""
+        with self._lock:
+            self._held += 1
+        try:
+            while self._holding.is_set():
+                if self._stopping.is_set() or gone.is_set():
+                    return False
+                await asyncio.sleep(0.02)
+            return True
+        finally:
+            with self._lock:
+                self._held -= 1
+
     def _next_fault(self, recorded: RecordedRequest) -> Fault | None:
         with self._lock:
             for index, (fault, path) in enumerate(self._faults):
@@ -480,6 +518,8 @@ class FakeOpenAI:
 
     async def _handle(self, scope, send, recorded: RecordedRequest, gone) -> None:
         if self.latency and not await self._sleep(self.latency, gone):
+            return await self._drop(send)
+        if self._holding.is_set() and not await self._wait_released(gone):
             return await self._drop(send)
         if self.api_key is not None and recorded.headers.get("authorization") != (
             f"Bearer {self.api_key}"

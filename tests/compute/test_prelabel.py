@@ -236,10 +236,16 @@ def test_a_chunk_written_twice_is_metered_once(fake, django_capture_on_commit_ca
     calls = list(
         InferenceCall.objects.filter(run=run).values("item_id", "attempt", "prompt_tokens")
     )
-    # A redelivered message processed concurrently writes the same keys again.
+    # A redelivered message processed concurrently completes the same row again: a
+    # row is completed once, while it is in flight.
     plan = services._plan(Backend.objects.get(), "")
     record = services._CallRecord(
-        item_id=made[0].pk, attempt=1, backend=plan, outcome="ok", prompt_tokens=999
+        item_id=made[0].pk,
+        attempt=1,
+        backend=plan,
+        outcome="ok",
+        prompt_tokens=999,
+        call_id=InferenceCall.objects.get(run=run, item=made[0], attempt=1).pk,
     )
     services._record_calls(run, [record], [], {plan.id: plan})
     assert (
