@@ -327,7 +327,9 @@
   }
 
   dialog.addEventListener("close", () => {
-    if (root.dataset.mode === "reject") setMode("view");
+    // The close event is queued: it can arrive after a quick "r" has opened the
+    // dialog again, and must not switch the reopened dialog's page to view mode.
+    if (!dialog.open && root.dataset.mode === "reject") setMode("view");
   });
 
   async function confirmReject() {
