@@ -334,6 +334,10 @@ class InferenceCall(models.Model):
     # invalid answer is the request's or the model's fault, not the backend's, and an
     # interrupted call is our worker's.
     BACKEND_ERRORS = ("rate_limited", "server_error", "timeout", "connection", "malformed", "error")
+    # What the circuit breaker counts against a backend: not a 429, which says the
+    # backend is alive and asks for less (Retry-After is honoured; opening the
+    # circuit would take a busy but working backend out of every run).
+    CIRCUIT_FAILURES = ("server_error", "timeout", "connection", "malformed", "error")
 
     run = models.ForeignKey(PrelabelRun, on_delete=models.CASCADE, null=True, related_name="calls")
     project = models.ForeignKey(

@@ -45,9 +45,10 @@ from .structured import response_format as project_response_format
 # Health checks (GET /models) of an idle backend: this many failures in a row open it.
 CIRCUIT_FAILURE_THRESHOLD = 5
 # Calls: the circuit opens when more than CIRCUIT_ERROR_SHARE of the backend's
-# last CIRCUIT_WINDOW_CALLS calls within CIRCUIT_WINDOW failed (429, 5xx,
-# timeouts, connection errors, malformed replies), once there are at least
-# CIRCUIT_MIN_CALLS of them: a backend answering most requests stays in service.
+# last CIRCUIT_WINDOW_CALLS calls within CIRCUIT_WINDOW failed (5xx, timeouts,
+# connection errors, malformed replies; a 429 is neither an answer nor a
+# failure here), once there are at least CIRCUIT_MIN_CALLS of them: a backend
+# answering most requests stays in service.
 CIRCUIT_WINDOW = timedelta(seconds=60)
 CIRCUIT_WINDOW_CALLS = 100
 CIRCUIT_MIN_CALLS = 20
@@ -265,7 +266,7 @@ def backend_circuit_evaluate(
             ]
         )
         answered = sum(o in ("ok", "invalid") for o in outcomes)
-        failed = sum(o in InferenceCall.BACKEND_ERRORS for o in outcomes)
+        failed = sum(o in InferenceCall.CIRCUIT_FAILURES for o in outcomes)
         if backend.circuit == Backend.Circuit.CLOSED:
             if answered + failed >= CIRCUIT_MIN_CALLS and failed > CIRCUIT_ERROR_SHARE * (
                 answered + failed
@@ -851,7 +852,8 @@ async def _label_items(
             elif reply.outcome in RETRYABLE_OUTCOMES:
                 result.retry = True
                 result.retry_after = reply.retry_after
-                observed(plan.id, failed=True)
+                if reply.outcome in InferenceCall.CIRCUIT_FAILURES:
+                    observed(plan.id, failed=True)
                 following = next_plan(state["plan"])
                 if following != state["plan"]:
                     state.update(plan=following, conversation=list(messages))

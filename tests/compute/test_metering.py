@@ -87,6 +87,57 @@ def test_every_attempt_is_metered_and_the_error_share_is_what_the_server_failed(
     assert backend.circuit == "closed" and backend.health == "healthy"
 
 
+def test_a_backend_failing_most_requests_with_429_and_500_still_ends_the_run(
+    django_capture_on_commit_callbacks,
+):
+    """60 % of requests answered 429 or 500 in turn, the README's retry policy
+    (COMPUTE_MAX_RETRIES 4: five attempts an item): the run ends on its own,
+    partial when some item's five attempts all failed, saying how many and why;
+    the meter and the metrics show exactly what the server did. The 429s say
+    the backend is alive and busy, so only the 500s (30 %) count for the
+    circuit, and the only backend stays in service."""
+
+    counter, lock = itertools.count(1), threading.Lock()
+
+    def rule(request):
+        if not request.path.startswith(CHAT):
+            return None
+        with lock:
+            n = next(counter)
+        if n % 5 in (1, 2, 3):
+            return Fault.status(429, retry_after=0) if n % 2 else Fault.status(500)
+        return None
+
+    with FakeOpenAI(rule=rule) as fake:
+        project = annotation_project()
+        items(project, 60)
+        backend = make_backend(project, fake.url, max_concurrency=8)
+        run = start(project, django_capture_on_commit_callbacks)
+        answered = fake.counts(CHAT)
+
+    assert run.status in ("succeeded", "partial"), run.error
+    calls = InferenceCall.objects.filter(run=run)
+    failed_items = calls.filter(final=True).exclude(outcome="ok").values("item").distinct()
+    assert run.done_items + run.failed_items == 60
+    assert run.failed_items == failed_items.count()
+    assert run.done_items == Prediction.objects.filter(run=run).count()
+    if run.failed_items:
+        assert run.status == "partial"
+        assert f"{run.failed_items} of 60 items failed" in run.error
+    # Calls recorded = calls the server answered, attempts included.
+    assert calls.count() == sum(answered.values())
+    assert calls.filter(outcome="rate_limited").count() == answered[429]
+    assert calls.filter(outcome="server_error").count() == answered[500]
+    assert LedgerEntry.objects.filter(kind="inference").count() == calls.count()
+    assert_metered_once(run)
+    [row] = selectors.backend_metrics(backends=[backend])
+    server_share = (answered[429] + answered[500]) / sum(answered.values())
+    assert abs(server_share - 0.6) <= 0.02
+    assert abs(row["error_share"] - server_share) <= 0.01
+    backend.refresh_from_db()
+    assert backend.circuit == "closed"
+
+
 def test_the_metrics_endpoint_shows_outcomes_and_the_error_share(
     api_client, django_capture_on_commit_callbacks, settings
 ):

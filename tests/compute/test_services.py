@@ -168,6 +168,18 @@ def test_the_circuit_stays_closed_for_a_backend_answering_most_calls():
     assert b.health == Backend.Health.HEALTHY
 
 
+def test_rate_limits_do_not_open_the_circuit_errors_do():
+    # A 429 says the backend is alive and busy: even 60 % of them leave it in
+    # service (the retries honour Retry-After); the same share of 500s opens it.
+    project = annotation_project()
+    busy = backend(project)
+    _calls(busy, project, ["rate_limited", "ok", "rate_limited", "ok", "rate_limited"] * 8)
+    assert services.backend_circuit_evaluate(backend_id=busy.pk) == Backend.Circuit.CLOSED
+    broken = backend(project, name="broken")
+    _calls(broken, project, ["server_error", "ok", "server_error", "ok", "server_error"] * 8)
+    assert services.backend_circuit_evaluate(backend_id=broken.pk) == Backend.Circuit.OPEN
+
+
 def test_the_circuit_needs_a_minimum_volume_then_opens_above_half_errors():
     project = annotation_project()
     b = backend(project)
