@@ -37,6 +37,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -270,6 +271,50 @@ def start_gunicorn(port: int, workers: int, server_dir: Path, log: Path) -> subp
 # --- main ---------------------------------------------------------------------------
 
 
+class LockWaits:
+    """Samples pg_stat_activity every 0.1 s from a connection of its own while the
+    loop runs: how often any backend of the bench database waits on a lock, and
+    how often the waiting statement touches a rollup table (#14: none on the
+    submit path, since rollups are a batcher's)."""
+
+    def __init__(self):
+        self.samples = self.waiting = self.on_rollups = 0
+        self.statements: dict[str, int] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        import psycopg
+
+        with psycopg.connect(_common.bench_env()["DATABASE_URL"], autocommit=True) as conn:
+            while not self._stop.wait(0.1):
+                rows = conn.execute(
+                    "SELECT left(regexp_replace(query, '\\s+', ' ', 'g'), 70) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                    " AND pid <> pg_backend_pid()"
+                ).fetchall()
+                self.samples += 1
+                if rows:
+                    self.waiting += 1
+                    self.on_rollups += any("rollup" in q for (q,) in rows)
+                    for (q,) in rows:
+                        self.statements[q] = self.statements.get(q, 0) + 1
+
+    def start(self):
+        self._thread.start()
+
+    def stop(self) -> dict:
+        self._stop.set()
+        self._thread.join(5)
+        top = sorted(self.statements.items(), key=lambda kv: -kv[1])[:3]
+        return {
+            "lock_samples": self.samples,
+            "lock_waiting": self.waiting,
+            "lock_on_rollups": self.on_rollups,
+            "lock_statements": top,
+        }
+
+
 def run_annotators(args, annotators: int, port: int, server, log: Path, texts) -> dict:
     fixture = _common.Fixture(f"hot{annotators}", overlap=args.overlap, annotators=annotators)
     project = fixture.project
@@ -293,11 +338,14 @@ def run_annotators(args, annotators: int, port: int, server, log: Path, texts) -
             return result
         offset = log.stat().st_size
         meter = next_task.CpuMeter(server.pid)
+        locks = LockWaits()
         meter.start()
+        locks.start()
         start = time.perf_counter()
         state = asyncio.run(next_task.drive(port, project.pk, sessions, args.loop_leases, 0))
         wall = time.perf_counter() - start
         result.update(meter.stop())
+        result.update(locks.stop())
         time.sleep(0.5)
         result.update(
             {
@@ -451,8 +499,12 @@ def main() -> None:
     for r in results:
         print(
             f"{r['annotators']} annotators: {r['assignments']} assignments, {r['annotations']} "
-            f"annotations, {r['duplicate_pairs']} duplicate pairs, {r['over_target']} over target"
+            f"annotations, {r['duplicate_pairs']} duplicate pairs, {r['over_target']} over target; "
+            f"lock waits in {r['lock_waiting']} of {r['lock_samples']} samples (0.1 s), "
+            f"on rollup tables in {r['lock_on_rollups']}"
         )
+        for statement, count in r["lock_statements"]:
+            print(f"  waiting {count}x: {statement}")
     print(
         "targets: next <= 3 ms and submit <= 5 ms of web CPU; >= 150 annotations/s; "
         "next p99 <= 50 ms at 32 annotators"
