@@ -1467,15 +1467,9 @@ def _calls_write_ahead(
     which it still does; only a crash of the database server itself within a
     fraction of a second (3 × wal_writer_delay) could lose rows of calls sent."""
     rows = [
-        InferenceCall(
-            run_id=run.pk,
-            project_id=run.project_id,
-            item_id=record.item_id,
-            attempt=record.attempt,
-            backend_id=record.backend.id,
-            backend_name=record.backend.name,
-            model=record.backend.model,
-            purpose=run.purpose,
+        _call_row(
+            run,
+            record,
             outcome=InferenceCall.Outcome.IN_FLIGHT,
             prompt_tokens=record.prompt_tokens,
             cost=call_cost(record.backend, record.prompt_tokens, 0, 0),
@@ -1490,6 +1484,22 @@ def _calls_write_ahead(
         InferenceCall.objects.bulk_create(rows)
     for record, row in zip(records, rows, strict=True):
         record.call_id = row.pk
+
+
+def _call_row(run: PrelabelRun, record: _CallRecord, **fields) -> InferenceCall:
+    """The call row of one attempt: who made it, where, for which item; `fields`
+    say how it went (in flight when written ahead, completed when it returns)."""
+    return InferenceCall(
+        run=run,
+        project_id=run.project_id,
+        item_id=record.item_id,
+        attempt=record.attempt,
+        backend_id=record.backend.id,
+        backend_name=record.backend.name,
+        model=record.backend.model,
+        purpose=run.purpose,
+        **fields,
+    )
 
 
 # The fields a returning call completes in place.
@@ -1557,16 +1567,10 @@ def _record_calls(
     """One batch: its calls completed in place with their ledger entries, the final
     failures, the predictions."""
     calls = [
-        InferenceCall(
+        _call_row(
+            run,
+            record,
             pk=record.call_id,
-            run=run,
-            project_id=run.project_id,
-            item_id=record.item_id,
-            attempt=record.attempt,
-            backend_id=record.backend.id,
-            backend_name=record.backend.name,
-            model=record.backend.model,
-            purpose=run.purpose,
             outcome=record.outcome,
             http_status=record.http_status,
             prompt_tokens=record.prompt_tokens,
