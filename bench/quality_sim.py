@@ -384,12 +384,15 @@ class ModelHook:
 
         return InferenceCall.objects.filter(project=project).count()
 
-    def cleanup(self, project) -> None:
-        """Stop the server and delete the compute rows (before the fixture's cleanup)."""
+    def stop_server(self) -> None:
         if self.server is not None:
             self.server.terminate()
             self.server.wait(10)
             self.server = None
+
+    def cleanup(self, project) -> None:
+        """Stop the server and delete the compute rows (before the fixture's cleanup)."""
+        self.stop_server()
         if not self.enabled:
             return
         from django.db import connection, transaction
@@ -841,10 +844,8 @@ def run_config(ds, cfg, args, workers) -> tuple[list[list], bool, list[str]]:
     finally:
         if getattr(sim, "fixture", None) is not None and not args.keep:
             sim.cleanup()
-        elif getattr(sim, "hook", None) is not None and sim.hook.server is not None:
-            # --keep keeps the rows, not the model server: it outlived the run.
-            sim.hook.server.terminate()
-            sim.hook.server.wait(10)
+        elif getattr(sim, "hook", None) is not None:
+            sim.hook.stop_server()  # --keep keeps the rows, not the model server
     return rows, crashed, findings
 
 

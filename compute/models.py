@@ -329,10 +329,9 @@ class InferenceCall(models.Model):
         # Sent by a worker that stopped before it recorded the answer.
         INTERRUPTED = "interrupted", _("Interrupted (outcome unknown)")
 
-    # Outcomes that count against a backend's health (the circuit breaker, the
-    # error share): it was asked and did not answer. A rejected request or an
-    # invalid answer is the request's or the model's fault, not the backend's, and an
-    # interrupted call is our worker's.
+    # Outcomes that count in a backend's error share: it was asked and did not
+    # answer. A rejected request or an invalid answer is the request's or the
+    # model's fault, not the backend's, and an interrupted call is our worker's.
     BACKEND_ERRORS = ("rate_limited", "server_error", "timeout", "connection", "malformed", "error")
     # What the circuit breaker counts against a backend: not a 429, which says the
     # backend is alive and asks for less (Retry-After is honoured; opening the

@@ -1029,6 +1029,7 @@ def prelabel_runs_recover(*, now=None, limit: int = 100) -> int:
         .exclude(run__status=PrelabelRun.Status.RUNNING)
         .exclude(run_id__in=held)
         .values_list("run_id", flat=True)
+        .order_by("run_id")  # not the model's ordering: DISTINCT would take it in
         .distinct()[:limit]
     )
     interrupted = sum(prelabel_calls_interrupt(run_id=run_id) for run_id in list(ended))
